@@ -1,0 +1,2 @@
+"""dcgan-features."""
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""Atomic file writes: nothing is ever half-written under its final name.
+
+A writer gets a temporary path in the destination folder (same filesystem, so
+``os.replace`` is atomic) and the file appears under its final name only once the
+``with`` block exits cleanly. On any exception, including ``KeyboardInterrupt`` and a
+full disk, the temporary file is removed.
+
+>>> import json, tempfile, pathlib
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "r.json"
+>>> with atomic_path(out) as tmp:
+...     _ = tmp.write_text(json.dumps({"ok": 1}))
+>>> json.loads(out.read_text())
+{'ok': 1}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UserError
+
+
+def check_writable_dir(folder: str | os.PathLike) -> Path:
+    """Return ``folder`` as a Path, or raise UserError if it is missing or not writable."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"output folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {str(folder)!r} is not writable")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; move it onto ``path`` on success."""
+    path = Path(path)
+    check_writable_dir(path.parent if str(path.parent) else ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file + fsync + os.replace)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())

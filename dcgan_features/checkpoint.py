@@ -1,0 +1,129 @@
+"""The checkpoint file: one format written by ``train`` and ``import-theano``, read by all.
+
+A checkpoint is a ``torch.save``'d dict::
+
+    format          "dcgan-features-checkpoint"
+    format_version  1
+    arch, width, nz architecture name, width, latent size
+    G, D            state dicts (plain, never DDP/compile-wrapped)
+    imported        True for weights converted from the authors' Theano files: BN layers
+                    then hold no trained running statistics (use bn recompute or batch)
+    config          dict of every setting that produced it (training config or import info)
+    package_version
+    ...             train adds optimizers, step, epoch and RNG states
+
+It is written atomically (temp file + ``os.replace``), so a reader never sees half a file.
+
+>>> import tempfile, os
+>>> from dcgan_features.architectures import build
+>>> G, D = build("dcgan32", width=4)
+>>> path = os.path.join(tempfile.mkdtemp(), "m.pt")
+>>> save(path, make_payload("dcgan32", 4, G, D))
+>>> G2, D2, ckpt = load_models(path)
+>>> ckpt["arch"], ckpt["width"]
+('dcgan32', 4)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .architectures import Discriminator, Generator, get_arch
+from .atomic import atomic_path
+from .errors import CheckpointError
+
+FORMAT = "dcgan-features-checkpoint"
+FORMAT_VERSION = 1
+
+
+def make_payload(arch: str, width: int, G: nn.Module, D: nn.Module, *, nz: int | None = None,
+                 imported: bool = False, config: dict | None = None, **extra: Any) -> dict:
+    """Assemble the dict that :func:`save` writes; ``extra`` keys are stored as given."""
+    spec = get_arch(arch)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "width": int(width),
+        "nz": int(spec.nz if nz is None else nz),
+        "G": _plain_state_dict(G),
+        "D": _plain_state_dict(D),
+        "imported": bool(imported),
+        "config": dict(config or {}),
+        "package_version": __version__,
+        **extra,
+    }
+
+
+def _plain_state_dict(m: nn.Module) -> dict:
+    """State dict without DDP (``module.``) or torch.compile (``_orig_mod.``) prefixes."""
+    m = getattr(m, "module", m)
+    m = getattr(m, "_orig_mod", m)
+    return {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+
+
+def save(path: str | os.PathLike, payload: dict) -> None:
+    """Write a checkpoint atomically: the old file stays intact until the new one is whole."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read and validate a checkpoint; any problem is a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    try:
+        # weights_only=False: the payload holds RNG states and optimizer state, which
+        # are plain containers but include numpy arrays; files are the user's own.
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a dcgan-features checkpoint")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {str(path)!r} has format version {ckpt['format_version']}; "
+                              f"this package reads up to {FORMAT_VERSION}: upgrade dcgan-features")
+    get_arch(ckpt["arch"])  # unknown architecture -> UserError with the list
+    return ckpt
+
+
+def models_from_payload(ckpt: dict, path: str = "<checkpoint>") -> tuple[Generator, Discriminator]:
+    """Build G and D for a loaded checkpoint and load its weights (CPU, fp32)."""
+    G, D = get_arch(ckpt["arch"]).build(ckpt["width"], nz=ckpt["nz"], init=False)
+    for name, model in (("G", G), ("D", D)):
+        try:
+            model.load_state_dict(ckpt[name])
+        except (RuntimeError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"checkpoint {path!r}: its {name} does not fit architecture "
+                                  f"{ckpt['arch']} width {ckpt['width']} ({first})") from None
+    return G, D
+
+
+def load_models(path: str | os.PathLike) -> tuple[Generator, Discriminator, dict]:
+    """Load a checkpoint file and return (G, D, payload)."""
+    ckpt = load(path)
+    G, D = models_from_payload(ckpt, str(path))
+    return G, D, ckpt
+
+
+def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, streamed; identifies the model behind a feature file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
