@@ -64,15 +64,34 @@ def architectures_cmd(width: int | None, grid: int) -> None:
 @cli.command("datasets")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the datasets (torchvision layout). [default: ./data]")
-def datasets_cmd(data_dir: str | None) -> None:
+@click.option("--verify", "verify", metavar="NAME", default=None,
+              help="Load every split of dataset NAME fully and report shapes and class counts.")
+@click.option("--image-size", type=click.IntRange(min=8), default=None,
+              help="With --verify: resize to this size, as training does.")
+@click.option("--download", is_flag=True,
+              help="With --verify: fetch a missing public dataset (cifar10, svhn, fashion-mnist) with torchvision.")
+@click.pass_context
+def datasets_cmd(ctx: click.Context, data_dir: str | None, verify: str | None, image_size: int | None,
+                 download: bool) -> None:
     """List every dataset, where it is looked for, and whether it is present with split sizes.
 
     \b
       dcgan-features datasets
       dcgan-features datasets --data-dir /data/torchvision
+      dcgan-features datasets --verify fashion-mnist --image-size 32
+      dcgan-features datasets --verify cifar10 --download --data-dir data
     """
-    from .data import describe
+    from .data import describe, get_dataset, load
 
+    if download and verify is None:
+        ctx.fail("--download needs --verify NAME (the dataset to fetch)")
+    if verify is not None:
+        for split in get_dataset(verify).splits:
+            ds = load(verify, split, data_dir=data_dir, image_size=image_size, download_missing=download)
+            counts = ds.labels[ds.labels >= 0].bincount().tolist()
+            click.echo(f"{verify} {split}: images {tuple(ds.images.shape)} {ds.images.dtype}, "
+                       f"labels per class {counts}")
+        return
     for row in describe(data_dir):
         status = {True: "present", False: "MISSING", None: "-"}[row["present"]]
         splits = ", ".join(f"{k} {v}" for k, v in row["splits"].items()) or "(any folder of images)"

@@ -129,7 +129,7 @@ def _read_svhn(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     path = root / f"{split}_32x32.mat"
     try:
         mat = scipy.io.loadmat(path, variable_names=["X", "y"])
-    except (ValueError, OSError, TypeError, zlib.error, NotImplementedError) as e:
+    except Exception as e:  # noqa: BLE001 - scipy.io raises assorted types on corrupt input
         raise DatasetError(f"{path} is not a readable SVHN .mat file ({type(e).__name__}); "
                            "re-download it with --download") from None
     if "X" not in mat or "y" not in mat:
@@ -158,7 +158,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
         raise DatasetError(f"{path}: header says {dims} ({int(np.prod(dims))} bytes) but holds {body.size} bytes: truncated or corrupt")
-    return body.reshape(dims)
+    return body.reshape(dims).copy()  # frombuffer is read-only; torch wants writable memory
 
 
 def _read_fashion_mnist(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -388,7 +388,7 @@ def _count(spec: DatasetSpec, root: Path, split: str) -> int:
         path = root / f"{split}_32x32.mat"
         try:
             shapes = dict((n, s) for n, s, _ in scipy.io.whosmat(path))
-        except (ValueError, OSError, TypeError, zlib.error):
+        except Exception:  # noqa: BLE001 - scipy.io raises assorted types on corrupt input
             raise DatasetError(f"{path} corrupt") from None
         if "X" not in shapes:
             raise DatasetError(f"{path} has no X")

@@ -1,0 +1,49 @@
+"""The CLI surface shared by every command: listings, help, and the one-line error contract."""
+
+import re
+
+import pytest
+
+from dcgan_features.cli import main
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_architectures_prints_blocks_and_totals(capsys):
+    code, out, _ = run(capsys, "architectures")
+    assert code == 0
+    totals = dict(re.findall(r"^(\w+): input.*?total feature dim: (\d+)", out, re.S | re.M))
+    assert totals == {"imagenet32": "28672", "svhn32": "7168", "dcgan32": str(16 * 7 * 128), "dcgan64": "15360"}
+    assert "d6:   512 x  4 x 4  -> pooled 4x4:   8192" in out
+    assert "input 3x64x64" in out
+
+
+def test_architectures_width(capsys):
+    _, out, _ = run(capsys, "architectures", "--width", "8")
+    assert f"total feature dim: {16 * 7 * 8}" in out
+
+
+def test_datasets_lists_every_dataset(capsys, tmp_path):
+    code, out, _ = run(capsys, "datasets", "--data-dir", str(tmp_path))
+    assert code == 0
+    for name in ("cifar10", "svhn", "fashion-mnist", "digits", "folder", "synthetic"):
+        assert re.search(rf"^{name}\s", out, re.M), name
+    assert re.search(r"^digits\s+present\s+train 1297, test 500", out, re.M)
+    assert re.search(r"^cifar10\s+MISSING", out, re.M)
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, _, err = run(capsys, "architectures", "--grid", "0")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    code, _, err = run(capsys, "no-such-command")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_help_shows_defaults(capsys):
+    code, out, _ = run(capsys, "architectures", "--help")
+    assert code == 0 and "[default: 4; x>=1]" in out
