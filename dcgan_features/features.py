@@ -1,0 +1,271 @@
+"""Discriminator features: forward hooks that pool each named block's output at once.
+
+A feature of block ``dK`` is its post-activation output, adaptive-max-pooled to
+``grid x grid`` and flattened (DESIGN section 2); the features of the chosen blocks are
+concatenated in block order. Each hook pools and copies *inside the hook*, straight into
+the output matrix: the blocks end in an in-place LeakyReLU, so a hook that kept a
+reference to its tensor could see it overwritten by whatever in-place op runs next.
+
+BatchNorm has three modes (``BN_MODES``): ``running`` uses the stored statistics (eval
+mode); ``batch`` normalises with each batch's own statistics without touching the stored
+ones; ``recompute`` first re-estimates every BN layer's population statistics over the
+training images with :func:`recompute_bn_stats` (a cumulative average over batches,
+as the authors' script did), then extracts as ``running``.
+
+>>> from dcgan_features.architectures import build
+>>> _, D = build("imagenet32", width=4, seed=0)
+>>> x = torch.rand(2, 3, 32, 32) * 2 - 1
+>>> with FeatureExtractor(D, layers="d5..d6", grid=4) as fx:
+...     fx.layers, fx.layer_dims, tuple(fx(x).shape)
+(['d5', 'd6'], [256, 256], (2, 512))
+>>> D.training  # the caller's mode is back
+True
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserError
+
+BN_MODES = ("recompute", "running", "batch")
+
+
+# ------------------------------------------------------------------------- layers
+
+
+def _span(names: Sequence[str]) -> str:
+    return f"{names[0]}..{names[-1]}" if len(names) > 2 else ", ".join(names)
+
+
+def parse_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[str]:
+    """``all``, a comma list ``d1,d3``, a range ``d2..d4`` (or a mix) -> names in block order.
+
+    >>> parse_layers("d4..d6,d1", ["d1", "d2", "d3", "d4", "d5", "d6"])
+    ['d1', 'd4', 'd5', 'd6']
+    >>> parse_layers("d7", ["d1", "d2", "d3"])
+    Traceback (most recent call last):
+    dcgan_features.errors.UserError: block 'd7' not in model; available: d1..d3
+    """
+    available = list(available)
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    items = [s for s in items if s]
+    if not items:
+        raise UserError(f"no layer given; use all or names from {_span(available)}")
+    chosen: set[str] = set()
+    for item in items:
+        if item == "all":
+            chosen.update(available)
+            continue
+        ends = item.split("..") if ".." in item else [item, item]
+        if len(ends) != 2:
+            raise UserError(f"bad layer range {item!r}; write it as d2..d4")
+        for end in ends:
+            if end not in available:
+                raise UserError(f"block {end!r} not in model; available: {_span(available)}")
+        lo, hi = available.index(ends[0]), available.index(ends[1])
+        if lo > hi:
+            raise UserError(f"layer range {item!r} runs backwards; write {ends[1]}..{ends[0]}")
+        chosen.update(available[lo:hi + 1])
+    return [n for n in available if n in chosen]
+
+
+def check_grid(D: nn.Module, layers: Sequence[str], grid: int) -> None:
+    """A grid finer than a block's output would invent features: refuse it, naming the block."""
+    if grid < 1:
+        raise UserError(f"grid must be at least 1, got {grid}")
+    for fi in D.feature_info:
+        if fi.name in layers and grid > fi.spatial:
+            raise UserError(f"grid {grid} is larger than block {fi.name}'s {fi.spatial}x{fi.spatial} output; "
+                            f"use --grid {fi.spatial} or leave {fi.name} out of --layer")
+
+
+# ---------------------------------------------------------------------- extractor
+
+
+def to_model_input(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 in [-1, 1] on ``device`` (moved as uint8: 4x fewer bytes)."""
+    x = images.to(device, non_blocking=True).float()
+    return x.div_(127.5).sub_(1.0)
+
+
+class PoolHook:
+    """A forward hook that max-pools a module's output to ``grid x grid`` and copies it at once.
+
+    It writes into ``self.out[:, offset:offset + dim]`` (set per batch by the extractor),
+    converting to the output dtype as it copies, and keeps no reference to the module's
+    output, so a later in-place op cannot change what was captured.
+    """
+
+    def __init__(self, grid: int, offset: int, dim: int):
+        self.grid, self.offset, self.dim = grid, offset, dim
+        self.out: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        pooled = F.adaptive_max_pool2d(output, self.grid).flatten(1)  # (B, C * grid * grid)
+        if pooled.shape[1] != self.dim:
+            raise RuntimeError(f"hooked output gives {pooled.shape[1]} features, metadata says {self.dim}")
+        self.out[:, self.offset:self.offset + self.dim].copy_(pooled)
+
+
+def _batchnorms(D: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+class FeatureExtractor:
+    """Hooks on D's named blocks; ``fx(x)`` -> (N, dim) features. Use it as a context manager.
+
+    ``bn`` is ``running`` (eval mode, stored statistics; also what ``recompute`` extracts
+    with once :func:`recompute_bn_stats` has run) or ``batch`` (batch statistics, stored
+    ones untouched). On exit, even through an exception, the hooks are removed and every
+    module's train/eval mode and BN setting are restored.
+    """
+
+    def __init__(self, D: nn.Module, layers: str | Sequence[str] = "all", grid: int = 4, bn: str = "running",
+                 dtype: torch.dtype = torch.float32):
+        if bn not in BN_MODES:
+            raise UserError(f"unknown bn mode {bn!r}; choose one of {', '.join(BN_MODES)}")
+        self.D = D
+        self.layers = parse_layers(layers, [fi.name for fi in D.feature_info])
+        check_grid(D, self.layers, grid)
+        self.grid, self.bn, self.dtype = grid, bn, dtype
+        info = {fi.name: fi for fi in D.feature_info}
+        self.layer_dims = [info[n].pooled_dim(grid) for n in self.layers]
+        self.dim = sum(self.layer_dims)
+        self._hooks: list[PoolHook] = []
+        self._handles: list = []
+        self._saved: list | None = None
+
+    # (1) install: remember modes, set the BN mode, register one hook per chosen block
+    def __enter__(self) -> "FeatureExtractor":
+        if self._saved is not None:
+            raise RuntimeError("FeatureExtractor is already active")
+        self._saved = [(m, m.training) for m in self.D.modules()]
+        self._saved_bn = [(m, m.track_running_stats) for m in _batchnorms(self.D)]
+        try:
+            self.D.eval()
+            if self.bn == "batch":
+                for m in _batchnorms(self.D):
+                    # train mode + no tracking: normalise by batch statistics, update nothing
+                    m.train()
+                    m.track_running_stats = False
+            offset = 0
+            for name, dim in zip(self.layers, self.layer_dims):
+                hook = PoolHook(self.grid, offset, dim)
+                self._handles.append(self.D.blocks[name].register_forward_hook(hook))
+                self._hooks.append(hook)
+                offset += dim
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    # (2) remove hooks and restore modes, whatever happened inside the block
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles, self._hooks = [], []
+        for m, track in getattr(self, "_saved_bn", []):
+            m.track_running_stats = track
+        for m, training in self._saved or []:
+            m.training = training
+        self._saved = None
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of a float batch in [-1, 1]: (N, dim) in ``self.dtype`` (or into ``out``)."""
+        if self._saved is None:
+            raise RuntimeError("use FeatureExtractor inside a `with` block")
+        if out is None:
+            out = torch.empty((x.shape[0], self.dim), dtype=self.dtype, device=x.device)
+        for hook in self._hooks:
+            hook.out = out
+        try:
+            last = self.layers[-1]
+            for name, block in self.D.blocks.items():  # blocks past the last chosen one and the head are skipped
+                x = block(x)
+                if name == last:
+                    break
+        finally:
+            for hook in self._hooks:
+                hook.out = None
+        return out
+
+
+def extract_features(D: nn.Module, x: torch.Tensor, layers: str | Sequence[str] = "all", grid: int = 4,
+                     bn: str = "running") -> torch.Tensor:
+    """One-shot convenience: hooks installed, one batch extracted, hooks removed.
+
+    >>> from dcgan_features.architectures import build
+    >>> _, D = build("svhn32", width=2, seed=0)
+    >>> extract_features(D.eval(), torch.zeros(3, 3, 32, 32)).shape
+    torch.Size([3, 224])
+    """
+    with FeatureExtractor(D, layers, grid, bn) as fx:
+        return fx(x)
+
+
+# --------------------------------------------------------------------- recompute
+
+
+@torch.no_grad()
+def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str | None = None) -> int:
+    """Re-estimate every BN layer's population mean and variance over ``batches``.
+
+    Each BN layer's running statistics are reset and re-accumulated as the plain average
+    over batches (``momentum=None``) in train mode, so every layer sees the batch-normalised
+    output of the layers before it, as in the authors' script. Weights are not touched; the
+    running statistics of D are replaced (copy D first to keep the old ones). Only blocks up
+    to ``upto`` (default: all) run. The caller's modes and momenta are restored.
+    Returns the number of batches used.
+
+    >>> from dcgan_features.architectures import build
+    >>> _, D = build("dcgan32", width=2, seed=0)
+    >>> recompute_bn_stats(D, [torch.rand(4, 3, 32, 32)] * 2)
+    2
+    >>> int(D.blocks.d2[1].num_batches_tracked)
+    2
+    """
+    bns = _batchnorms(D)
+    saved = [(m, m.training) for m in D.modules()]
+    momenta = [(m, m.momentum) for m in bns]
+    n = 0
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over batches
+        D.train()
+        for x in batches:
+            for name, block in D.blocks.items():
+                x = block(x)
+                if name == upto:
+                    break
+            n += 1
+    finally:
+        for m, mom in momenta:
+            m.momentum = mom
+        for m, training in saved:
+            m.training = training
+    if n == 0 and bns:
+        raise UserError("no training images to recompute BatchNorm statistics from; use --bn running or batch")
+    return n
+
+
+def bn_state(D: nn.Module) -> dict[str, torch.Tensor]:
+    """The BN running statistics of D (names as in its state dict), on the CPU."""
+    keys = ("running_mean", "running_var", "num_batches_tracked")
+    return {k: v.detach().cpu().clone() for k, v in D.state_dict().items() if k.rsplit(".", 1)[-1] in keys}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> cuda when visible, else cpu; asking for cuda without a GPU is a user error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return dev
