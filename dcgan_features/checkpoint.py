@@ -8,6 +8,8 @@ A checkpoint is a ``torch.save``'d dict::
     G, D            state dicts (plain, never DDP/compile-wrapped)
     imported        True for weights converted from the authors' Theano files: BN layers
                     then hold no trained running statistics (use bn recompute or batch)
+    bn_eps          (optional) BatchNorm eps to set on every BN layer when loading
+                    (1e-8 for imported Theano weights; absent: torch's 1e-5)
     config          dict of every setting that produced it (training config or import info)
     package_version
     ...             train adds optimizers, step, epoch and RNG states
@@ -110,6 +112,11 @@ def models_from_payload(ckpt: dict, path: str = "<checkpoint>") -> tuple[Generat
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"checkpoint {path!r}: its {name} does not fit architecture "
                                   f"{ckpt['arch']} width {ckpt['width']} ({first})") from None
+    if ckpt.get("bn_eps") is not None:
+        # eps is not in a state dict; imported Theano weights were trained with 1e-8
+        for m in (*G.modules(), *D.modules()):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eps = float(ckpt["bn_eps"])
     return G, D
 
 
