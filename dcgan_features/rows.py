@@ -1,0 +1,253 @@
+"""Row sources: the one way the probe solvers see a feature matrix, whatever holds it.
+
+A solver never indexes a matrix; it asks a source for ``(start, chunk)`` pairs, float32
+tensors of whole rows on the solver's device, and makes one pass per request. Two kinds:
+
+- :class:`ArrayRows`: rows held in memory (numpy or torch, float16 or float32, CPU or GPU),
+  optionally a subset of them. Float16 storage is widened chunk by chunk, so a
+  50000 x 28672 matrix costs 2.9 GB resident, not 5.7 GB.
+- :class:`FileRows`: rows of one split of an HDF5 feature file, read from disk on every
+  pass, for matrices that do not fit in memory.
+
+:func:`open_split` picks one of the two for a feature-file split. Both check every value
+for NaN/inf (once per source) and name the split and row of the first bad one.
+
+>>> import numpy as np
+>>> src = ArrayRows(np.arange(12, dtype=np.float32).reshape(4, 3), np.array([0, 1, 0, 1]), chunk_rows=3)
+>>> [(s, tuple(x.shape)) for s, x in src.chunks()]
+[(0, (3, 3)), (3, (1, 3))]
+>>> sub = src.subset([3, 1])
+>>> sub.labels.tolist(), next(sub.chunks())[1][:, 0].tolist()
+([1, 1], [9.0, 3.0])
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .errors import FeatureFileError, UserError
+
+# Resident bytes of one float32 chunk handed to a solver: big enough for efficient
+# matmuls, small enough that a chunk never matters next to the matrix itself.
+CHUNK_BYTES = {"cpu": 64 << 20, "cuda": 1 << 30}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; a cuda request without a GPU is a user error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return dev
+
+
+def default_chunk_rows(dim: int, device: torch.device) -> int:
+    return max(64, CHUNK_BYTES.get(device.type, CHUNK_BYTES["cpu"]) // (4 * max(dim, 1)))
+
+
+def _raise_nonfinite(split: str, row_ids: np.ndarray, chunk: torch.Tensor) -> None:
+    bad = (~torch.isfinite(chunk)).any(1).nonzero()
+    first = int(bad[0, 0])
+    col = int((~torch.isfinite(chunk[first])).nonzero()[0, 0])
+    raise FeatureFileError(f"non-finite feature value in split {split!r}, row {int(row_ids[first])} "
+                           f"(column {col}): {float(chunk[first, col])}; re-extract the features "
+                           f"(float16 overflows past 65504: extract with --dtype float32)")
+
+
+class ArrayRows:
+    """Rows of an in-memory matrix ``X`` (N, D), with labels, optionally a subset ``rows``."""
+
+    def __init__(self, X, labels=None, rows: Sequence[int] | np.ndarray | None = None, split: str = "train",
+                 chunk_rows: int | None = None, row_ids: np.ndarray | None = None, _checked: bool = False):
+        self.X = X if isinstance(X, torch.Tensor) else torch.from_numpy(np.asarray(X))
+        if self.X.ndim != 2:
+            raise UserError(f"features of split {split!r} must be a 2-D matrix, got shape {tuple(self.X.shape)}")
+        if not self.X.is_floating_point():
+            self.X = self.X.float()
+        n = self.X.shape[0]
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        all_labels = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+        if all_labels.shape != (n,):
+            raise UserError(f"split {split!r} has {n} feature rows but {all_labels.shape[0]} labels")
+        self.all_labels = all_labels
+        self.labels = all_labels if self.rows is None else all_labels[self.rows]
+        self.split = split
+        self.row_ids = np.arange(n, dtype=np.int64) if row_ids is None else row_ids
+        self._chunk_rows = chunk_rows
+        self._checked = _checked
+
+    @property
+    def n_rows(self) -> int:
+        return self.X.shape[0] if self.rows is None else len(self.rows)
+
+    @property
+    def dim(self) -> int:
+        return self.X.shape[1]
+
+    def subset(self, rows) -> "ArrayRows":
+        """A source over ``rows`` (indices into this source's rows), sharing the matrix."""
+        rows = np.asarray(rows, dtype=np.int64)
+        base = rows if self.rows is None else self.rows[rows]
+        return ArrayRows(self.X, self.all_labels, base, self.split, self._chunk_rows, self.row_ids, self._checked)
+
+    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None
+               ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, float32 (n, D) on device)`` covering this source's rows in order."""
+        device = torch.device(device)
+        step = chunk_rows or self._chunk_rows or default_chunk_rows(self.dim, device)
+        check = not self._checked
+        for s in range(0, self.n_rows, step):
+            if self.rows is None:
+                x = self.X[s:s + step]
+                ids = self.row_ids[s:s + step]
+            else:
+                idx = self.rows[s:s + step]
+                x = self.X[torch.from_numpy(idx).to(self.X.device)]
+                ids = self.row_ids[idx]
+            x = x.to(device=device, dtype=torch.float32, non_blocking=True)
+            if check and not bool(torch.isfinite(x).all()):
+                _raise_nonfinite(self.split, ids, x)
+            yield s, x
+        self._checked = True
+
+
+class FileRows:
+    """Rows of one split of an open ``store.FeatureFile``, read from disk on every pass."""
+
+    def __init__(self, ff, split: str, rows=None, chunk_rows: int | None = None):
+        self.ff = ff
+        self.split = split
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.all_labels = ff.labels(split)
+        self.labels = self.all_labels if self.rows is None else self.all_labels[self.rows]
+        self._dim = int(ff.dim)
+        self._n_all = int(ff.n_rows(split))
+        self._chunk_rows = chunk_rows
+        self._checked = False
+
+    @property
+    def n_rows(self) -> int:
+        return self._n_all if self.rows is None else len(self.rows)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def subset(self, rows) -> "FileRows":
+        rows = np.asarray(rows, dtype=np.int64)
+        sub = FileRows(self.ff, self.split, rows if self.rows is None else self.rows[rows], self._chunk_rows)
+        sub._checked = self._checked
+        return sub
+
+    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None
+               ) -> Iterator[tuple[int, torch.Tensor]]:
+        device = torch.device(device)
+        step = chunk_rows or self._chunk_rows or default_chunk_rows(self.dim, torch.device("cpu"))
+        check = not self._checked
+        for s in range(0, self.n_rows, step):
+            if self.rows is None:
+                ids = np.arange(s, min(s + step, self._n_all))
+                block = self.ff.read(self.split, int(ids[0]), int(ids[-1]) + 1, dtype=np.float32)
+            else:
+                ids = self.rows[s:s + step]
+                # one contiguous read covering the chunk's rows, then select: h5py fancy
+                # indexing is far slower than reading a few extra rows
+                lo, hi = int(ids.min()), int(ids.max()) + 1
+                if hi - lo <= 4 * len(ids):
+                    block = self.ff.read(self.split, lo, hi, dtype=np.float32)[ids - lo]
+                else:
+                    block = np.stack([self.ff.read(self.split, int(i), int(i) + 1, dtype=np.float32)[0]
+                                      for i in ids])
+            x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
+            if check and not bool(torch.isfinite(x).all()):
+                _raise_nonfinite(self.split, ids, x)
+            yield s, x
+        self._checked = True
+
+
+def mem_available() -> int:
+    """Bytes of memory the kernel says a new allocation can get (MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def open_split(ff, split: str, device: str | torch.device = "cpu", cache: bool | str = "auto"):
+    """A row source over ``split`` of an open FeatureFile: cached in memory when it fits.
+
+    ``cache="auto"`` keeps the split resident (float16 on CPU; float32 on a GPU with room)
+    when it takes under half the available memory, else streams it from disk each pass.
+    """
+    ff.require(split)
+    device = resolve_device(device)
+    n, dim = int(ff.n_rows(split)), int(ff.dim)
+    if cache == "auto":
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            cache = 2 * n * dim * 2 < free
+        else:
+            cache = 2 * n * dim * 2 < mem_available()
+    if not cache:
+        return FileRows(ff, split)
+    dtype = torch.float16
+    if device.type == "cuda" and 3 * n * dim * 4 < torch.cuda.mem_get_info(device)[0]:
+        dtype = torch.float32
+    X = torch.empty((n, dim), dtype=dtype, device=device)
+    stream = FileRows(ff, split)
+    for s, x in stream.chunks("cpu"):
+        X[s:s + x.shape[0]] = x.to(device=device, dtype=dtype)
+        if dtype == torch.float16 and not bool(torch.isfinite(X[s:s + x.shape[0]]).all()):
+            _raise_nonfinite(split, np.arange(s, s + x.shape[0]), X[s:s + x.shape[0]].float())
+    return ArrayRows(X, ff.labels(split), split=split, _checked=True)
+
+
+
+
+
+class Standardized:
+    """A source whose columns are shifted and scaled: ``(x - mean) * inv_std``, chunk by chunk."""
+
+    def __init__(self, base, mean: torch.Tensor, inv_std: torch.Tensor):
+        self.base, self.mean, self.inv_std = base, mean, inv_std
+
+    n_rows = property(lambda self: self.base.n_rows)
+    dim = property(lambda self: self.base.dim)
+    labels = property(lambda self: self.base.labels)
+    split = property(lambda self: self.base.split)
+
+    def subset(self, rows) -> "Standardized":
+        return Standardized(self.base.subset(rows), self.mean, self.inv_std)
+
+    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None
+               ) -> Iterator[tuple[int, torch.Tensor]]:
+        device = torch.device(device)
+        mean, inv_std = self.mean.to(device), self.inv_std.to(device)
+        for s, x in self.base.chunks(device, chunk_rows):
+            yield s, (x - mean) * inv_std
+
+
+def standardizer(source, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and 1/std over ``source``'s rows (one pass, float64 sums); constant columns get 1."""
+    device = torch.device(device)
+    s1 = torch.zeros(source.dim, dtype=torch.float64, device=device)
+    s2 = torch.zeros_like(s1)
+    for _, x in source.chunks(device):
+        xd = x.double()
+        s1 += xd.sum(0)
+        s2 += (xd * xd).sum(0)
+    n = max(source.n_rows, 1)
+    mean = s1 / n
+    std = (s2 / n - mean * mean).clamp_min(0).sqrt()
+    inv = torch.where(std > 1e-12, 1.0 / std, torch.ones_like(std))
+    return mean.float().cpu(), inv.float().cpu()
+RowSource = ArrayRows | FileRows | Standardized
