@@ -224,6 +224,114 @@ def arithmetic_cmd(ctx: click.Context, checkpoint: str, out: str, seed: int, bn:
     click.echo(f"wrote a - b + c with {neighbours} neighbours (seed {seed}, bn {L.bn}) to {out}")
 
 
+# ----------------------------------------------------------------------- extract
+
+
+@cli.command("extract")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint written by `train` or `import-theano`.")
+@click.option("--random-init", is_flag=True, help="Use a randomly initialised D (a baseline) instead of a checkpoint.")
+@click.option("--arch", default=None, help="With --random-init: architecture (see `dcgan-features architectures`).")
+@click.option("--width", type=click.IntRange(min=1), default=None,
+              help="With --random-init: width. [default: the architecture's own]")
+@click.option("--seed", type=int, default=0, help="With --random-init: seed of the initialisation.")
+@click.option("--dataset", required=True, help="Dataset name (see `dcgan-features datasets`).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Root folder of the datasets. [default: ./data]")
+@click.option("--splits", default="train,test", help="Comma-separated splits to extract, one HDF5 group each.")
+@click.option("--layer", "layers", default="all", metavar="all|NAMES",
+              help="D blocks: all, a comma list (d1,d3) or a range (d2..d4).")
+@click.option("--grid", type=click.IntRange(min=1), default=4, help="Max-pool each block's output to GRID x GRID.")
+@click.option("--bn", type=click.Choice(["recompute", "running", "batch"]), default="recompute",
+              help="BatchNorm: re-estimate statistics over train (the paper's way), the checkpoint's, or per batch.")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", help="Stored feature dtype.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Images per forward pass.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Only the first N images of each split (quick runs, benchmarks). [default: all]")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HDF5 feature file to write.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a file (or unfinished run) made with other settings; the old file stays until the new one is whole.")
+@click.pass_context
+def extract_cmd(ctx: click.Context, checkpoint: str | None, random_init: bool, arch: str | None, width: int | None,
+                seed: int, dataset: str, data_dir: str | None, splits: str, layers: str, grid: int, bn: str,
+                dtype: str, batch_size: int, device: str, limit: int | None, out: str, overwrite: bool) -> None:
+    """Discriminator features of a dataset -> HDF5: every chosen D block max-pooled to GRID x GRID,
+    concatenated. Killed at any point, the same command again resumes where it stopped.
+
+    \b
+      dcgan-features extract --checkpoint runs/d/checkpoints/last.pt --dataset digits --out f.h5
+      dcgan-features extract --random-init --arch imagenet32 --dataset cifar10 --out rand.h5
+      dcgan-features extract --checkpoint svhn.pt --dataset svhn --layer d2..d3 --bn recompute --out s.h5
+      dcgan-features extract --checkpoint m.pt --dataset cifar10 --device cuda --batch-size 1024 --out c.h5
+    """
+    from .extract import ExtractConfig, checkpoint_model, extract, random_init_model
+
+    if (checkpoint is None) == (not random_init):
+        ctx.fail("give exactly one of --checkpoint CKPT or --random-init --arch A")
+    if checkpoint is not None:
+        given = [f"--{p}" for p in ("arch", "width", "seed")
+                 if ctx.get_parameter_source(p) != click.core.ParameterSource.DEFAULT]
+        if given:
+            ctx.fail(f"{', '.join(given)} only apply with --random-init; a checkpoint fixes its own architecture")
+    elif arch is None:
+        ctx.fail("--random-init needs --arch (see `dcgan-features architectures`)")
+    split_list = tuple(dict.fromkeys(s.strip() for s in splits.split(",") if s.strip()))
+    if not split_list:
+        ctx.fail(f"--splits needs at least one split name, got {splits!r}")
+    cfg = ExtractConfig(dataset=dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
+                        batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite)
+    model = checkpoint_model(checkpoint) if checkpoint else random_init_model(arch, width, seed)
+    res = extract(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)
+    rows = " + ".join(f"{s} {n}" for s, n in res["rows"].items())
+    if res["state"] == "done":
+        click.echo(f"{out} already holds {rows} rows with these settings; nothing to do")
+    else:
+        click.echo(f"wrote {rows} rows of {model.arch} features to {out} "
+                   f"({res['seconds']:.1f} s, {res['images_per_s']:.0f} img/s)")
+
+
+# -------------------------------------------------------------------- quickstart
+
+
+@cli.command("quickstart")
+@click.option("--dataset", default="digits", help="Dataset with a probe protocol: digits, fashion-mnist, cifar10, svhn.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Root folder of the datasets. [default: ./data]")
+@click.option("--arch", default="dcgan32", help="Architecture (see `dcgan-features architectures`).")
+@click.option("--width", type=click.IntRange(min=1), default=16, help="Width of G and D.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, help="Training epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--seed", type=int, default=0)
+@click.option("--out", default="runs/quickstart", type=click.Path(file_okay=False),
+              help="Run folder: checkpoints, samples, feature files.")
+@click.option("--results", default="results/quickstart.csv", type=click.Path(dir_okay=False),
+              help="The table as CSV; the sample grid is written beside it (<name>_samples.png).")
+def quickstart_cmd(dataset: str, data_dir: str | None, arch: str, width: int, epochs: int, batch_size: int,
+                   device: str, seed: int, out: str, results: str) -> None:
+    """The main job end to end: train a DCGAN, extract every D block, probe the features
+    against raw pixels and a random D of the same architecture, print the table.
+
+    \b
+      dcgan-features quickstart                      # digits, CPU, a few minutes
+      dcgan-features quickstart --dataset fashion-mnist --width 64 --epochs 25 --device cuda \\
+          --out runs/fm --results results/quickstart_fm.csv
+    """
+    import time
+
+    from .quickstart import QuickstartConfig, format_summary, run
+
+    t0 = time.perf_counter()
+    res = run(QuickstartConfig(dataset=dataset, arch=arch, width=width, epochs=epochs, batch_size=batch_size,
+                               device=device, data_dir=data_dir, seed=seed, out=out, results=results),
+              log=lambda m: click.echo(m, err=True))
+    click.echo(format_summary(res.records))
+    secs = ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items())
+    click.echo(f"wrote {res.csv}" + (f" and {res.samples}" if res.samples else "")
+               + f"; checkpoint {res.checkpoint}; {secs}; total {time.perf_counter() - t0:.0f} s")
+
+
 # ------------------------------------------------------------------------- entry
 
 

@@ -23,7 +23,7 @@ was writing its metadata) is started over.
 >>> meta = FileMeta("digits", "dcgan32", 4, ("d1",), (64,), 4, "running", "0" * 64)
 >>> path = os.path.join(tempfile.mkdtemp(), "f.h5")
 >>> with FeatureWriter(path, meta, {"test": (np.array([3, 1]), np.arange(2))}) as w:
-...     w.write("test", 0, np.ones((2, 64), np.float16)); w.commit("test", 2); w.complete("test")
+...     w.write("test", 0, np.ones((2, 64), np.float16)); w.complete("test")
 >>> with FeatureFile(path) as ff:
 ...     ff.splits, ff.dim, ff.labels("test").tolist(), ff.read("test", 1, 2).shape
 (['test'], 64, [3, 1], (1, 64))
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -103,6 +104,10 @@ class FileMeta:
 
 def _fmt(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _decode(v):
@@ -284,6 +289,9 @@ class FeatureWriter:
         self.log = log or (lambda msg: None)
         self.state: str | None = None
         self._f: h5py.File | None = None
+        self._dsets: dict[str, h5py.Dataset] = {}
+        self._staged: dict[str, tuple[int, np.ndarray]] = {}  # split -> (first row, rows of an open chunk)
+        self._saved: dict[str, int] = {}  # split -> rows written to the file (not yet committed)
 
     # (1) decide: nothing to do, resume the partial file, or start a new one
     def open(self) -> "FeatureWriter":
@@ -302,16 +310,35 @@ class FeatureWriter:
                 self.log(f"{self.partial} is unreadable (killed while writing?); starting over")
                 why = "restart"
             if why is None:
-                self._f = h5py.File(self.partial, "r+")
+                self._f = self._open_partial()
                 self.state = "resume"
+                self._check_space()
                 return self
             if why != "restart":
                 raise FeatureFileError(f"an unfinished extraction at {str(self.partial)!r} {why}; pass "
                                        f"--overwrite to discard it, or repeat its own command to finish it")
+        self._check_space()
         self._create()
-        self._f = h5py.File(self.partial, "r+")
+        self._f = self._open_partial()
         self.state = "new"
         return self
+
+    def _check_space(self) -> None:
+        """Refuse up front when the rows still to write cannot fit on the disk."""
+        row = self.meta.dim * np.dtype(self.meta.dtype).itemsize
+        todo = sum((len(l) - (self.committed(s) if self._f is not None else 0)) * row + 16 * len(l)
+                   for s, (l, _) in self.splits.items())
+        need = todo + (1 << 20)  # + HDF5 metadata
+        free = shutil.disk_usage(self.path.parent if str(self.path.parent) else ".").free
+        if need > free:
+            self.close()
+            raise FeatureFileError(f"not enough disk space for {str(self.path)!r}: the features need "
+                                   f"{_size(need)} more, {_size(free)} is free there; free space or choose "
+                                   f"another --out")
+
+    def _open_partial(self) -> h5py.File:
+        # no chunk cache: whole-chunk writes go straight to disk and fail (disk full) right there
+        return h5py.File(self.partial, "r+", rdcc_nbytes=0)
 
     def _mismatch(self, path: Path, final: bool) -> str | None:
         with FeatureFile(path) as ff:
@@ -366,17 +393,61 @@ class FeatureWriter:
     def is_complete(self, split: str) -> bool:
         return self.state == "done" or bool(self._f[split].attrs["complete"])
 
-    def write(self, split: str, lo: int, rows: np.ndarray) -> None:
-        """Write rows ``[lo, lo + len(rows))``; they count once :meth:`commit` covers them."""
-        self._f[split]["features"][lo:lo + len(rows)] = rows
+    def _features(self, split: str) -> h5py.Dataset:
+        # kept open: a dataset object freed by the garbage collector flushes inside
+        # h5py's __dealloc__, where a write error (disk full) would be printed and lost
+        if split not in self._dsets:
+            self._dsets[split] = self._f[split]["features"]
+        return self._dsets[split]
 
-    def commit(self, split: str, hi: int) -> None:
-        """Flush written rows, then record that rows ``[0, hi)`` are on disk."""
+    def write(self, split: str, lo: int, rows: np.ndarray) -> None:
+        """Take rows ``[lo, lo + len(rows))``, in order. Whole chunks go to disk at once; the
+        rows of an unfinished chunk wait in memory for the next call (or :meth:`complete`).
+        Rows count as saved once :meth:`commit` has run after them.
+        """
+        ds = self._features(split)
+        cr, n = ds.chunks[0], ds.shape[0]
+        if split in self._staged:  # first finish the chunk the previous call left open
+            s0, buf = self._staged.pop(split)
+            if s0 + len(buf) != lo:
+                raise ValueError(f"rows of {split!r} must come in order: expected row {s0 + len(buf)}, got {lo}")
+            take = min(len(rows), (s0 // cr + 1) * cr - lo)
+            buf = np.concatenate([buf, rows[:take]])
+            rows, lo = rows[take:], lo + take
+            if s0 + len(buf) < min(n, (s0 // cr + 1) * cr):
+                self._staged[split] = (s0, buf)
+                return
+            ds[s0:s0 + len(buf)] = buf
+            self._saved[split] = s0 + len(buf)
+        else:
+            self._saved.setdefault(split, lo)
+        if len(rows) and lo % cr:  # a resumed run may start inside a chunk
+            take = min(len(rows), (lo // cr + 1) * cr - lo)
+            self._staged[split] = (lo, np.array(rows[:take]))
+            return self.write(split, lo + take, rows[take:]) if take < len(rows) else None
+        whole = len(rows) if lo + len(rows) == n else (len(rows) // cr) * cr
+        if whole:
+            ds[lo:lo + whole] = rows[:whole]  # whole chunks straight from the caller's buffer
+            self._saved[split] = lo + whole
+        if whole < len(rows):
+            self._staged[split] = (lo + whole, np.array(rows[whole:]))
+
+    def commit(self, split: str) -> int:
+        """Flush, then record how many leading rows of ``split`` are safely on disk; return it."""
+        saved = self._saved.get(split, self.committed(split))
         self._f.flush()
-        self._f[RESUME].attrs[f"committed/{split}"] = int(hi)
+        self._f[RESUME].attrs[f"committed/{split}"] = int(saved)
         self._f.flush()
+        return saved
 
     def complete(self, split: str) -> None:
+        """Write the last partial chunk and mark the split complete."""
+        if split in self._staged:
+            s0, buf = self._staged.pop(split)
+            self._features(split)[s0:s0 + len(buf)] = buf
+            self._saved[split] = s0 + len(buf)
+        if self.commit(split) != len(self.splits[split][0]):
+            raise RuntimeError(f"split {split!r} completed with rows missing")
         self._f[split].attrs["complete"] = True
         self._f.flush()
 
@@ -400,6 +471,8 @@ class FeatureWriter:
             if not self._f[name].attrs["complete"]:
                 raise RuntimeError(f"split {name!r} is not complete")
         del self._f[RESUME]
+        self._dsets = {}
+        self._f.flush()
         self._f.close()
         self._f = None
         with open(self.partial, "rb+") as fh:
@@ -409,6 +482,7 @@ class FeatureWriter:
 
     def close(self) -> None:
         """Close without finishing (the partial file stays, for a resume)."""
+        self._dsets, self._staged = {}, {}
         if self._f is not None:
             try:
                 self._f.close()

@@ -1,0 +1,311 @@
+"""Dataset -> discriminator features -> HDF5, streamed, overlapped, resumable.
+
+The pipeline behind ``dcgan-features extract``: load the model (a checkpoint or a seeded
+random initialisation) and the dataset splits, settle the BatchNorm mode, then run
+fixed batches through a :class:`~dcgan_features.features.FeatureExtractor` while a
+writer thread puts the previous batches into the :class:`~dcgan_features.store.FeatureWriter`.
+On a GPU, features are copied into pinned host buffers asynchronously and the writer
+waits on a CUDA event, so compute, the device-to-host copy and the disk overlap.
+
+Batches are fixed by ``batch_size`` and always start at multiples of it, so a resumed
+run recomputes exactly the batches an uninterrupted run computes (this matters for
+``--bn batch``), and re-estimated BN statistics are kept in the partial file.
+
+>>> import tempfile, os
+>>> out = os.path.join(tempfile.mkdtemp(), "f.h5")
+>>> model = random_init_model("dcgan32", width=2, seed=0)
+>>> cfg = ExtractConfig(dataset="synthetic", splits=("test",), limit=8, batch_size=4, bn="batch")
+>>> extract(model, out, cfg)["rows"]
+{'test': 8}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .architectures import get_arch
+from .atomic import check_writable_dir
+from .errors import FeatureFileError, UserError
+from .features import BN_MODES, FeatureExtractor, bn_state, recompute_bn_stats, resolve_device, to_model_input
+from .store import DTYPES, FeatureWriter, FileMeta
+
+KILL_ENV = "DCGAN_FEATURES_TEST_KILL_AFTER_ROWS"  # tests only: SIGKILL itself once this many rows went to the writer
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Everything ``extract`` needs besides the model and the output path."""
+
+    dataset: str
+    splits: tuple[str, ...] = ("train", "test")
+    layers: str = "all"
+    grid: int = 4
+    bn: str = "recompute"
+    dtype: str = "float16"
+    batch_size: int = 256
+    device: str = "auto"
+    data_dir: str | None = None
+    limit: int | None = None  # first N rows of each split (quick runs, benchmarks)
+    overwrite: bool = False
+
+
+@dataclass
+class Model:
+    """A discriminator and where it came from."""
+
+    D: nn.Module
+    arch: str
+    width: int
+    sha256: str
+    imported: bool = False
+
+
+def random_init_sha256(arch: str, width: int, seed: int) -> str:
+    """The ``checkpoint_sha256`` of a random-init model: sha256 of ``random-init:<arch>:<width>:<seed>``."""
+    return hashlib.sha256(f"random-init:{arch}:{width}:{seed}".encode()).hexdigest()
+
+
+def random_init_model(arch: str, width: int | None = None, seed: int = 0) -> Model:
+    spec = get_arch(arch)
+    width = spec.default_width if width is None else int(width)
+    _, D = spec.build(width, seed=seed)
+    return Model(D, arch, width, random_init_sha256(arch, width, seed))
+
+
+def checkpoint_model(path: str | os.PathLike) -> Model:
+    from .checkpoint import load_models, sha256
+
+    _, D, ckpt = load_models(path)
+    return Model(D, ckpt["arch"], int(ckpt["width"]), sha256(path), bool(ckpt.get("imported", False)))
+
+
+# ---------------------------------------------------------------------- writer thread
+
+
+class _BackgroundWriter:
+    """Takes finished batches from the compute loop and writes them on its own thread."""
+
+    def __init__(self, writer: FeatureWriter, device: torch.device, rows: int, dim: int, dtype: torch.dtype,
+                 on_commit: Callable[[int], None], depth: int = 3):
+        self.writer, self.device, self.on_commit = writer, device, on_commit
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.free: queue.Queue = queue.Queue()
+        if device.type == "cuda":  # pinned buffers make the device-to-host copy asynchronous
+            for _ in range(depth + 1):
+                self.free.put((torch.empty((rows, dim), dtype=dtype, pin_memory=True),
+                               torch.empty((), dtype=torch.bool, pin_memory=True)))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="feature-writer", daemon=True)
+        self.thread.start()
+
+    def _blocking(self, fn, *args):
+        while True:  # never wait forever on a thread that has died
+            if self.error is not None:
+                raise self.error
+            try:
+                return fn(*args, timeout=0.2)
+            except (queue.Empty, queue.Full):
+                continue
+
+    def submit(self, split: str, lo: int, feats: torch.Tensor) -> None:
+        finite = torch.isfinite(feats).all()
+        if self.device.type == "cuda":
+            buf, ok = self._blocking(self.free.get)
+            host = buf[:feats.shape[0]]
+            host.copy_(feats, non_blocking=True)
+            ok.copy_(finite, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._blocking(self.q.put, ("rows", split, lo, host, ok, event, (buf, ok)))
+        else:
+            self._blocking(self.q.put, ("rows", split, lo, feats, finite, None, None))
+
+    def complete(self, split: str) -> None:
+        self._blocking(self.q.put, ("complete", split))
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self.q.get()
+                if item is None:
+                    return
+                if item[0] == "complete":
+                    self.writer.complete(item[1])
+                    continue
+                _, split, lo, host, ok, event, buffers = item
+                if event is not None:
+                    event.synchronize()
+                if not bool(ok):
+                    raise _nonfinite(split, lo, host)
+                self.writer.write(split, lo, host.numpy())
+                self.writer.commit(split)
+                if buffers is not None:
+                    self.free.put(buffers)
+                self.on_commit(host.shape[0])
+        except BaseException as e:  # handed to the compute thread at its next submit/close
+            self.error = e
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self._blocking(self.q.put, None)
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _nonfinite(split: str, lo: int, host: torch.Tensor) -> UserError:
+    bad = lo + int((~torch.isfinite(host.float())).any(1).nonzero()[0, 0])
+    if host.dtype == torch.float16:
+        return UserError(f"feature of {split} row {bad} overflows float16 (|x| > 65504); extract with --dtype float32")
+    return UserError(f"the model gives non-finite features (NaN/inf) at {split} row {bad}; "
+                     f"the checkpoint is broken (did training diverge?)")
+
+
+# --------------------------------------------------------------------------- extract
+
+
+def _disk_error(e: OSError, out: Path, writer: FeatureWriter | None) -> FeatureFileError:
+    text = str(e)
+    full = getattr(e, "errno", None) == 28 or "No space left" in text or "errno = 28" in text
+    what = "disk full" if full else f"write failed ({text.splitlines()[0][:120] if text else type(e).__name__})"
+    kept = ""
+    if writer is not None and writer.partial.exists():
+        kept = f"; the rows written so far are kept in {writer.partial}: free space and run the same command " \
+               f"again to resume, or delete it"
+    return FeatureFileError(f"{what} while writing features to {out}{kept}")
+
+
+def extract(model: Model, out: str | os.PathLike, cfg: ExtractConfig, data: dict | None = None,
+            log: Callable[[str], None] = lambda m: None, progress: bool = False) -> dict:
+    """Write the features of ``cfg.splits`` to ``out``; resume a partial run; return a summary.
+
+    ``data`` may hold already loaded :class:`~dcgan_features.data.ImageSet` s by split name
+    (benchmarks); otherwise they are loaded here. Summary keys: path, state (new, resume
+    or done), rows (per split), seconds, images_per_s.
+    """
+    from .data import load
+
+    out = Path(out)
+    if cfg.bn not in BN_MODES:
+        raise UserError(f"unknown bn mode {cfg.bn!r}; choose one of {', '.join(BN_MODES)}")
+    if cfg.dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    if cfg.batch_size < 1 or (cfg.limit is not None and cfg.limit < 1):
+        raise UserError("batch size and limit must be positive")
+    if cfg.bn == "running" and model.imported:
+        raise UserError("this checkpoint was imported from Theano and holds no BatchNorm running statistics; "
+                        "use --bn recompute (the authors' way) or --bn batch")
+    device = resolve_device(cfg.device)
+    D = model.D
+    fx0 = FeatureExtractor(D, cfg.layers, cfg.grid)  # checks layers and grid; installs nothing
+    check_writable_dir(out.parent if str(out.parent) else ".")
+    spec = get_arch(model.arch)
+
+    # (1) data: the requested splits (+ train for BN re-estimation), first `limit` rows
+    data = dict(data or {})
+    need = list(cfg.splits) + (["train"] if cfg.bn == "recompute" and "train" not in cfg.splits else [])
+    for split in need:
+        if split not in data:
+            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=spec.image_size)
+    images = {s: data[s].images[:cfg.limit] for s in need}
+    labels = {s: data[s].labels[:cfg.limit].numpy() for s in need}
+
+    # (2) the file: done already, resume, or new
+    meta = FileMeta(cfg.dataset, model.arch, model.width, tuple(fx0.layers), tuple(fx0.layer_dims), cfg.grid,
+                    cfg.bn, model.sha256, cfg.dtype)
+    splits = {s: (labels[s], np.arange(len(labels[s]), dtype=np.int64)) for s in cfg.splits}
+    writer = FeatureWriter(out, meta, splits, resume_key={"batch_size": cfg.batch_size}, overwrite=cfg.overwrite,
+                           log=log)
+    t0 = time.perf_counter()
+    try:
+        writer.open()
+    except OSError as e:
+        raise _disk_error(e, out, None) from None
+    rows = {s: len(labels[s]) for s in cfg.splits}
+    if writer.state == "done":
+        return {"path": str(out), "state": "done", "rows": rows, "seconds": 0.0, "images_per_s": 0.0}
+    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+    try:
+        return _run(D, device, cfg, writer, images, rows, (fx0.layers, fx0.dim), t0, kill_after, log, progress)
+    except OSError as e:
+        raise _disk_error(e, out, writer) from None
+    finally:
+        writer.close()
+
+
+def _run(D: nn.Module, device: torch.device, cfg: ExtractConfig, writer: FeatureWriter, images: dict, rows: dict,
+         layers_dim: tuple[list[str], int], t0: float, kill_after: int, log, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    D.to(device)
+    if device.type == "cuda":
+        D.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+        images = {s: x.to(device) for s, x in images.items()}  # uint8: 150 MB for CIFAR-10
+    bs = cfg.batch_size
+    mode = "batch" if cfg.bn == "batch" else "running"
+    layers, dim = layers_dim
+
+    def batches(x: torch.Tensor, start: int = 0):
+        for lo in range(start, x.shape[0], bs):
+            b = to_model_input(x[lo:lo + bs], device)
+            yield b.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else b
+
+    # (3) BatchNorm: re-estimate over train once, keep the statistics for a resume
+    if cfg.bn == "recompute":
+        saved = writer.saved_state("bn_stats")
+        if saved is not None:
+            D.load_state_dict({**D.state_dict(), **saved})
+        else:
+            log(f"re-estimating BatchNorm statistics over {images['train'].shape[0]} train images")
+            recompute_bn_stats(D, batches(images["train"]), upto=layers[-1])
+            writer.save_state("bn_stats", bn_state(D))
+
+    # (4) batches -> features -> writer thread; resume at the batch holding the first missing row
+    done_rows = [0]
+    total = sum(rows.values())
+    saved = {s: writer.committed(s) for s in cfg.splits}
+    starts = {s: rows[s] if writer.is_complete(s) else (saved[s] // bs) * bs for s in cfg.splits}
+    skipped = sum(starts.values())
+    if writer.state == "resume":
+        log(f"resuming {writer.partial}: {sum(saved.values())} of {total} rows already written")
+    bar = tqdm(total=total, initial=skipped, unit="img", disable=None if progress else True, dynamic_ncols=True)
+
+    def on_commit(n: int) -> None:
+        done_rows[0] += n
+        bar.update(n)
+        if kill_after and skipped + done_rows[0] >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    out_dtype = getattr(torch, cfg.dtype)
+    bw = _BackgroundWriter(writer, device, bs, dim, out_dtype, on_commit)
+    try:
+        with FeatureExtractor(D, cfg.layers, cfg.grid, mode, dtype=out_dtype) as fx:
+            for split in cfg.splits:
+                if writer.is_complete(split):
+                    continue
+                for i, x in enumerate(batches(images[split], starts[split])):
+                    bw.submit(split, starts[split] + i * bs, fx(x))
+                bw.complete(split)
+    finally:
+        try:
+            bw.close()
+        finally:
+            bar.close()
+    writer.finish()
+    seconds = time.perf_counter() - t0
+    return {"path": str(writer.path), "state": writer.state, "rows": rows, "seconds": seconds,
+            "images_per_s": done_rows[0] / seconds if seconds > 0 else 0.0}
+
