@@ -100,6 +100,147 @@ def datasets_cmd(ctx: click.Context, data_dir: str | None, verify: str | None, i
         click.echo(f"{'':<14} looks in: {row['where']}")
 
 
+# ------------------------------------------------------------------------- probe
+
+
+def _parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        grid = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        ctx.fail(f"--C must be comma-separated numbers such as 1e-3,1e-2,0.1, got {value!r}")
+    if not grid or any(not (c > 0 and c < float("inf")) for c in grid):
+        ctx.fail(f"--C values must be positive and finite, got {value!r}")
+    return grid
+
+
+@cli.command("probe")
+@click.argument("dataset", type=click.Choice(["cifar10", "svhn", "fashion-mnist", "digits"]))
+@click.option("--features", "features_path", required=True, type=click.Path(dir_okay=False),
+              help="HDF5 feature file written by `dcgan-features extract`.")
+@click.option("--probe", "probes", multiple=True, default=("svm", "logreg"),
+              type=click.Choice(["svm", "logreg", "knn", "all"]), help="Probe(s); repeat the flag or use all.")
+@click.option("--C", "c_grid", default=None, metavar="GRID",
+              help="Comma-separated C grid. [default: the protocol's: 1e-5..1e-1, svhn 1e-4..1e-2]")
+@click.option("--draws", type=click.IntRange(min=1), default=None,
+              help="Seeded label draws of the few-labels column. [default: the protocol's: 10, svhn 100]")
+@click.option("--seed", type=int, default=0, help="Seed of the validation split and the label draws.")
+@click.option("--standardize", is_flag=True, help="Scale every feature to zero mean, unit variance (train rows).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--backend", type=click.Choice(["torch", "sklearn"]), default="torch",
+              help="torch: our solver (CPU/GPU, streams from disk); sklearn: LinearSVC / LogisticRegression.")
+@click.option("--val-size", type=click.IntRange(min=1), default=None,
+              help="Rows held out of train to choose C. [default: the protocol's: 10000, digits 300]")
+@click.option("--labels-per-class", type=click.IntRange(min=1), default=None,
+              help="Labels per class of the few-labels column. [default: cifar10 400, others 100, digits 20]")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/probes",
+              help="Folder for one JSON per record and the rows appended to probes.csv.")
+@click.pass_context
+def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tuple[str, ...], c_grid: str | None,
+              draws: int | None, seed: int, standardize: bool, device: str, backend: str, val_size: int | None,
+              labels_per_class: int | None, out_dir: str) -> None:
+    """Linear probes on extracted features under DATASET's protocol (C chosen on validation rows).
+
+    \b
+      dcgan-features probe digits --features f.h5
+      dcgan-features probe cifar10 --features cifar.h5 --probe svm --device cuda
+      dcgan-features probe svhn --features svhn.h5 --C 1e-4,1e-3,1e-2 --draws 100
+      dcgan-features probe fashion-mnist --features fm.h5 --probe all --standardize --out results/probes
+      dcgan-features probe digits --features f.h5 --backend sklearn --val-size 100 --labels-per-class 5
+    """
+    from pathlib import Path
+
+    from .protocols import format_table, from_file, get_protocol, run_protocol, write_records
+    from .store import FeatureFile
+
+    grid = _parse_grid(ctx, c_grid)
+    chosen = ("svm", "logreg", "knn") if "all" in probes else tuple(dict.fromkeys(probes))
+    if backend == "sklearn" and device == "cuda":
+        ctx.fail("--backend sklearn runs on the CPU only; drop --device cuda")
+    if not Path(features_path).is_file():
+        raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
+    cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class)
+    with FeatureFile(features_path) as ff:
+        made_from = ff.meta.get("dataset")
+        if made_from and made_from != dataset:
+            raise UserError(f"{features_path} holds features of {made_from!r}, not {dataset!r}; "
+                            f"run `probe {made_from}` or extract {dataset} features")
+        feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
+        records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,
+                               backend=backend, standardize=standardize, log=lambda m: click.echo(m, err=True))
+    click.echo(format_table(records))
+    paths = write_records(records, out_dir)
+    click.echo(f"wrote {len(paths) - 1} JSON record(s) and appended to {paths[-1]}")
+
+
+# ------------------------------------------------------------------------- train
+
+
+@cli.command("train")
+@click.option("--dataset", required=True, metavar="NAME",
+              help="Training images: cifar10, svhn, fashion-mnist, digits, folder, synthetic (labels unused).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Root folder of the datasets. [default: ./data, then known system folders]")
+@click.option("--arch", required=True, metavar="NAME", help="imagenet32, svhn32, dcgan32 or dcgan64.")
+@click.option("--width", type=click.IntRange(min=1), default=None,
+              help="Channel width of G and D. [default: the architecture's]")
+@click.option("--epochs", type=click.IntRange(min=1), default=25, help="Passes over the training split.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run folder: config.json, metrics.jsonl, samples/, checkpoints/, losses.png.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Global batch (split over torchrun ranks).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, help="Adam learning rate, G and D.")
+@click.option("--beta1", type=click.FloatRange(min=0, max=1, max_open=True), default=0.5, help="Adam beta1.")
+@click.option("--nz", type=click.IntRange(min=1), default=None, help="Latent size. [default: the architecture's]")
+@click.option("--seed", type=int, default=0, help="Seeds init, data order, z and the fixed sample z.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--amp/--no-amp", default=True, help="bf16 autocast (CUDA only; ignored on CPU).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile G and D (slow start, faster steps).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt, exactly.")
+@click.option("--sample-every", type=click.IntRange(min=1), default=1, help="Epochs between sample grids.")
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=500,
+              help="Steps between writes of checkpoints/last.pt (also written at every epoch end).")
+@click.option("--keep-every", type=click.IntRange(min=0), default=10,
+              help="Epochs between kept checkpoints/epoch_NNN.pt (0: never).")
+@click.option("--log-every", type=click.IntRange(min=1), default=50, help="Steps between metrics.jsonl rows.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="Stop after this many steps in total (smoke runs). [default: no limit]")
+def train_cmd(dataset: str, data_dir: str | None, arch: str, width: int | None, epochs: int,
+              out: str, batch_size: int, lr: float, beta1: float, nz: int | None, seed: int, device: str,
+              amp: bool, compile_: bool, resume: bool, sample_every: int, ckpt_every: int, keep_every: int,
+              log_every: int, max_steps: int | None) -> None:
+    """Train a DCGAN (paper defaults: Adam 2e-4, beta1 0.5, batch 128, BCE, one D step per G step).
+
+    Ctrl-C or SIGTERM writes a checkpoint and prints the command that resumes the run.
+    Several GPUs or nodes: launch the same command with torchrun.
+
+    \b
+      dcgan-features train --dataset digits --arch dcgan32 --width 16 --epochs 5 --out runs/d
+      dcgan-features train --dataset fashion-mnist --arch dcgan32 --width 32 --epochs 3 --out runs/fm
+      dcgan-features train --dataset cifar10 --data-dir data --arch imagenet32 --compile --out runs/c
+      dcgan-features train --dataset cifar10 --data-dir data --arch imagenet32 --out runs/c --resume
+      torchrun --nproc-per-node 4 -m dcgan_features.cli train --dataset cifar10 --arch imagenet32 --out runs/c4
+    """
+    import os
+
+    from .architectures import get_arch
+    from .data import get_dataset
+    from .train import TrainConfig, train
+
+    get_arch(arch)  # unknown names fail here with the list, before anything is loaded
+    get_dataset(dataset)
+    cfg = TrainConfig(dataset=dataset, arch=arch, out=out, epochs=epochs, width=width, data_dir=data_dir,
+                      batch_size=batch_size, lr=lr, beta1=beta1, nz=nz, seed=seed, device=device, amp=amp,
+                      compile=compile_, resume=resume, sample_every=sample_every, ckpt_every=ckpt_every,
+                      keep_every=keep_every, log_every=log_every, max_steps=max_steps)
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports
+        m = result.last_metrics
+        tail = (f", loss_D {m['loss_d']:.3f}, loss_G {m['loss_g']:.3f}" if m else "")
+        click.echo(f"trained to step {result.step} (epoch {result.epoch:.2f}){tail}, "
+                   f"{result.img_per_s:.0f} img/s; checkpoint: {result.checkpoint}")
+
+
 # ------------------------------------------------------------------ theano / generation
 
 

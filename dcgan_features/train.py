@@ -1,0 +1,535 @@
+"""The DCGAN training loop: one device, or many under ``torchrun`` (DDP).
+
+Paper defaults (Radford et al. 2015): Adam lr 2e-4, betas (0.5, 0.999), batch 128,
+BCE-with-logits with the non-saturating G loss, one D step per G step, z from the
+architecture's prior. The whole dataset sits on the device as uint8 and batches are
+gathered by index and scaled to [-1, 1] there: no DataLoader, no PIL in the hot loop.
+
+A run is fully determined by its config: every RNG it draws from is seeded from
+``seed`` and saved in each checkpoint, so ``resume=True`` continues bit for bit (CPU).
+``batch_size`` is the global batch: under torchrun each of the ``world`` ranks takes an
+equal share of every batch and of every z draw, so the data and noise seen per step do
+not depend on the number of processes.
+
+A run is ``train(TrainConfig(...))``; tests/test_train.py runs real ones (a full run in a
+doctest would spend seconds importing torch._dynamo and matplotlib)::
+
+    train(TrainConfig(dataset="digits", arch="dcgan32", width=16, epochs=5, out="runs/d"))
+
+>>> cfg = TrainConfig(dataset="digits", arch="dcgan32", width=16, epochs=5, out="runs/d", lr=1e-4)
+>>> cfg.resume_command()
+'dcgan-features train --dataset digits --arch dcgan32 --epochs 5 --width 16 --lr 0.0001 --out runs/d --resume'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__, checkpoint
+from .architectures import get_arch, sample_z
+from .atomic import check_writable_dir
+from .errors import CheckpointError, UserError
+from .train_state import RunFolder, capture_rng, check_resumable, restore_rng
+
+KILL_ENV = "DCGAN_FEATURES_TEST_SIGKILL_AFTER_CKPT"  # test hook: SIGKILL self after the checkpoint at this step
+N_SAMPLES = 64  # the fixed-z sample grid, 8 x 8
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; ``width``/``nz`` None mean the architecture's default."""
+
+    dataset: str
+    arch: str
+    out: str
+    epochs: int = 25
+    width: int | None = None
+    data_dir: str | None = None
+    batch_size: int = 128
+    lr: float = 2e-4
+    beta1: float = 0.5
+    nz: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast; takes effect on CUDA only (config.json records amp_effective)
+    compile: bool = False
+    resume: bool = False
+    sample_every: int = 1  # epochs
+    ckpt_every: int = 500  # steps; last.pt is also written at every epoch end
+    keep_every: int = 10  # epochs; keep checkpoints/epoch_NNN.pt (0: never)
+    log_every: int = 50  # steps between metric lines (each one syncs the device)
+    max_steps: int | None = None  # stop early after this many steps in total (smoke runs)
+    progress: bool | None = None  # tqdm bar; None: only when stdout is a TTY
+
+    def resume_command(self) -> str:
+        """The command line that continues this run."""
+        parts = ["dcgan-features train", f"--dataset {self.dataset}", f"--arch {self.arch}"]
+        defaults = TrainConfig(dataset="", arch="", out="")
+        for f in dataclasses.fields(self):
+            if f.name in ("dataset", "arch", "out", "resume", "progress"):
+                continue
+            value = getattr(self, f.name)
+            if value != getattr(defaults, f.name) and value is not None:
+                flag = "--" + f.name.replace("_", "-")
+                parts.append(flag if value is True else f"--no-{flag[2:]}" if value is False else f"{flag} {value}")
+        parts += [f"--out {self.out}", "--resume"]
+        return " ".join(parts)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    out: Path
+    checkpoint: Path
+    step: int
+    epoch: float
+    img_per_s: float  # mean over the run's logged intervals, all ranks together
+    last_metrics: dict = field(default_factory=dict)
+
+
+class Interrupted(UserError):
+    """SIGINT/SIGTERM: a checkpoint was written; exit code 128 + signal number."""
+
+
+class NonFiniteLoss(UserError):
+    """A loss became NaN or inf; the last good checkpoint is left as it was."""
+
+
+# ------------------------------------------------------------------ small pieces
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` = cuda if available; ``cuda`` without CUDA is a one-line UserError."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda asked for, but CUDA is not available here; use --device cpu or auto")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of ``device``: the GPU model, or the CPU model from /proc/cpuinfo."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "cpu"
+
+
+def make_generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """The batch-order generator (CPU) and the z generator (on ``device``), same on every rank."""
+    data_gen = torch.Generator().manual_seed(seed)
+    z_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    return data_gen, z_gen
+
+
+def to_unit_range(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], channels_last."""
+    return images_u8.float().mul_(2.0 / 255.0).sub_(1.0).contiguous(memory_format=torch.channels_last)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def _init_distributed(device_name: str) -> _Dist:
+    """Join the torchrun group if launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    ctx = _Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(ctx.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return ctx
+
+
+def _validate(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.epochs >= 1, "--epochs must be >= 1"),
+        (cfg.batch_size >= 1, "--batch-size must be >= 1"),
+        (cfg.lr > 0 and math.isfinite(cfg.lr), "--lr must be a positive number"),
+        (0 <= cfg.beta1 < 1, "--beta1 must be in [0, 1)"),
+        (cfg.sample_every >= 1 and cfg.ckpt_every >= 1 and cfg.log_every >= 1,
+         "--sample-every, --ckpt-every and --log-every must be >= 1"),
+        (cfg.max_steps is None or cfg.max_steps >= 1, "--max-steps must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def _prepare_out(out: Path, resume: bool) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create output folder {str(out)!r} ({e.strerror or type(e).__name__}); "
+                        "choose a writable --out") from None
+    check_writable_dir(out)
+    if not resume and (out / "checkpoints" / "last.pt").exists():
+        raise UserError(f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out")
+
+
+def _load_resumable(path: Path, cfg: TrainConfig) -> dict:
+    """The checkpoint ``--resume`` continues from, checked against this run's settings."""
+    if not path.is_file():
+        raise CheckpointError(f"--resume: no checkpoint at {str(path)!r}; run without --resume to start")
+    ckpt = checkpoint.load(path)
+    check_resumable(ckpt, dataclasses.asdict(cfg), path)
+    checkpoint.models_from_payload(ckpt, str(path))  # weights that do not fit fail here, in one line
+    return ckpt
+
+
+@contextlib.contextmanager
+def _catch_signals(flag: dict) -> Any:
+    """SIGINT/SIGTERM only set a flag; the loop checkpoints at the next step boundary."""
+    def handler(signum, _frame):
+        flag["signal"] = signum
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (e.g. a notebook worker): keep default handling
+        pass
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+# ---------------------------------------------------------------------- the loop
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train a DCGAN as ``config`` says; returns where the final checkpoint is."""
+    cfg = dataclasses.replace(config)
+    _validate(cfg)
+    spec = get_arch(cfg.arch)
+    cfg.width = spec.default_width if cfg.width is None else int(cfg.width)
+    cfg.nz = spec.nz if cfg.nz is None else int(cfg.nz)
+    cfg.out = str(cfg.out)
+    folder = RunFolder(cfg.out)
+    # A bad --resume fails before any data is loaded or any folder is created.
+    ckpt = _load_resumable(folder.last, cfg) if cfg.resume else None
+    dist_ctx = _init_distributed(cfg.device)
+    try:
+        device = resolve_device(cfg.device, dist_ctx.local_rank)
+        if cfg.batch_size % dist_ctx.world:
+            raise UserError(f"--batch-size {cfg.batch_size} is the global batch and must divide by the "
+                            f"{dist_ctx.world} processes")
+        flag: dict = {}
+        with _catch_signals(flag):
+            return _Run(cfg, spec, device, dist_ctx, folder, flag, ckpt).run()
+    finally:
+        if dist_ctx.enabled:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+class _Run:
+    """One run's models, optimizers, generators and counters."""
+
+    def __init__(self, cfg: TrainConfig, spec, device: torch.device, dist_ctx: _Dist, folder: RunFolder,
+                 flag: dict, ckpt: dict | None = None):
+        from . import data
+
+        self.cfg, self.spec, self.device, self.dist, self.folder, self.flag = cfg, spec, device, dist_ctx, folder, flag
+        self.is_main = dist_ctx.rank == 0
+        self.amp = bool(cfg.amp and device.type == "cuda")
+
+        images = data.load(cfg.dataset, "train", data_dir=cfg.data_dir, image_size=spec.image_size).images
+        self.n_images = int(images.shape[0])
+        if cfg.batch_size > self.n_images:
+            raise UserError(f"--batch-size {cfg.batch_size} is larger than the {self.n_images} images of "
+                            f"{cfg.dataset} train; use a smaller --batch-size")
+        if self.is_main:  # after the cheap checks, so a refused run leaves no folder behind
+            _prepare_out(folder.out, cfg.resume)
+        self.images = images.to(device)  # uint8, resident for the whole run
+        self.steps_per_epoch = self.n_images // cfg.batch_size  # drop the ragged last batch
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.local_batch = cfg.batch_size // dist_ctx.world
+
+        self.G, self.D = spec.build(cfg.width, nz=cfg.nz, seed=cfg.seed)  # same init on every rank
+        # Per-rank global seeds: anything that draws from the global RNGs differs across ranks,
+        # while data order and z come from the shared generators below.
+        torch.manual_seed(cfg.seed + dist_ctx.rank)
+        np.random.seed(cfg.seed + dist_ctx.rank)
+        random.seed(cfg.seed + dist_ctx.rank)
+        self.G.to(device, memory_format=torch.channels_last)
+        self.D.to(device, memory_format=torch.channels_last)
+        fused = device.type == "cuda"  # one kernel per step for all params; CPU keeps foreach
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused or None)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused or None)
+        self.data_gen, self.z_gen = make_generators(cfg.seed, device)
+        self.fixed_z = sample_z(spec, N_SAMPLES, cfg.nz, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
+        self.step = 0
+        self.epoch_start_state = self.data_gen.get_state()
+        if ckpt is not None:
+            self._resume(ckpt)
+        self._wrap_models()
+
+    # ------------------------------------------------------------------ setup
+
+    def _resume(self, ckpt: dict) -> None:
+        G, D = checkpoint.models_from_payload(ckpt, str(self.folder.last))
+        self.G.load_state_dict(G.state_dict())
+        self.D.load_state_dict(D.state_dict())
+        self.opt_g.load_state_dict(ckpt["optimizer_G"])
+        self.opt_d.load_state_dict(ckpt["optimizer_D"])
+        self.step = int(ckpt["step"])
+        restore_rng(ckpt["rng"], self.data_gen, self.z_gen, restore_global=self.is_main)
+        self.epoch_start_state = self.data_gen.get_state()
+        if self.is_main:
+            self.folder.truncate_metrics(self.step)
+
+    def _wrap_models(self) -> None:
+        """Train-time callables: DDP for gradient sync, then torch.compile if asked."""
+        self.G_step, self.D_step, self.D_for_g = self.G, self.D, self.D
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # BatchNorm under DDP: keep per-rank batch statistics (what one GPU with the
+            # per-rank batch would compute, as in the paper) and broadcast_buffers=False.
+            # With the default True, DDP overwrites the BN running stats in place from
+            # rank 0 at every forward; D runs three forwards per step (real, fake, G's
+            # step), and overwriting buffers autograd saved raises "modified by an inplace
+            # operation". Running stats are unused in training mode; rank 0's are saved.
+            # SyncBatchNorm would instead all-reduce at every BN layer of every forward
+            # (~20 collectives a step) and does not exist on CPU/gloo.
+            self.G_step = DDP(self.G, device_ids=ids, broadcast_buffers=False)
+            self.D_step = DDP(self.D, device_ids=ids, broadcast_buffers=False)
+        if self.cfg.compile:
+            self.G_step = torch.compile(self.G_step)
+            self.D_step = torch.compile(self.D_step)
+            self.D_for_g = torch.compile(self.D) if self.dist.enabled else self.D_step
+
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --------------------------------------------------------------- one step
+
+    def _train_step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ones = torch.ones(real.shape[0], device=self.device)
+        zeros = torch.zeros(real.shape[0], device=self.device)
+        with self._autocast():
+            fake = self.G_step(z)  # 3 x S x S in [-1, 1], reused by the G step below
+
+        # (1) update D: maximize log D(x) + log(1 - D(G(z)))
+        self.opt_d.zero_grad(set_to_none=True)
+        # Real and fake go through D separately so BN sees pure batches (as in the paper);
+        # under DDP the first backward accumulates locally and the second all-reduces both.
+        no_sync = self.D_step.no_sync() if self.dist.enabled else contextlib.nullcontext()
+        with no_sync:
+            with self._autocast():
+                out_real = self.D_step(real)
+                loss_real = F.binary_cross_entropy_with_logits(out_real.float(), ones)
+            loss_real.backward()
+        with self._autocast():
+            out_fake = self.D_step(fake.detach())
+            loss_fake = F.binary_cross_entropy_with_logits(out_fake.float(), zeros)
+        loss_fake.backward()
+        self.opt_d.step()
+
+        # (2) update G: maximize log D(G(z)) (non-saturating loss)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            out_g = self.D_for_g(fake)
+            loss_g = F.binary_cross_entropy_with_logits(out_g.float(), ones)
+        # inputs=: only G's weights get gradients; D's weight grads are neither needed nor
+        # accumulated (and D's DDP hooks stay quiet).
+        loss_g.backward(inputs=list(self.G.parameters()))
+        self.opt_g.step()
+
+        loss_d = (loss_real + loss_fake).detach()
+        return (loss_d, loss_g.detach(), torch.sigmoid(out_real.detach().float()).mean(),
+                torch.sigmoid(out_fake.detach().float()).mean())
+
+    # ------------------------------------------------------------- the epochs
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        if self.is_main:
+            self.folder.create()
+            self.folder.write_config(self._config_record())
+        kill_at = int(os.environ.get(KILL_ENV, "-1"))
+        progress = sys.stdout.isatty() if cfg.progress is None else cfg.progress
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=not (progress and self.is_main))
+        acc = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss_d, loss_g, D(x), D(G(z))
+        first_bad = torch.full((), -1, device=self.device, dtype=torch.int64)
+        step_t = torch.full((), self.step, device=self.device, dtype=torch.int64)
+        window_start, window_steps, img_s_sum, img_s_n, last_row = time.perf_counter(), 0, 0.0, 0, {}
+        self.G.train()
+        self.D.train()
+        b, r = self.local_batch, self.dist.rank
+
+        while self.step < self.total_steps:
+            epoch = self.step // self.steps_per_epoch
+            i0 = self.step % self.steps_per_epoch
+            if i0 == 0:
+                self.epoch_start_state = self.data_gen.get_state()
+            else:  # resumed mid-epoch: redraw this epoch's order from its start state
+                self.data_gen.set_state(self.epoch_start_state)
+            perm = torch.randperm(self.n_images, generator=self.data_gen).to(self.device)
+            for i in range(i0, self.steps_per_epoch):
+                start = i * cfg.batch_size + r * b
+                real = to_unit_range(self.images[perm[start:start + b]])
+                # z for the whole global batch from the shared generator; each rank takes its slice.
+                z = sample_z(self.spec, cfg.batch_size, cfg.nz, generator=self.z_gen, device=self.device)[r * b:(r + 1) * b]
+                stats = self._train_step(real, z)
+                self.step += 1
+                step_t += 1
+                acc += torch.stack(stats).double()
+                bad = ~torch.isfinite(stats[0] + stats[1])
+                first_bad = torch.where(bad & (first_bad < 0), step_t, first_bad)
+                window_steps += 1
+                bar.update(1)
+
+                epoch_end = i + 1 == self.steps_per_epoch
+                done = self.step >= self.total_steps
+                want_ckpt = self.step % cfg.ckpt_every == 0 or epoch_end or done
+                stop_local = "signal" in self.flag
+                if not (self.step % cfg.log_every == 0 or want_ckpt or (stop_local and not self.dist.enabled)):
+                    continue
+                # ---- sync point: check losses, log, maybe checkpoint, maybe stop
+                packed = torch.cat([acc, torch.tensor([float(stop_local), float(first_bad >= 0)], device=self.device,
+                                                      dtype=torch.float64)])
+                bad_step = int(first_bad)
+                if self.dist.enabled:
+                    import torch.distributed as dist
+
+                    dist.all_reduce(packed)
+                    if packed[5] > 0:
+                        fb = torch.where(first_bad >= 0, first_bad, torch.full_like(first_bad, 2**62))
+                        dist.all_reduce(fb, op=dist.ReduceOp.MIN)
+                        bad_step = int(fb)
+                    packed[:4] /= self.dist.world
+                if packed[5] > 0:
+                    bar.close()
+                    where = (f"last good checkpoint: {self.folder.last}" if self.folder.last.is_file()
+                             else "no checkpoint was written")
+                    raise NonFiniteLoss(f"non-finite loss at step {bad_step}; stopped ({where}); "
+                                        "lower --lr or check the data")
+                elapsed = time.perf_counter() - window_start
+                img_s = window_steps * cfg.batch_size / max(elapsed, 1e-9)
+                img_s_sum, img_s_n = img_s_sum + img_s, img_s_n + 1
+                mean = (packed[:4] / window_steps).tolist()
+                last_row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
+                            "loss_d": mean[0], "loss_g": mean[1], "d_x": mean[2], "d_g_z": mean[3],
+                            "img_per_s": round(img_s, 1)}
+                if self.is_main:
+                    self.folder.append_metrics(last_row)
+                    bar.set_postfix({"img/s": f"{img_s:.0f}", "loss_D": f"{mean[0]:.3f}", "loss_G": f"{mean[1]:.3f}"})
+                acc.zero_()
+                stop = packed[4] > 0
+                if want_ckpt or stop:
+                    self._save_checkpoint(epoch_end=epoch_end, epoch=epoch)
+                    if self.step == kill_at:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                if epoch_end and self.is_main and (epoch + 1) % cfg.sample_every == 0:
+                    self._save_samples(epoch + 1)
+                if stop:
+                    bar.close()
+                    if self.is_main:
+                        self.folder.plot_losses()
+                    signum = self.flag.get("signal", signal.SIGTERM)
+                    err = Interrupted(f"interrupted by {signal.Signals(signum).name} at step {self.step}; "
+                                      f"checkpoint saved to {self.folder.last}; resume with: {cfg.resume_command()}")
+                    err.exit_code = 128 + int(signum)
+                    raise err
+                window_start, window_steps = time.perf_counter(), 0
+                if done:
+                    break
+        bar.close()
+        if self.is_main:
+            self.folder.plot_losses()
+        return TrainResult(self.folder.out, self.folder.last, self.step, self.step / self.steps_per_epoch,
+                           img_s_sum / max(img_s_n, 1), last_row)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _save_checkpoint(self, epoch_end: bool, epoch: int) -> None:
+        if not self.is_main:
+            return
+        # The data generator state that redraws the order of the epoch the next step is in.
+        data_state = self.data_gen.get_state() if epoch_end else self.epoch_start_state
+        rng = capture_rng(self.data_gen, self.z_gen)
+        rng["data"] = data_state
+        payload = checkpoint.make_payload(
+            self.cfg.arch, self.cfg.width, self.G, self.D, nz=self.cfg.nz, config=dataclasses.asdict(self.cfg),
+            optimizer_G=self.opt_g.state_dict(), optimizer_D=self.opt_d.state_dict(),
+            step=self.step, epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch, rng=rng)
+        checkpoint.save(self.folder.last, payload)
+        if epoch_end and self.cfg.keep_every and (epoch + 1) % self.cfg.keep_every == 0:
+            checkpoint.save(self.folder.checkpoints / f"epoch_{epoch + 1:03d}.pt", payload)
+
+    @torch.no_grad()
+    def _save_samples(self, epoch: int) -> None:
+        # Eval mode: BN uses running stats, and sampling leaves the training state untouched.
+        self.G.eval()
+        with self._autocast():
+            images = self.G(self.fixed_z)
+        self.G.train()
+        self.folder.save_samples(images, epoch)
+
+    def _config_record(self) -> dict:
+        dev = device_name(self.device)
+        import platform
+
+        import torchvision
+
+        return {"config": dataclasses.asdict(self.cfg), "package_version": __version__,
+                "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+                "python_version": platform.python_version(), "argv": sys.argv,
+                "device": str(self.device), "device_name": dev, "amp_effective": self.amp,
+                "world_size": self.dist.world, "n_images": self.n_images,
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}

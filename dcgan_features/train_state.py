@@ -1,0 +1,162 @@
+"""What a training run keeps on disk besides the weights: RNG states, resume checks, the run folder.
+
+``train.py`` owns the loop; this module owns everything that makes a run survive a kill:
+capturing and restoring every RNG the loop draws from, checking that a checkpoint fits
+the run that wants to resume from it, and the files of ``--out`` (``config.json``,
+``metrics.jsonl``, ``samples/epoch_NNN.png``, ``losses.png``), each written atomically.
+
+>>> state = capture_rng(torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+>>> sorted(state)
+['cuda', 'data', 'numpy', 'python', 'torch', 'z']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path, write_text_atomic
+from .errors import CheckpointError
+
+# Settings a resumed run must share with the checkpoint: they define the model, the data
+# order and the optimisation, so continuing with other values would not be "the same run".
+RESUME_MUST_MATCH = ("arch", "width", "nz", "dataset", "batch_size", "seed", "lr", "beta1")
+
+
+# ------------------------------------------------------------------------------ RNG
+
+
+def capture_rng(data_gen: torch.Generator, z_gen: torch.Generator) -> dict[str, Any]:
+    """Every RNG state a run depends on, as plain CPU tensors / tuples (picklable)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "data": data_gen.get_state(),
+        "z": z_gen.get_state(),
+    }
+
+
+def restore_rng(state: dict[str, Any], data_gen: torch.Generator, z_gen: torch.Generator,
+                restore_global: bool = True) -> None:
+    """Put every RNG back where :func:`capture_rng` found it.
+
+    ``restore_global=False`` (ranks other than 0 under torchrun) keeps the per-rank global
+    seeds: only rank 0's global states are saved, and the loop draws nothing from them.
+    """
+    data_gen.set_state(state["data"])
+    z_gen.set_state(state["z"])
+    if not restore_global:
+        return
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        cuda_states = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda_states)
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def check_resumable(ckpt: dict, config: dict, path: str | os.PathLike) -> None:
+    """Raise CheckpointError (one line) unless ``ckpt`` is a training checkpoint of this run."""
+    if "optimizer_G" not in ckpt or "step" not in ckpt:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds weights only (no optimizer/step state), "
+                              "so it cannot be resumed; start a fresh run with another --out")
+    stored = ckpt.get("config", {})
+    for key in RESUME_MUST_MATCH:
+        if key in stored and stored[key] != config[key]:
+            flag = "--" + key.replace("_", "-")
+            raise CheckpointError(f"checkpoint {str(path)!r} was trained with {flag} {stored[key]}, "
+                                  f"this run asks for {config[key]}; pass {flag} {stored[key]} or use a fresh --out")
+
+
+# ------------------------------------------------------------------------ run folder
+
+
+class RunFolder:
+    """The files of one run's ``--out``; only rank 0 constructs one."""
+
+    def __init__(self, out: str | os.PathLike):
+        self.out = Path(out)
+        self.checkpoints = self.out / "checkpoints"
+        self.samples = self.out / "samples"
+        self.metrics = self.out / "metrics.jsonl"
+        self.last = self.checkpoints / "last.pt"
+
+    def create(self) -> None:
+        for d in (self.out, self.checkpoints, self.samples):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, record: dict) -> None:
+        write_text_atomic(self.out / "config.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop metric lines past ``step``: a killed run may have logged beyond its last checkpoint."""
+        if not self.metrics.is_file():
+            return
+        keep = [line for line in self.metrics.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        write_text_atomic(self.metrics, "".join(line + "\n" for line in keep))
+
+    def append_metrics(self, row: dict) -> None:
+        # One short line per append: a kill can at worst truncate the last line, and
+        # read_metrics skips a partial last line.
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.is_file():
+            return []
+        rows = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
+    def save_samples(self, images: torch.Tensor, epoch: int) -> Path:
+        """A grid of G's images in [-1, 1] as ``samples/epoch_NNN.png``."""
+        from torchvision.utils import save_image
+
+        path = self.samples / f"epoch_{epoch:03d}.png"
+        with atomic_path(path) as tmp:
+            save_image(images.float().cpu(), tmp, nrow=8, normalize=True, value_range=(-1, 1), format="png")
+        return path
+
+    def plot_losses(self) -> Path | None:
+        """``losses.png``: both losses and D's mean outputs against the step."""
+        rows = self.read_metrics()
+        if not rows:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [r["step"] for r in rows]
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        ax1.plot(steps, [r["loss_d"] for r in rows], label="loss D")
+        ax1.plot(steps, [r["loss_g"] for r in rows], label="loss G")
+        ax1.set_ylabel("BCE")
+        ax1.legend()
+        ax2.plot(steps, [r["d_x"] for r in rows], label="D(x)")
+        ax2.plot(steps, [r["d_g_z"] for r in rows], label="D(G(z))")
+        ax2.set_ylabel("mean sigmoid")
+        ax2.set_xlabel("step")
+        ax2.legend()
+        fig.tight_layout()
+        path = self.out / "losses.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        return path
