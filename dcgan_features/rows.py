@@ -144,25 +144,38 @@ class FileRows:
         sub._checked = self._checked
         return sub
 
+    def _gather(self, ids: np.ndarray, window: int) -> np.ndarray:
+        """Rows ``ids`` as float32, read as contiguous windows of at most ``window`` rows.
+
+        h5py's fancy indexing is far slower than reading the few rows in between.
+        """
+        order = np.argsort(ids, kind="stable")
+        sids = ids[order]
+        out = np.empty((len(ids), self._dim), np.float32)
+        pos = 0
+        while pos < len(sids):
+            lo = int(sids[pos])
+            hi = min(lo + window, int(sids[-1]) + 1)
+            end = int(np.searchsorted(sids, hi))
+            out[order[pos:end]] = self.ff.read(self.split, lo, hi, dtype=np.float32)[sids[pos:end] - lo]
+            pos = end
+        return out
+
     def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None
                ) -> Iterator[tuple[int, torch.Tensor]]:
         device = torch.device(device)
         step = chunk_rows or self._chunk_rows or default_chunk_rows(self.dim, torch.device("cpu"))
         check = not self._checked
+        if self.rows is None:  # the store reads the next chunk while the solver works on this one
+            for s, x in self.ff.iter_chunks(self.split, device, chunk_rows=step):
+                if check and not bool(torch.isfinite(x).all()):
+                    _raise_nonfinite(self.split, np.arange(s, s + x.shape[0]), x)
+                yield s, x
+            self._checked = True
+            return
         for s in range(0, self.n_rows, step):
-            if self.rows is None:
-                ids = np.arange(s, min(s + step, self._n_all))
-                block = self.ff.read(self.split, int(ids[0]), int(ids[-1]) + 1, dtype=np.float32)
-            else:
-                ids = self.rows[s:s + step]
-                # one contiguous read covering the chunk's rows, then select: h5py fancy
-                # indexing is far slower than reading a few extra rows
-                lo, hi = int(ids.min()), int(ids.max()) + 1
-                if hi - lo <= 4 * len(ids):
-                    block = self.ff.read(self.split, lo, hi, dtype=np.float32)[ids - lo]
-                else:
-                    block = np.stack([self.ff.read(self.split, int(i), int(i) + 1, dtype=np.float32)[0]
-                                      for i in ids])
+            ids = self.rows[s:s + step]
+            block = self._gather(ids, step)
             x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
             if check and not bool(torch.isfinite(x).all()):
                 _raise_nonfinite(self.split, ids, x)

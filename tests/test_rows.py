@@ -1,0 +1,121 @@
+"""rows.py: in-memory and file-backed row sources give the same chunks, subsets, checks and fits."""
+
+import numpy as np
+import pytest
+import torch
+
+from dcgan_features.errors import FeatureFileError
+from dcgan_features.probes import fit_torch, objective
+from dcgan_features.rows import ArrayRows, FileRows, Standardized, open_split, standardizer
+from dcgan_features.store import FeatureFile, FeatureWriter, FileMeta
+
+
+def write_features(path, splits, dataset="digits", dtype="float16", incomplete=()):
+    """A feature file in the real schema via the store's writer: ``splits`` = {name: (X, labels)}.
+
+    Splits named in ``incomplete`` are then marked unfinished, as an interrupted extraction leaves them.
+    """
+    dim = next(iter(splits.values()))[0].shape[1]
+    meta = FileMeta(dataset, "dcgan32", 4, ("d1",), (dim,), 4, "running", "ab" * 32, dtype)
+    w = FeatureWriter(path, meta, {s: (y, np.arange(len(y))) for s, (X, y) in splits.items()}).open()
+    for s, (X, y) in splits.items():
+        w.write(s, 0, np.asarray(X, dtype))
+        w.complete(s)
+    w.finish()
+    w.close()
+    if incomplete:
+        import h5py
+
+        with h5py.File(path, "r+") as f:
+            for s in incomplete:
+                f[s].attrs["complete"] = False
+    return path
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 30)
+    X = (rng.normal(size=(120, 40)) + 2.0 * np.eye(4, 40)[y] + 1.0).astype(np.float16).astype(np.float32)
+    return X, y
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices gain nothing from threads, and 2 OpenMP threads on 2 busy cores spin badly."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _collect(src, **kw):
+    parts = list(src.chunks("cpu", **kw))
+    assert [s for s, _ in parts] == list(np.cumsum([0] + [x.shape[0] for _, x in parts[:-1]]))
+    return torch.cat([x for _, x in parts]).numpy()
+
+
+def test_array_and_file_sources_agree(tmp_path, data):
+    X, y = data
+    path = write_features(tmp_path / "f.h5", {"train": (X, y)})
+    rows = np.array([5, 3, 100, 7, 64, 65, 119])
+    with FeatureFile(path) as ff:
+        fr, ar = FileRows(ff, "train", chunk_rows=16), ArrayRows(X, y, chunk_rows=16)
+        assert fr.n_rows == ar.n_rows == 120 and fr.dim == ar.dim == 40
+        np.testing.assert_array_equal(_collect(fr), X)
+        np.testing.assert_array_equal(_collect(ar), X)
+        for src in (fr.subset(rows), ar.subset(rows), fr.subset(np.arange(120)).subset(rows)):
+            np.testing.assert_array_equal(_collect(src, chunk_rows=3), X[rows])
+            np.testing.assert_array_equal(src.labels, y[rows])
+        cached = open_split(ff, "train", "cpu", cache=True)
+        assert isinstance(cached, ArrayRows) and cached.X.dtype == torch.float16  # resident at half the size
+        assert isinstance(open_split(ff, "train", "cpu", cache=False), FileRows)
+        np.testing.assert_array_equal(_collect(cached), X)
+
+
+def test_file_backed_fit_equals_in_memory_fit(tmp_path, data):
+    X, y = data
+    path = write_features(tmp_path / "f.h5", {"train": (X, y)})
+    with FeatureFile(path) as ff:
+        for probe in ("svm", "logreg"):
+            disk = fit_torch(probe, FileRows(ff, "train", chunk_rows=25), [0.01, 0.1], device="cpu")
+            mem = fit_torch(probe, ArrayRows(X, y), [0.01, 0.1], device="cpu")
+            for i, C in enumerate([0.01, 0.1]):
+                f_d = objective(probe, disk.coef[i].numpy(), disk.intercept[i].numpy(), X, y, C)
+                f_m = objective(probe, mem.coef[i].numpy(), mem.intercept[i].numpy(), X, y, C)
+                assert abs(f_d - f_m) <= 1e-5 * f_m
+
+
+def test_nonfinite_values_are_named(tmp_path, data):
+    X, y = data
+    X = X.copy()
+    X[70, 3] = np.inf
+    path = write_features(tmp_path / "f.h5", {"train": (X, y)})
+    with FeatureFile(path) as ff:
+        for src in (FileRows(ff, "train", chunk_rows=16), FileRows(ff, "train").subset([1, 70])):
+            with pytest.raises(FeatureFileError, match=r"split 'train', row 70 \(column 3\): inf"):
+                _collect(src)
+        with pytest.raises(FeatureFileError, match="row 70"):
+            open_split(ff, "train", "cpu", cache=True)
+    with pytest.raises(FeatureFileError, match="row 70"):
+        _collect(ArrayRows(X, y, chunk_rows=50).subset([0, 70]))
+
+
+def test_incomplete_split_is_refused(tmp_path, data):
+    X, y = data
+    path = tmp_path / "f.h5"
+    write_features(path, {"train": (X, y), "test": (X, y)}, incomplete=["test"])
+    with FeatureFile(path) as ff:
+        open_split(ff, "train", "cpu")
+        with pytest.raises(FeatureFileError, match="'test' .* is incomplete"):
+            open_split(ff, "test", "cpu")
+
+
+def test_standardized_source(data):
+    X, y = data
+    src = ArrayRows(X, y, chunk_rows=17)
+    mean, inv = standardizer(src)
+    np.testing.assert_allclose(mean.numpy(), X.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(inv.numpy(), 1 / X.std(0), rtol=1e-4)
+    Z = _collect(Standardized(src, mean, inv).subset(np.arange(0, 120, 2)))
+    np.testing.assert_allclose(Z, ((X - X.mean(0)) / X.std(0))[::2], rtol=1e-4, atol=1e-4)
