@@ -1,0 +1,186 @@
+"""protocols.py and the `probe` command: seeded disjoint splits, C chosen on validation, records, bad input."""
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from dcgan_features.cli import main
+from dcgan_features.errors import UserError
+from dcgan_features.protocols import (CSV_COLUMNS, PROTOCOLS, draw_labels, from_arrays, get_protocol, run_protocol,
+                                      split_validation, write_records)
+from test_rows import write_features
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices gain nothing from threads, and 2 OpenMP threads on 2 busy cores spin badly."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    return X[:1297], y[:1297], X[1297:], y[1297:]
+
+
+@pytest.fixture(scope="module")
+def digits_file(tmp_path_factory, digits):
+    Xtr, ytr, Xte, yte = digits
+    return write_features(tmp_path_factory.mktemp("f") / "digits.h5", {"train": (Xtr, ytr), "test": (Xte, yte)})
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_splits_are_seeded_balanced_and_disjoint():
+    labels = np.repeat(np.arange(10), 60)
+    labels[::7] = -1  # unlabelled rows are never drawn
+    val, pool = split_validation(labels, 100, 10, seed=3)
+    val2, _ = split_validation(labels, 100, 10, seed=3)
+    val3, _ = split_validation(labels, 100, 10, seed=4)
+    np.testing.assert_array_equal(val, val2)
+    assert not np.array_equal(val, val3)
+    assert np.bincount(labels[val], minlength=10).tolist() == [10] * 10
+    assert len(np.intersect1d(val, pool)) == 0 and (labels[pool] >= 0).all()
+    assert len(val) + len(pool) == (labels >= 0).sum()
+    draws = [draw_labels(labels, pool, 5, 10, seed=3, draw=d) for d in range(3)]
+    fresh = draw_labels(labels, pool, 5, 10, seed=3, draw=0, stream=2)
+    for d in draws + [fresh]:
+        assert np.bincount(labels[d], minlength=10).tolist() == [5] * 10
+        assert len(np.intersect1d(d, val)) == 0 and np.isin(d, pool).all()
+    np.testing.assert_array_equal(draws[0], draw_labels(labels, pool, 5, 10, seed=3, draw=0))
+    assert not np.array_equal(draws[0], draws[1]) and not np.array_equal(draws[0], fresh)
+    with pytest.raises(UserError, match="fewer than the 60 per class"):
+        draw_labels(labels, pool, 60, 10, seed=0, draw=0)
+    with pytest.raises(UserError, match="lower --val-size"):
+        split_validation(labels, 600, 10, seed=0)
+
+
+def test_protocol_sizes_are_the_papers():
+    c, s = PROTOCOLS["cifar10"], PROTOCOLS["svhn"]
+    assert (c.val_size, c.labels_per_class, c.draws, c.paper_full, c.paper_draws) == (10000, 400, 10, 82.8, 73.8)
+    assert (s.val_size, s.labels_per_class, s.select_draws, s.draws, s.full) == (10000, 100, 10, 100, False)
+    assert s.c_grid == (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2) and s.metric == "error" and s.paper_draws == 22.48
+
+
+def test_digits_protocol_chooses_C_on_validation_only(digits, monkeypatch):
+    Xtr, ytr, Xte, yte = digits
+    seen = []
+    import dcgan_features.probes as probes
+
+    real_fit = probes.fit
+
+    def spy(probe, source, Cs, *a, **kw):
+        seen.append(source)
+        return real_fit(probe, source, Cs, *a, **kw)
+
+    monkeypatch.setattr(probes, "fit", spy)
+    cfg = get_protocol("digits", draws=3)
+    feats = from_arrays(Xtr, ytr, Xte, yte, name="pixels")
+    recs = run_protocol("digits", feats, ("svm", "logreg", "knn"), cfg, Cs=[1e-3, 1e-1, 10.0], seed=1, device="cpu")
+    assert [(r["protocol"], r["probe"]) for r in recs] == [
+        ("digits/all", "svm"), ("digits/20-per-class", "svm"), ("digits/all", "logreg"),
+        ("digits/20-per-class", "logreg"), ("digits/all", "knn"), ("digits/20-per-class", "knn")]
+    val, pool = split_validation(ytr, cfg.val_size, 10, seed=1)
+    # every fit saw training rows only, and none of the selection fits saw a validation row
+    assert all(s.split == "train" for s in seen)
+    assert sum(len(np.intersect1d(s.rows, val)) == 0 for s in seen) == len(seen) - 2  # the 2 refits use all rows
+    for r in recs:
+        assert set(CSV_COLUMNS) <= set(r)
+        if r["probe"] != "knn":
+            assert r["C"] in (1e-3, 1e-1, 10.0)
+            best = max(r["val_scores"], key=lambda c: r["val_scores"][c])
+            assert float(best) == r["C"]  # accuracy: higher is better
+    full_svm = recs[0]
+    assert full_svm["n_labels"] == 1297 and full_svm["n_runs"] == 1 and full_svm["mean"] > 85
+    assert recs[1]["n_runs"] == 3 and recs[1]["n_labels"] == 200 and len(recs[1]["per_draw"]) == 3
+    assert recs[1]["ci95"] == pytest.approx(1.96 * np.std(recs[1]["per_draw"], ddof=1))
+
+
+def test_svhn_protocol_selects_on_some_draws_and_measures_fresh_ones(digits):
+    Xtr, ytr, Xte, yte = digits
+    cfg = get_protocol("svhn", val_size=200, labels_per_class=5, draws=4, select_draws=2)
+    recs = run_protocol("svhn", from_arrays(Xtr, ytr, Xte, yte), ("svm",), cfg, seed=0, device="cpu")
+    (r,) = recs
+    assert r["protocol"] == "svhn/5-per-class" and r["metric"] == "error" and r["paper_value"] == 22.48
+    assert r["n_runs"] == 4 and r["C"] in cfg.c_grid and 0 < r["mean"] < 60
+
+
+def test_write_records_appends_csv_atomically(tmp_path, digits):
+    Xtr, ytr, Xte, yte = digits
+    cfg = get_protocol("digits", draws=2)
+    recs = run_protocol("digits", from_arrays(Xtr, ytr, Xte, yte, name="px"), ("knn",), cfg, device="cpu")
+    write_records(recs, tmp_path)
+    write_records(recs, tmp_path)
+    rows = list(csv.reader(open(tmp_path / "probes.csv")))
+    assert rows[0] == list(CSV_COLUMNS) and len(rows) == 1 + 2 * len(recs)
+    assert json.loads((tmp_path / "px__digits-all__knn.json").read_text())["probe"] == "knn"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_probe_command_end_to_end(capsys, tmp_path, digits_file):
+    code, out, err = run(capsys, "probe", "digits", "--features", str(digits_file), "--draws", "2",
+                         "--C", "1e-2,1", "--device", "cpu", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "digits/all" in out and "digits/20-per-class" in out and "svm" in out and "logreg" in out
+    rows = list(csv.DictReader(open(tmp_path / "o" / "probes.csv")))
+    assert len(rows) == 4 and {r["probe"] for r in rows} == {"svm", "logreg"}
+    assert all(r["dataset"] == "digits" and r["dim"] == "64" and r["device"] == "cpu" for r in rows)
+    assert float(rows[0]["mean"]) > 85
+
+
+def _one_line_error(capsys, *args, match):
+    code, _, err = run(capsys, *args)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert match in err, err
+
+
+def test_bad_input_through_the_cli(capsys, tmp_path, digits, digits_file):
+    Xtr, ytr, Xte, yte = digits
+    probe = ("probe", "digits", "--device", "cpu", "--draws", "2", "--out", str(tmp_path / "o"), "--features")
+    f = str(digits_file)
+    # incomplete, foreign or missing files
+    partial = write_features(tmp_path / "p.h5", {"train": (Xtr, ytr), "test": (Xte, yte)}, incomplete=["train"])
+    _one_line_error(capsys, *probe, str(partial), match="incomplete")
+    with h5py.File(tmp_path / "foreign.h5", "w") as h:
+        h["x"] = np.zeros(3)
+    _one_line_error(capsys, *probe, str(tmp_path / "foreign.h5"), match="not a dcgan-features feature file")
+    (tmp_path / "text.h5").write_text("hello")
+    _one_line_error(capsys, *probe, str(tmp_path / "text.h5"), match="not a readable HDF5")
+    _one_line_error(capsys, *probe, str(tmp_path / "none.h5"), match="not found")
+    other = write_features(tmp_path / "o.h5", {"train": (Xtr, ytr), "test": (Xte, yte)}, dataset="svhn")
+    _one_line_error(capsys, *probe, str(other), match="holds features of 'svhn'")
+    # a split the protocol needs is missing
+    no_test = write_features(tmp_path / "nt.h5", {"train": (Xtr, ytr)})
+    _one_line_error(capsys, *probe, str(no_test), match="no 'test' split")
+    # fewer labelled rows per class than the protocol draws
+    _one_line_error(capsys, *probe, f, "--labels-per-class", "200", match="fewer than the 200 per class")
+    # non-positive or malformed C
+    _one_line_error(capsys, *probe, f, "--C", "0.1,0", match="positive")
+    _one_line_error(capsys, *probe, f, "--C", "-1", match="positive")
+    _one_line_error(capsys, *probe, f, "--C", "abc", match="comma-separated")
+    _one_line_error(capsys, *probe, f, "--backend", "sklearn", "--device", "cuda", match="CPU only")
+    # NaN or inf in the features
+    for bad in (np.nan, np.inf):
+        X = Xtr.copy()
+        X[41, 7] = bad
+        path = write_features(tmp_path / f"bad{bad}.h5", {"train": (X, ytr), "test": (Xte, yte)})
+        _one_line_error(capsys, *probe, str(path), match="row 41 (column 7)")
+    X = Xte.copy()
+    X[3, 0] = np.inf
+    path = write_features(tmp_path / "badtest.h5", {"train": (Xtr, ytr), "test": (X, yte)})
+    _one_line_error(capsys, *probe, str(path), match="split 'test', row 3")
+    assert not (tmp_path / "o" / "probes.csv").exists()  # no record was written by any failed run
