@@ -226,11 +226,10 @@ def _n_tensors(arch: str) -> dict[str, int]:
 
 
 def _first_dims(path: Path, ndim: int) -> tuple[int, ...]:
-    arr = np.load(path, mmap_mode="r", allow_pickle=False) if path.is_file() else None
-    if arr is None or arr.ndim != ndim:
-        found = "no readable array" if arr is None else f"shape {tuple(arr.shape)}"
-        raise UserError(f"{path}: expected a {ndim}-d array, found {found}")
-    return tuple(arr.shape)
+    shape = tuple(_load_array(path).shape)
+    if len(shape) != ndim:
+        raise UserError(f"{path}: expected a {ndim}-d array, found shape {shape}")
+    return shape
 
 
 def convert_folder(folder: str | Path, arch: str, epoch: int | None = None
