@@ -240,8 +240,12 @@ def _catch_signals(flag: dict) -> Any:
 # ---------------------------------------------------------------------- the loop
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train a DCGAN as ``config`` says; returns where the final checkpoint is."""
+def train(config: TrainConfig, images: torch.Tensor | None = None) -> TrainResult:
+    """Train a DCGAN as ``config`` says; returns where the final checkpoint is.
+
+    ``images`` (uint8, N x 3 x S x S) replaces loading ``config.dataset`` (benchmarks,
+    notebooks); ``config.dataset`` then only names the data in config.json.
+    """
     cfg = dataclasses.replace(config)
     _validate(cfg)
     spec = get_arch(cfg.arch)
@@ -259,7 +263,7 @@ def train(config: TrainConfig) -> TrainResult:
                             f"{dist_ctx.world} processes")
         flag: dict = {}
         with _catch_signals(flag):
-            return _Run(cfg, spec, device, dist_ctx, folder, flag, ckpt).run()
+            return _Run(cfg, spec, device, dist_ctx, folder, flag, ckpt, images).run()
     finally:
         if dist_ctx.enabled:
             import torch.distributed as dist
@@ -272,14 +276,18 @@ class _Run:
     """One run's models, optimizers, generators and counters."""
 
     def __init__(self, cfg: TrainConfig, spec, device: torch.device, dist_ctx: _Dist, folder: RunFolder,
-                 flag: dict, ckpt: dict | None = None):
+                 flag: dict, ckpt: dict | None = None, images: torch.Tensor | None = None):
         from . import data
 
         self.cfg, self.spec, self.device, self.dist, self.folder, self.flag = cfg, spec, device, dist_ctx, folder, flag
         self.is_main = dist_ctx.rank == 0
         self.amp = bool(cfg.amp and device.type == "cuda")
 
-        images = data.load(cfg.dataset, "train", data_dir=cfg.data_dir, image_size=spec.image_size).images
+        if images is None:
+            images = data.load(cfg.dataset, "train", data_dir=cfg.data_dir, image_size=spec.image_size).images
+        elif images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, spec.image_size, spec.image_size):
+            raise UserError(f"{cfg.arch} trains on uint8 images of shape (N, 3, {spec.image_size}, "
+                            f"{spec.image_size}), got {images.dtype} {tuple(images.shape)}")
         self.n_images = int(images.shape[0])
         if cfg.batch_size > self.n_images:
             raise UserError(f"--batch-size {cfg.batch_size} is larger than the {self.n_images} images of "

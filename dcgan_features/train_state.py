@@ -100,12 +100,11 @@ class RunFolder:
         write_text_atomic(self.out / "config.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     def truncate_metrics(self, step: int) -> None:
-        """Drop metric lines past ``step``: a killed run may have logged beyond its last checkpoint."""
-        if not self.metrics.is_file():
-            return
-        keep = [line for line in self.metrics.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
-        write_text_atomic(self.metrics, "".join(line + "\n" for line in keep))
+        """Drop metric lines past ``step``: a killed run may have logged beyond its last
+        checkpoint, or died in the middle of a line."""
+        keep = [row for row in self.read_metrics() if row.get("step", step + 1) <= step]
+        if self.metrics.is_file():
+            write_text_atomic(self.metrics, "".join(json.dumps(row) + "\n" for row in keep))
 
     def append_metrics(self, row: dict) -> None:
         # One short line per append: a kill can at worst truncate the last line, and

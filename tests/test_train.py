@@ -348,3 +348,11 @@ def test_help_shows_paper_defaults(capsys):
     out = " ".join(out.split())  # undo click's line wrapping
     for text in ("[default: 128", "[default: 0.0002", "[default: 0.5", "--resume", "--compile", "--amp / --no-amp"):
         assert text in out, text
+
+
+def test_train_on_given_images_checks_their_shape(tmp_path):
+    from dcgan_features.errors import UserError
+
+    with pytest.raises(UserError, match=r"uint8 images of shape \(N, 3, 32, 32\)"):
+        train(tiny_config(tmp_path / "r"), images=torch.zeros(200, 1, 28, 28, dtype=torch.uint8))
+    assert not (tmp_path / "r").exists()
