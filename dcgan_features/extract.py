@@ -249,9 +249,9 @@ def _run(D: nn.Module, device: torch.device, cfg: ExtractConfig, writer: Feature
          layers_dim: tuple[list[str], int], t0: float, kill_after: int, log, progress: bool) -> dict:
     from tqdm import tqdm
 
-    D.to(device)
+    # channels-last: faster convs on GPU and CPU (oneDNN), and vectorised pooling in the hooks
+    D.to(device=device, memory_format=torch.channels_last)
     if device.type == "cuda":
-        D.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
         images = {s: x.to(device) for s, x in images.items()}  # uint8: 150 MB for CIFAR-10
     bs = cfg.batch_size
@@ -260,8 +260,7 @@ def _run(D: nn.Module, device: torch.device, cfg: ExtractConfig, writer: Feature
 
     def batches(x: torch.Tensor, start: int = 0):
         for lo in range(start, x.shape[0], bs):
-            b = to_model_input(x[lo:lo + bs], device)
-            yield b.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else b
+            yield to_model_input(x[lo:lo + bs], device).contiguous(memory_format=torch.channels_last)
 
     # (3) BatchNorm: re-estimate over train once, keep the statistics for a resume
     if cfg.bn == "recompute":

@@ -93,6 +93,30 @@ def to_model_input(images: torch.Tensor, device: torch.device | str) -> torch.Te
     return x.div_(127.5).sub_(1.0)
 
 
+def grid_max_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, grid)``, exactly, but several times faster on CPU for NCHW input.
+
+    PyTorch's NCHW CPU max-pool kernels loop over each window; when the windows tile the
+    map (H, W divisible by ``grid``) an elementwise max over row slices followed by a
+    reduction over the innermost axis gives the same values with vectorised loops.
+    Channels-last input (fast already) and uneven windows use adaptive_max_pool2d.
+
+    >>> x = torch.randn(2, 3, 8, 8)
+    >>> torch.equal(grid_max_pool(x, 4), F.adaptive_max_pool2d(x, 4))
+    True
+    """
+    B, C, H, W = x.shape
+    if (x.device.type != "cpu" or H % grid or W % grid or not x.is_contiguous()
+            or x.is_contiguous(memory_format=torch.channels_last) and C > 1):
+        return F.adaptive_max_pool2d(x, grid)
+    kh, kw = H // grid, W // grid
+    rows = x.view(B, C, grid, kh, W)  # (B, C, grid, kh, W): the kh rows of each window band
+    m = rows[:, :, :, 0]
+    for i in range(1, kh):
+        m = torch.maximum(m, rows[:, :, :, i])
+    return m.reshape(B, C, grid, grid, kw).amax(4)  # (B, C, grid, grid)
+
+
 class PoolHook:
     """A forward hook that max-pools a module's output to ``grid x grid`` and copies it at once.
 
@@ -106,7 +130,9 @@ class PoolHook:
         self.out: torch.Tensor | None = None
 
     def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
-        pooled = F.adaptive_max_pool2d(output, self.grid).flatten(1)  # (B, C * grid * grid)
+        if self.out is None:  # a plain D(x) while the extractor is active: capture nothing
+            return
+        pooled = grid_max_pool(output, self.grid).flatten(1)  # (B, C * grid * grid)
         if pooled.shape[1] != self.dim:
             raise RuntimeError(f"hooked output gives {pooled.shape[1]} features, metadata says {self.dim}")
         self.out[:, self.offset:self.offset + self.dim].copy_(pooled)

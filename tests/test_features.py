@@ -205,3 +205,19 @@ def test_grid_larger_than_a_block_names_it():
     check_grid(D, ["d1", "d2"], 16)
     with pytest.raises(UserError, match=r"grid 5 is larger than block d6's 4x4 output"):
         check_grid(D, NAMES6, 5)
+
+
+@pytest.mark.parametrize("shape,grid", [((2, 3, 16, 16), 4), ((2, 3, 12, 12), 3), ((2, 3, 10, 10), 3), ((1, 2, 4, 4), 4)])
+def test_grid_max_pool_is_adaptive_max_pool(shape, grid):
+    from dcgan_features.features import grid_max_pool
+
+    x = torch.randn(shape)
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        assert torch.equal(grid_max_pool(t, grid), F.adaptive_max_pool2d(t, grid))
+
+
+def test_plain_forward_inside_the_block_captures_nothing():
+    D, x = _model("dcgan32")
+    with FeatureExtractor(D) as fx:
+        D(x)  # the caller's own forward: hooks fire but have nowhere to write
+        assert fx(x).shape == (6, D.feature_dim(4))

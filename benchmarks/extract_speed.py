@@ -1,0 +1,153 @@
+"""Extraction speed: dataset -> HDF5 end to end, against a bare D forward over the same images.
+
+One process times, in this order: the bare forward (uint8 batch -> [-1, 1] on the device ->
+channels-last ``D(x)``, the same model in the same memory format as ``extract`` runs it), ``extract`` to HDF5 for each dtype (hooks, pooling, the writer thread, the
+final fsync and rename included; the dataset is already in memory for both), then the
+bare forward again; the ratio uses the mean of the two bare runs, so load drift on a
+shared machine shows up as a gap between them (both are in the CSV). Rows are appended to
+``results/extract_speed.csv``. Targets (DESIGN section 7): CPU ratio <= 1.3; GPU
+(``imagenet32`` width 128, H100) >= 20000 img/s to HDF5.
+
+    python benchmarks/extract_speed.py                                  # CPU, imagenet32 w32, Fashion-MNIST
+    python benchmarks/extract_speed.py --dataset digits --n 1297 --width 16
+    python benchmarks/extract_speed.py --device cuda --width 128 --n 50000 --batch-size 1024 --dataset synthetic-big
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dcgan_features.data import ImageSet, load, make_synthetic  # noqa: E402
+from dcgan_features.extract import ExtractConfig, extract, random_init_model  # noqa: E402
+from dcgan_features.features import resolve_device, to_model_input  # noqa: E402
+
+COLUMNS = ["date", "device", "threads", "command", "arch", "width", "dim", "dataset", "n_images", "batch_size",
+           "bn", "dtype", "bare_forward_s_before", "bare_forward_s_after", "bare_img_per_s", "extract_s",
+           "extract_img_per_s", "ratio_extract_to_bare", "mb_written_per_s", "file_bytes", "note"]
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores visible)"
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def bare_forward(D: torch.nn.Module, images: torch.Tensor, batch: int, device: torch.device) -> float:
+    """Seconds for D(x) over every image, batch by batch, input scaled on the device as extract does."""
+    if device.type == "cuda":
+        images = images.to(device)
+    sync(device)
+    t0 = time.perf_counter()
+    for lo in range(0, images.shape[0], batch):
+        D(to_model_input(images[lo:lo + batch], device).contiguous(memory_format=torch.channels_last))
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="imagenet32")
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--dataset", default="fashion-mnist",
+                    help="a dataset name, or synthetic-big (generated, --n images, no files needed)")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--n", type=int, default=2000, help="images (the first N of the train split)")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--dtypes", default="float16,float32")
+    ap.add_argument("--bn", default="running", choices=["running", "batch", "recompute"])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--tmp-dir", default=None, help="where the HDF5 files go (deleted after)")
+    ap.add_argument("--note", default="", help="free text for the CSV (e.g. 'machine shared with other jobs')")
+    ap.add_argument("--out", default="results/extract_speed.csv")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model = random_init_model(args.arch, args.width, seed=0)
+    # channels-last for the bare forward too: the fastest plain forward, as extract runs it
+    D = model.D.to(device=device, memory_format=torch.channels_last).eval()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    size = 64 if args.arch == "dcgan64" else 32
+    if args.dataset == "synthetic-big":
+        x, y = make_synthetic(args.n, size=size)
+        ds = ImageSet(torch.from_numpy(x), torch.from_numpy(y), "synthetic", "train")
+        name = "synthetic"
+    else:
+        ds = load(args.dataset, "train", data_dir=args.data_dir, image_size=size)
+        name = args.dataset
+    n = min(args.n, len(ds))
+    data = {"train": ImageSet(ds.images[:n].contiguous(), ds.labels[:n], name, "train")}
+
+    bare_forward(D, data["train"].images[:2 * args.batch_size], args.batch_size, device)  # warm up
+    before = bare_forward(D, data["train"].images, args.batch_size, device)
+    runs = []
+    with tempfile.TemporaryDirectory(dir=args.tmp_dir) as tmp:
+        for dtype in args.dtypes.split(","):
+            out = Path(tmp) / f"f_{dtype}.h5"
+            cfg = ExtractConfig(dataset=name, splits=("train",), bn=args.bn, dtype=dtype, batch_size=args.batch_size,
+                                device=str(device))
+            res = extract(model, out, cfg, data=data)
+            runs.append((dtype, res["seconds"], out.stat().st_size))
+            out.unlink()
+    after = bare_forward(D, data["train"].images, args.batch_size, device)
+    bare = (before + after) / 2
+
+    dim = model.D.feature_dim(4)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    rows = []
+    for dtype, seconds, size_bytes in runs:
+        rows.append({
+            "date": datetime.date.today().isoformat(), "device": device_name(device),
+            "threads": torch.get_num_threads() if device.type == "cpu" else "", "command": command,
+            "arch": args.arch, "width": args.width, "dim": dim, "dataset": name, "n_images": n,
+            "batch_size": args.batch_size, "bn": args.bn, "dtype": dtype,
+            "bare_forward_s_before": f"{before:.3f}", "bare_forward_s_after": f"{after:.3f}",
+            "bare_img_per_s": f"{n / bare:.0f}", "extract_s": f"{seconds:.3f}",
+            "extract_img_per_s": f"{n / seconds:.0f}", "ratio_extract_to_bare": f"{seconds / bare:.3f}",
+            "mb_written_per_s": f"{size_bytes / seconds / 1e6:.1f}", "file_bytes": size_bytes, "note": args.note,
+        })
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = not out.exists()
+    with open(out, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+    for r in rows:
+        print(f"{r['dtype']}: extract {r['extract_img_per_s']} img/s ({r['extract_s']} s), bare forward "
+              f"{r['bare_img_per_s']} img/s (before {before:.3f} s, after {after:.3f} s), ratio "
+              f"{r['ratio_extract_to_bare']}, {r['mb_written_per_s']} MB/s, file {r['file_bytes']} B")
+    print(f"appended {len(rows)} row(s) to {out}")
+
+
+if __name__ == "__main__":
+    main()
