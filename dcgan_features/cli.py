@@ -314,8 +314,9 @@ def sample_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device: str
 
 @cli.command("interpolate")
 @_gen_options
-@click.option("--rows", type=click.IntRange(min=1), default=8, help="Number of walks, one per row.")
-@click.option("--steps", type=click.IntRange(min=2), default=10, help="Images per walk, end points included.")
+# at most 32 x 32 images: with batch statistics a figure is decoded in one pass
+@click.option("--rows", type=click.IntRange(1, 32), default=8, help="Number of walks, one per row.")
+@click.option("--steps", type=click.IntRange(2, 32), default=10, help="Images per walk, end points included.")
 def interpolate_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device: str, rows: int,
                     steps: int) -> None:
     """Linear walks between random pairs of latent vectors, one per row (paper figure 4).
