@@ -197,15 +197,13 @@ def _validate(cfg: TrainConfig) -> None:
             raise UserError(message)
 
 
-def _prepare_out(out: Path, resume: bool) -> None:
+def _prepare_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create output folder {str(out)!r} ({e.strerror or type(e).__name__}); "
                         "choose a writable --out") from None
     check_writable_dir(out)
-    if not resume and (out / "checkpoints" / "last.pt").exists():
-        raise UserError(f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out")
 
 
 def _load_resumable(path: Path, cfg: TrainConfig) -> dict:
@@ -253,8 +251,10 @@ def train(config: TrainConfig, images: torch.Tensor | None = None) -> TrainResul
     cfg.nz = spec.nz if cfg.nz is None else int(cfg.nz)
     cfg.out = str(cfg.out)
     folder = RunFolder(cfg.out)
-    # A bad --resume fails before any data is loaded or any folder is created.
+    # A bad --resume or a taken --out fails before any data is loaded or any folder is created.
     ckpt = _load_resumable(folder.last, cfg) if cfg.resume else None
+    if not cfg.resume and folder.last.exists():
+        raise UserError(f"{cfg.out!r} already holds a run; pass --resume to continue it or choose another --out")
     dist_ctx = _init_distributed(cfg.device)
     try:
         device = resolve_device(cfg.device, dist_ctx.local_rank)
@@ -293,7 +293,7 @@ class _Run:
             raise UserError(f"--batch-size {cfg.batch_size} is larger than the {self.n_images} images of "
                             f"{cfg.dataset} train; use a smaller --batch-size")
         if self.is_main:  # after the cheap checks, so a refused run leaves no folder behind
-            _prepare_out(folder.out, cfg.resume)
+            _prepare_out(folder.out)
         self.images = images.to(device)  # uint8, resident for the whole run
         self.steps_per_epoch = self.n_images // cfg.batch_size  # drop the ragged last batch
         self.total_steps = self.steps_per_epoch * cfg.epochs
