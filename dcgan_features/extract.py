@@ -39,7 +39,8 @@ from .architectures import get_arch
 from .atomic import check_writable_dir
 from .errors import FeatureFileError, UserError
 from .features import BN_MODES, FeatureExtractor, bn_state, recompute_bn_stats, resolve_device, to_model_input
-from .store import DTYPES, FeatureWriter, FileMeta
+from .feature_writer import FeatureWriter
+from .store import DTYPES, FileMeta
 
 KILL_ENV = "DCGAN_FEATURES_TEST_KILL_AFTER_ROWS"  # tests only: SIGKILL itself once this many rows went to the writer
 

@@ -17,7 +17,8 @@ from dcgan_features.cli import main
 from dcgan_features.data import load
 from dcgan_features.extract import KILL_ENV, random_init_sha256
 from dcgan_features.features import extract_features
-from dcgan_features.store import FeatureFile, FeatureWriter, partial_path
+from dcgan_features.feature_writer import FeatureWriter
+from dcgan_features.store import FeatureFile, partial_path
 
 FAST = ["--random-init", "--arch", "dcgan32", "--width", "2", "--dataset", "synthetic", "--limit", "40",
         "--batch-size", "16", "--device", "cpu"]

@@ -9,7 +9,8 @@ import torch
 
 from dcgan_features import store
 from dcgan_features.errors import FeatureFileError
-from dcgan_features.store import FeatureFile, FeatureWriter, FileMeta, chunk_rows, partial_path
+from dcgan_features.feature_writer import FeatureWriter
+from dcgan_features.store import FeatureFile, FileMeta, chunk_rows, partial_path
 
 META = FileMeta("digits", "dcgan32", 4, ("d1", "d2"), (64, 128), 4, "recompute", "ab" * 32)
 DIM = 192
