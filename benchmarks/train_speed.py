@@ -14,7 +14,7 @@ and the same images (random uint8, seeded: throughput does not depend on content
 Appends one row per loop to ``--csv`` (default results/train_speed.csv), with the device,
 date and command. The GPU target (DESIGN section 7) is one command on an H100::
 
-    python benchmarks/train_speed.py --arch imagenet32 --width 128 --batch 128 --device cuda --steps 300
+    python benchmarks/train_speed.py --arch imagenet32 --width 128 --batch 128 --device cuda --steps 300 --warmup 20
 
 CPU here (small width; the cores may be shared, see the ``note`` column)::
 
@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dcgan_features.architectures import get_arch, sample_z  # noqa: E402
-from dcgan_features.train import TrainConfig, device_name, resolve_device, train  # noqa: E402
+from dcgan_features.devices import device_name, resolve_device  # noqa: E402
+from dcgan_features.train import TrainConfig, train  # noqa: E402
 
 COLUMNS = ["date", "device", "arch", "width", "batch", "amp", "compile", "loop", "img_per_s", "speedup",
            "steps", "warmup", "n_images", "workers", "threads", "torch", "note", "command"]
@@ -89,8 +90,7 @@ def time_plain(args, images: torch.Tensor) -> float:
     spec = get_arch(args.arch)
     dataset = PILImages(images, T.Compose([T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers,
-                                         drop_last=True, pin_memory=device.type == "cuda",
-                                         persistent_workers=args.workers > 0)
+                                         drop_last=True, pin_memory=device.type == "cuda")
     netG, netD = spec.build(args.width, seed=0)
     netG.to(device)
     netD.to(device)
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     n = args.n_images or (50000 if device.type == "cuda" else 4096)
     images = random_images(n, get_arch(args.arch).image_size)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # both loops: fixed shapes
+        torch.backends.cudnn.benchmark = True  # both loops (pytorch/examples sets it too; ours does anyway)
 
     results = {}
     for loop in args.loops.split(","):

@@ -16,16 +16,14 @@ doctest would spend seconds importing torch._dynamo and matplotlib)::
 
     train(TrainConfig(dataset="digits", arch="dcgan32", width=16, epochs=5, out="runs/d"))
 
->>> cfg = TrainConfig(dataset="digits", arch="dcgan32", width=16, epochs=5, out="runs/d", lr=1e-4)
->>> cfg.resume_command()
-'dcgan-features train --dataset digits --arch dcgan32 --epochs 5 --width 16 --lr 0.0001 --out runs/d --resume'
+>>> TrainConfig(dataset="digits", arch="dcgan32", out="runs/d").batch_size  # the paper's
+128
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import random
 import signal
@@ -33,62 +31,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from . import __version__, checkpoint
 from .architectures import get_arch, sample_z
-from .atomic import check_writable_dir
-from .errors import CheckpointError, UserError
-from .train_state import RunFolder, capture_rng, check_resumable, restore_rng
+from .devices import DistContext, device_name, init_distributed, resolve_device
+from .errors import UserError
+from .train_config import TrainConfig
+from .train_state import RunFolder, capture_rng, catch_signals, load_resumable, restore_rng
+
+__all__ = ["TrainConfig", "TrainResult", "Interrupted", "NonFiniteLoss", "train", "make_generators", "to_unit_range"]
 
 KILL_ENV = "DCGAN_FEATURES_TEST_SIGKILL_AFTER_CKPT"  # test hook: SIGKILL self after the checkpoint at this step
 N_SAMPLES = 64  # the fixed-z sample grid, 8 x 8
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run; ``width``/``nz`` None mean the architecture's default."""
-
-    dataset: str
-    arch: str
-    out: str
-    epochs: int = 25
-    width: int | None = None
-    data_dir: str | None = None
-    batch_size: int = 128
-    lr: float = 2e-4
-    beta1: float = 0.5
-    nz: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast; takes effect on CUDA only (config.json records amp_effective)
-    compile: bool = False
-    resume: bool = False
-    sample_every: int = 1  # epochs
-    ckpt_every: int = 500  # steps; last.pt is also written at every epoch end
-    keep_every: int = 10  # epochs; keep checkpoints/epoch_NNN.pt (0: never)
-    log_every: int = 50  # steps between metric lines (each one syncs the device)
-    max_steps: int | None = None  # stop early after this many steps in total (smoke runs)
-    progress: bool | None = None  # tqdm bar; None: only when stdout is a TTY
-
-    def resume_command(self) -> str:
-        """The command line that continues this run."""
-        parts = ["dcgan-features train", f"--dataset {self.dataset}", f"--arch {self.arch}"]
-        defaults = TrainConfig(dataset="", arch="", out="")
-        for f in dataclasses.fields(self):
-            if f.name in ("dataset", "arch", "out", "resume", "progress"):
-                continue
-            value = getattr(self, f.name)
-            if value != getattr(defaults, f.name) and value is not None:
-                flag = "--" + f.name.replace("_", "-")
-                parts.append(flag if value is True else f"--no-{flag[2:]}" if value is False else f"{flag} {value}")
-        parts += [f"--out {self.out}", "--resume"]
-        return " ".join(parts)
 
 
 @dataclass
@@ -114,35 +72,6 @@ class NonFiniteLoss(UserError):
 # ------------------------------------------------------------------ small pieces
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` = cuda if available; ``cuda`` without CUDA is a one-line UserError."""
-    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda asked for, but CUDA is not available here; use --device cpu or auto")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device("cpu")
-
-
-def device_name(device: torch.device) -> str:
-    """Human-readable name of ``device``: the GPU model, or the CPU model from /proc/cpuinfo."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "cpu"
-
-
 def make_generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
     """The batch-order generator (CPU) and the z generator (on ``device``), same on every rank."""
     data_gen = torch.Generator().manual_seed(seed)
@@ -155,86 +84,6 @@ def to_unit_range(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().mul_(2.0 / 255.0).sub_(1.0).contiguous(memory_format=torch.channels_last)
 
 
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-
-def _init_distributed(device_name: str) -> _Dist:
-    """Join the torchrun group if launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    import torch.distributed as dist
-
-    ctx = _Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    use_cuda = device_name != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(ctx.local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return ctx
-
-
-def _validate(cfg: TrainConfig) -> None:
-    checks = [
-        (cfg.epochs >= 1, "--epochs must be >= 1"),
-        (cfg.batch_size >= 1, "--batch-size must be >= 1"),
-        (cfg.lr > 0 and math.isfinite(cfg.lr), "--lr must be a positive number"),
-        (0 <= cfg.beta1 < 1, "--beta1 must be in [0, 1)"),
-        (cfg.sample_every >= 1 and cfg.ckpt_every >= 1 and cfg.log_every >= 1,
-         "--sample-every, --ckpt-every and --log-every must be >= 1"),
-        (cfg.max_steps is None or cfg.max_steps >= 1, "--max-steps must be >= 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
-
-
-def _prepare_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create output folder {str(out)!r} ({e.strerror or type(e).__name__}); "
-                        "choose a writable --out") from None
-    check_writable_dir(out)
-
-
-def _load_resumable(path: Path, cfg: TrainConfig) -> dict:
-    """The checkpoint ``--resume`` continues from, checked against this run's settings."""
-    if not path.is_file():
-        raise CheckpointError(f"--resume: no checkpoint at {str(path)!r}; run without --resume to start")
-    ckpt = checkpoint.load(path)
-    check_resumable(ckpt, dataclasses.asdict(cfg), path)
-    checkpoint.models_from_payload(ckpt, str(path))  # weights that do not fit fail here, in one line
-    return ckpt
-
-
-@contextlib.contextmanager
-def _catch_signals(flag: dict) -> Any:
-    """SIGINT/SIGTERM only set a flag; the loop checkpoints at the next step boundary."""
-    def handler(signum, _frame):
-        flag["signal"] = signum
-
-    previous = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread (e.g. a notebook worker): keep default handling
-        pass
-    try:
-        yield
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-
 # ---------------------------------------------------------------------- the loop
 
 
@@ -245,24 +94,24 @@ def train(config: TrainConfig, images: torch.Tensor | None = None) -> TrainResul
     notebooks); ``config.dataset`` then only names the data in config.json.
     """
     cfg = dataclasses.replace(config)
-    _validate(cfg)
+    cfg.validate()
     spec = get_arch(cfg.arch)
     cfg.width = spec.default_width if cfg.width is None else int(cfg.width)
     cfg.nz = spec.nz if cfg.nz is None else int(cfg.nz)
     cfg.out = str(cfg.out)
     folder = RunFolder(cfg.out)
     # A bad --resume or a taken --out fails before any data is loaded or any folder is created.
-    ckpt = _load_resumable(folder.last, cfg) if cfg.resume else None
+    ckpt = load_resumable(folder.last, dataclasses.asdict(cfg)) if cfg.resume else None
     if not cfg.resume and folder.last.exists():
         raise UserError(f"{cfg.out!r} already holds a run; pass --resume to continue it or choose another --out")
-    dist_ctx = _init_distributed(cfg.device)
+    dist_ctx = init_distributed(cfg.device)
     try:
         device = resolve_device(cfg.device, dist_ctx.local_rank)
         if cfg.batch_size % dist_ctx.world:
             raise UserError(f"--batch-size {cfg.batch_size} is the global batch and must divide by the "
                             f"{dist_ctx.world} processes")
         flag: dict = {}
-        with _catch_signals(flag):
+        with catch_signals(flag):
             return _Run(cfg, spec, device, dist_ctx, folder, flag, ckpt, images).run()
     finally:
         if dist_ctx.enabled:
@@ -275,7 +124,7 @@ def train(config: TrainConfig, images: torch.Tensor | None = None) -> TrainResul
 class _Run:
     """One run's models, optimizers, generators and counters."""
 
-    def __init__(self, cfg: TrainConfig, spec, device: torch.device, dist_ctx: _Dist, folder: RunFolder,
+    def __init__(self, cfg: TrainConfig, spec, device: torch.device, dist_ctx: DistContext, folder: RunFolder,
                  flag: dict, ckpt: dict | None = None, images: torch.Tensor | None = None):
         from . import data
 
@@ -293,13 +142,18 @@ class _Run:
             raise UserError(f"--batch-size {cfg.batch_size} is larger than the {self.n_images} images of "
                             f"{cfg.dataset} train; use a smaller --batch-size")
         if self.is_main:  # after the cheap checks, so a refused run leaves no folder behind
-            _prepare_out(folder.out)
+            folder.prepare()
         self.images = images.to(device)  # uint8, resident for the whole run
         self.steps_per_epoch = self.n_images // cfg.batch_size  # drop the ragged last batch
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.local_batch = cfg.batch_size // dist_ctx.world
+        self.targets = (torch.ones(self.local_batch, device=device), torch.zeros(self.local_batch, device=device))
+        if device.type == "cuda":
+            # Fixed shapes every step: let cuDNN time its algorithms once. (GPU runs are
+            # therefore not bit-reproducible; the exact-resume guarantee is for the CPU.)
+            torch.backends.cudnn.benchmark = True
 
         self.G, self.D = spec.build(cfg.width, nz=cfg.nz, seed=cfg.seed)  # same init on every rank
         # Per-rank global seeds: anything that draws from the global RNGs differs across ranks,
@@ -364,8 +218,7 @@ class _Run:
     # --------------------------------------------------------------- one step
 
     def _train_step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        ones = torch.ones(real.shape[0], device=self.device)
-        zeros = torch.zeros(real.shape[0], device=self.device)
+        ones, zeros = self.targets
         with self._autocast():
             fake = self.G_step(z)  # 3 x S x S in [-1, 1], reused by the G step below
 

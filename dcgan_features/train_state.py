@@ -12,17 +12,20 @@ the run that wants to resume from it, and the files of ``--out`` (``config.json`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from .atomic import atomic_path, write_text_atomic
-from .errors import CheckpointError
+from . import checkpoint
+from .atomic import atomic_path, check_writable_dir, write_text_atomic
+from .errors import CheckpointError, UserError
 
 # Settings a resumed run must share with the checkpoint: they define the model, the data
 # order and the optimisation, so continuing with other values would not be "the same run".
@@ -79,6 +82,36 @@ def check_resumable(ckpt: dict, config: dict, path: str | os.PathLike) -> None:
                                   f"this run asks for {config[key]}; pass {flag} {stored[key]} or use a fresh --out")
 
 
+def load_resumable(path: str | os.PathLike, config: dict) -> dict:
+    """The checkpoint ``--resume`` continues from, checked against this run's ``config``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"--resume: no checkpoint at {str(path)!r}; run without --resume to start")
+    ckpt = checkpoint.load(path)
+    check_resumable(ckpt, config, path)
+    checkpoint.models_from_payload(ckpt, str(path))  # weights that do not fit fail here, in one line
+    return ckpt
+
+
+@contextlib.contextmanager
+def catch_signals(flag: dict) -> Iterator[None]:
+    """SIGINT/SIGTERM only set ``flag["signal"]``; the loop checkpoints at the next step boundary."""
+    def handler(signum, _frame):
+        flag["signal"] = signum
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (e.g. a notebook worker): keep default handling
+        pass
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
 # ------------------------------------------------------------------------ run folder
 
 
@@ -91,6 +124,15 @@ class RunFolder:
         self.samples = self.out / "samples"
         self.metrics = self.out / "metrics.jsonl"
         self.last = self.checkpoints / "last.pt"
+
+    def prepare(self) -> None:
+        """Create ``out`` (and parents) or fail in one line naming why."""
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create output folder {str(self.out)!r} ({e.strerror or type(e).__name__}); "
+                            "choose a writable --out") from None
+        check_writable_dir(self.out)
 
     def create(self) -> None:
         for d in (self.out, self.checkpoints, self.samples):
