@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import os
 import random
 import signal
@@ -196,15 +197,20 @@ class _Run:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             # BatchNorm under DDP: keep per-rank batch statistics (what one GPU with the
-            # per-rank batch would compute, as in the paper) and broadcast_buffers=False.
-            # With the default True, DDP overwrites the BN running stats in place from
+            # per-rank batch would compute, as in the paper) and never sync buffers in
+            # forward. With the default, DDP overwrites the BN running stats in place from
             # rank 0 at every forward; D runs three forwards per step (real, fake, G's
             # step), and overwriting buffers autograd saved raises "modified by an inplace
             # operation". Running stats are unused in training mode; rank 0's are saved.
             # SyncBatchNorm would instead all-reduce at every BN layer of every forward
-            # (~20 collectives a step) and does not exist on CPU/gloo.
-            self.G_step = DDP(self.G, device_ids=ids, broadcast_buffers=False)
-            self.D_step = DDP(self.D, device_ids=ids, broadcast_buffers=False)
+            # (~20 collectives a step) and rejects CPU tensors, so gloo could not test it.
+            # Newer torch renames broadcast_buffers=False to forward_sync_buffers=False
+            # (buffers still synced once at init, harmless: every rank inits identically).
+            params = inspect.signature(DDP.__init__).parameters
+            no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {
+                "broadcast_buffers": False}
+            self.G_step = DDP(self.G, device_ids=ids, **no_sync)
+            self.D_step = DDP(self.D, device_ids=ids, **no_sync)
         if self.cfg.compile:
             self.G_step = torch.compile(self.G_step)
             self.D_step = torch.compile(self.D_step)
