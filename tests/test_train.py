@@ -360,3 +360,13 @@ def test_train_on_given_images_checks_their_shape(tmp_path):
     with pytest.raises(UserError, match=r"uint8 images of shape \(N, 3, 32, 32\)"):
         train(tiny_config(tmp_path / "r"), images=torch.zeros(200, 1, 28, 28, dtype=torch.uint8))
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="real Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_learns_to_tell_real_from_fake(tmp_path):
+    result = train(TrainConfig(dataset="fashion-mnist", arch="dcgan32", width=8, batch_size=64, epochs=1,
+                               max_steps=60, log_every=20, out=str(tmp_path / "fm"), device="cpu", progress=False))
+    m = result.last_metrics
+    assert result.step == 60 and m["d_x"] > m["d_g_z"]  # D has learned something about the real images
