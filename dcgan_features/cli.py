@@ -446,12 +446,14 @@ def extract_cmd(ctx: click.Context, checkpoint: str | None, random_init: bool, a
 @click.option("--batch-size", type=click.IntRange(min=1), default=64)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=int, default=0)
+@click.option("--probe", "probes", multiple=True, default=("svm", "logreg"),
+              type=click.Choice(["svm", "logreg", "knn"]), help="Probe(s); repeat the flag for several.")
 @click.option("--out", default="runs/quickstart", type=click.Path(file_okay=False),
               help="Run folder: checkpoints, samples, feature files.")
 @click.option("--results", default="results/quickstart.csv", type=click.Path(dir_okay=False),
               help="The table as CSV; the sample grid is written beside it (<name>_samples.png).")
 def quickstart_cmd(dataset: str, data_dir: str | None, arch: str, width: int, epochs: int, batch_size: int,
-                   device: str, seed: int, out: str, results: str) -> None:
+                   device: str, seed: int, probes: tuple[str, ...], out: str, results: str) -> None:
     """The main job end to end: train a DCGAN, extract every D block, probe the features
     against raw pixels and a random D of the same architecture, print the table.
 
@@ -466,7 +468,8 @@ def quickstart_cmd(dataset: str, data_dir: str | None, arch: str, width: int, ep
 
     t0 = time.perf_counter()
     res = run(QuickstartConfig(dataset=dataset, arch=arch, width=width, epochs=epochs, batch_size=batch_size,
-                               device=device, data_dir=data_dir, seed=seed, out=out, results=results),
+                               device=device, data_dir=data_dir, seed=seed, probes=tuple(dict.fromkeys(probes)),
+                               out=out, results=results),
               log=lambda m: click.echo(m, err=True))
     click.echo(format_summary(res.records))
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items())

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Every GPU benchmark in one command, for whoever next has a GPU (budget: 25 minutes on an H100).
+#
+#   PYTHONPATH=. bash benchmarks/gpu_suite.sh                 # Fashion-MNIST found in .gpu/fashion-mnist
+#   FMNIST_DIR=/data/fashion-mnist EPOCHS=25 PYTHONPATH=. bash benchmarks/gpu_suite.sh
+#
+# Needs torch (CUDA), torchvision, scikit-learn, h5py, click, tqdm, matplotlib, scipy; no network,
+# no install: run from the repo root. Fashion-MNIST is the four idx .gz files (Debian's
+# dataset-fashion-mnist; copy /usr/share/datasets/fashion-mnist to .gpu/fashion-mnist, which git
+# ignores, and carry that folder to the GPU machine). Scratch files go to $WORK (default .gpu/work).
+#
+# Steps and what each writes (rows are appended or replaced; every row names the device):
+#   (1) training throughput, imagenet32 width 128, ours vs a plain pytorch/examples loop -> results/train_speed.csv
+#   (2) extraction to HDF5, imagenet32 width 128, 50000 images                            -> results/extract_speed.csv
+#   (3) probe speed, 50000 x 28672 (random imagenet32 D over Fashion-MNIST), both probes  -> results/probe_speed.csv
+#   (4) train imagenet32 width 128 on Fashion-MNIST ($EPOCHS epochs), then the accuracy
+#       table: pixels, random D, trained D, each block                                    -> results/accuracy.csv, per_block.png
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="${PYTHONPATH:-.}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+WORK=${WORK:-.gpu/work}
+EPOCHS=${EPOCHS:-15}
+FMNIST_DIR=${FMNIST_DIR:-}
+if [ -z "$FMNIST_DIR" ]; then
+  for d in .gpu/fashion-mnist /usr/share/datasets/fashion-mnist data/fashion-mnist; do
+    if [ -f "$d/train-images-idx3-ubyte.gz" ]; then FMNIST_DIR=$d; break; fi
+  done
+fi
+if [ -z "$FMNIST_DIR" ]; then
+  echo "gpu_suite: Fashion-MNIST not found; set FMNIST_DIR to the folder of its four idx .gz files" >&2
+  exit 2
+fi
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+  || { echo "gpu_suite: no CUDA device visible to torch" >&2; exit 2; }
+mkdir -p "$WORK"
+CLI="$PY -m dcgan_features.cli"
+NOTE="gpu_suite.sh on $("$PY" -c 'import torch; print(torch.cuda.get_device_name())')"
+t_start=$(date +%s)
+banner() { echo; echo "== [$(( $(date +%s) - t_start )) s] $*"; }
+
+banner "(1) training throughput: imagenet32 width 128, batch 128"
+"$PY" benchmarks/train_speed.py --arch imagenet32 --width 128 --batch 128 --device cuda --steps 300 --warmup 30 \
+  --note "$NOTE"
+"$PY" benchmarks/train_speed.py --arch imagenet32 --width 128 --batch 128 --device cuda --steps 300 --warmup 30 \
+  --compile --loops ours --note "$NOTE (torch.compile)" || echo "gpu_suite: compiled run failed; see above"
+
+banner "(2) extraction: imagenet32 width 128, 50000 images -> HDF5"
+"$PY" benchmarks/extract_speed.py --device cuda --arch imagenet32 --width 128 --n 50000 --batch-size 1024 \
+  --dataset fashion-mnist --data-dir "$FMNIST_DIR" --tmp-dir "$WORK" --note "$NOTE"
+
+banner "(3) probe speed: 50000 x 28672 features, both probes, whole C grid"
+FEATS="$WORK/fmnist_imagenet32_random.h5"
+$CLI extract --random-init --arch imagenet32 --width 128 --seed 0 --dataset fashion-mnist --data-dir "$FMNIST_DIR" \
+  --limit 50000 --bn batch --batch-size 1024 --device cuda --out "$FEATS"
+"$PY" benchmarks/probe_speed.py --features "$FEATS" --device cuda --backends torch --probes svm,logreg \
+  --case cifar10-sized --notes "$NOTE"
+
+banner "(4) Fashion-MNIST accuracy with a trained imagenet32 (width 128, $EPOCHS epochs)"
+RUN="$WORK/fm_imagenet32"
+$CLI train --dataset fashion-mnist --data-dir "$FMNIST_DIR" --arch imagenet32 --width 128 --epochs "$EPOCHS" \
+  --batch-size 128 --device cuda --out "$RUN" $( [ -f "$RUN/checkpoints/last.pt" ] && echo --resume )
+"$PY" benchmarks/accuracy.py --dataset fashion-mnist --data-dir "$FMNIST_DIR" --checkpoint "$RUN/checkpoints/last.pt" \
+  --device cuda --work-dir "$WORK/accuracy" --notes "$NOTE; imagenet32 w128 trained $EPOCHS epochs on Fashion-MNIST train"
+cp "$RUN"/samples/$(ls "$RUN/samples" | tail -1) results/fashion_mnist_samples.png
+
+banner "summary"
+for f in results/train_speed.csv results/extract_speed.csv results/probe_speed.csv results/accuracy.csv; do
+  echo "--- $f (rows from this run)"
+  grep -F "$("$PY" -c 'import torch; print(torch.cuda.get_device_name())')" "$f" | tail -n 20 || true
+done
+echo "gpu_suite: done in $(( $(date +%s) - t_start )) s; commit results/ with the device named in results/README.md"
