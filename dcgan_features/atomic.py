@@ -11,6 +11,8 @@ full disk, the temporary file is removed.
 ...     _ = tmp.write_text(json.dumps({"ok": 1}))
 >>> json.loads(out.read_text())
 {'ok': 1}
+>>> oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_current_umask())
+True
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import UserError
+
+
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def check_writable_dir(folder: str | os.PathLike) -> Path:
@@ -44,6 +52,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600; a results file or checkpoint should get the mode any
+        # ordinary file would (0666 less the umask), so collaborators can read it.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
