@@ -7,7 +7,8 @@ import torch
 from dcgan_features.errors import FeatureFileError
 from dcgan_features.probes import fit_torch, objective
 from dcgan_features.rows import ArrayRows, FileRows, Standardized, open_split, standardizer
-from dcgan_features.store import FeatureFile, FeatureWriter, FileMeta
+from dcgan_features.feature_writer import FeatureWriter
+from dcgan_features.store import FeatureFile, FileMeta
 
 
 def write_features(path, splits, dataset="digits", dtype="float16", incomplete=()):

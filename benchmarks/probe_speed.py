@@ -1,0 +1,171 @@
+"""Probe speed and memory: our torch solver against scikit-learn on the same features and C grid.
+
+Every (backend, probe) fit of the whole C grid runs in its own subprocess under an
+address-space limit (RLIMIT_AS), so a fit that needs more memory than the limit fails with
+MemoryError instead of pushing other jobs into the OOM killer; its peak RSS is that child's
+``ru_maxrss`` (``os.wait4``). Rows are appended to ``results/probe_speed.csv`` (rewritten
+atomically), one per fit, with the device, date, command and machine load.
+
+    python benchmarks/probe_speed.py --features /work/bench/fmnist_dcgan32w32_random_small.h5 \\
+        --C 1e-4,1e-3,1e-2,1e-1 --case small
+    python benchmarks/probe_speed.py --features /work/bench/fmnist_imagenet32_random.h5 \\
+        --C 1e-4,1e-3,1e-2,1e-1 --case cifar10-sized --backends torch,sklearn --mem-limit-gb 12
+    # on a GPU machine (both probes, whole grid, 50000 x 28672):
+    python benchmarks/probe_speed.py --features F.h5 --device cuda --backends torch --case cifar10-sized
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COLUMNS = ("date", "device", "command", "case", "n_train", "n_test", "dim", "probe", "backend", "C_grid",
+           "status", "fit_seconds", "passes", "peak_rss_gib", "matrix_f32_gib", "rss_over_matrix",
+           "test_acc_per_C", "best_test_acc", "converged", "load_avg_1m", "notes")
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()} (torch threads {torch.get_num_threads()})"
+    except OSError:
+        pass
+    return "cpu"
+
+
+# ------------------------------------------------------------------------- worker
+
+
+def worker(args) -> dict:
+    """One fit of the whole grid, in this (limited) process; returns what the parent records."""
+    import numpy as np
+
+    from dcgan_features.probes import fit_sklearn, fit_torch
+    from dcgan_features.rows import ArrayRows, open_split
+    from dcgan_features.store import FeatureFile
+
+    Cs = [float(c) for c in args.C.split(",")]
+    with FeatureFile(args.features) as ff:
+        if args.backend == "torch":
+            train = open_split(ff, "train", args.device)  # float16 resident when it fits, else streamed
+            test = open_split(ff, "test", args.device)
+            if args.n_train < train.n_rows:
+                train = train.subset(np.arange(args.n_train))
+            t0 = time.perf_counter()
+            fit = fit_torch(args.probe, train, Cs, n_classes=10, device=args.device,
+                            log=lambda m: print(f"{time.strftime('%H:%M:%S')} {m}", file=sys.stderr, flush=True))
+            seconds = time.perf_counter() - t0
+        else:
+            X = ff.read("train", 0, args.n_train, dtype=np.float32)  # what scikit-learn is handed
+            y = ff.labels("train")[:args.n_train]
+            test = ArrayRows(ff.read("test", 0, None, dtype=np.float32), ff.labels("test"), split="test")
+            t0 = time.perf_counter()
+            fit = fit_sklearn(args.probe, ArrayRows(X, y), Cs, n_classes=10, check_memory=False)
+            seconds = time.perf_counter() - t0
+        acc = fit.accuracy(test, args.device if args.backend == "torch" else "cpu")
+    return {"status": "ok", "fit_seconds": round(seconds, 2), "passes": fit.passes,
+            "test_acc_per_C": ";".join(f"{100 * a:.2f}" for a in acc), "best_test_acc": f"{100 * acc.max():.2f}",
+            "converged": bool(fit.converged.all())}
+
+
+def run_child(args, backend: str, probe: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--features", args.features, "--C", args.C, "--device",
+           args.device, "--n-train", str(args.n_train), "--backend", backend, "--probe", probe]
+    limit = int(args.mem_limit_gb * 2**30)
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    import tempfile
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
+        if args.log:
+            ferr = open(args.log, "a+")
+            ferr.seek(0, 2)
+            start = ferr.tell()
+        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, text=True,
+                                preexec_fn=limit_memory if args.device == "cpu" else None)  # CUDA maps huge VA
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS
+        fout.seek(0)
+        ferr.seek(start if args.log else 0)
+        out, err = fout.read(), ferr.read()
+    code = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    res = {"peak_rss_gib": f"{usage.ru_maxrss / 2**20:.2f}"}
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if code == 0 and lines:
+        res.update(json.loads(lines[-1]))
+    else:
+        why = "MemoryError" if any(m in err for m in ("MemoryError", "Unable to allocate", "bad_alloc")) \
+            else (err.strip().splitlines() or [f"exit {code}"])[-1][:200]
+        res["status"] = f"failed ({why}) under RLIMIT_AS {args.mem_limit_gb:g} GiB after {wall:.0f} s"
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--features", required=True)
+    ap.add_argument("--C", default="1e-4,1e-3,1e-2,1e-1")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--n-train", type=int, default=None, help="first N train rows [default: all]")
+    ap.add_argument("--probes", default="svm,logreg")
+    ap.add_argument("--backends", default="torch,sklearn")
+    ap.add_argument("--case", default="")
+    ap.add_argument("--mem-limit-gb", type=float, default=12.0)
+    ap.add_argument("--notes", default="")
+    ap.add_argument("--log", default=None, help="append the workers' progress (stderr) to this file")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "probe_speed.csv"))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--backend", help=argparse.SUPPRESS)
+    ap.add_argument("--probe", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if args.worker:
+        print(json.dumps(worker(args)), flush=True)
+        return
+
+    from dcgan_features.atomic import write_text_atomic
+    from dcgan_features.store import FeatureFile
+
+    with FeatureFile(args.features) as ff:
+        n_all, n_test, dim = ff.n_rows("train"), ff.n_rows("test"), ff.dim
+    args.n_train = min(args.n_train or n_all, n_all)
+    command = "python benchmarks/probe_speed.py " + " ".join(a for a in sys.argv[1:])
+    matrix = args.n_train * dim * 4 / 2**30
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for probe in args.probes.split(","):
+        for backend in args.backends.split(","):
+            load = os.getloadavg()[0]
+            res = run_child(args, backend, probe)
+            row = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": device_name(args.device), "command": command,
+                   "case": args.case, "n_train": args.n_train, "n_test": n_test, "dim": dim, "probe": probe,
+                   "backend": backend, "C_grid": args.C, "matrix_f32_gib": f"{matrix:.2f}",
+                   "load_avg_1m": f"{load:.1f}", "notes": args.notes, **res}
+            row["rss_over_matrix"] = f"{float(res['peak_rss_gib']) / matrix:.2f}"
+            print(json.dumps(row), flush=True)
+            old = out.read_text() if out.exists() else ""
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+            if not old:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in COLUMNS})
+            write_text_atomic(out, old + buf.getvalue())
+
+
+if __name__ == "__main__":
+    main()
