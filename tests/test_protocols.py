@@ -184,3 +184,22 @@ def test_bad_input_through_the_cli(capsys, tmp_path, digits, digits_file):
     path = write_features(tmp_path / "badtest.h5", {"train": (Xtr, ytr), "test": (X, yte)})
     _one_line_error(capsys, *probe, str(path), match="split 'test', row 3")
     assert not (tmp_path / "o" / "probes.csv").exists()  # no record was written by any failed run
+
+
+def test_warm_started_draws_reach_the_same_optimum(digits):
+    """Draws warm-start from the previous draw's fit; the result must equal a cold fit."""
+    from dcgan_features.probes import fit_torch, objective
+    from dcgan_features.rows import ArrayRows
+
+    Xtr, ytr = digits[0], digits[1]
+    val, pool = split_validation(ytr, 300, 10, seed=0)
+    a, b = (draw_labels(ytr, pool, 20, 10, seed=0, draw=d) for d in (0, 1))
+    src = ArrayRows(Xtr, ytr)
+    first = fit_torch("logreg", src.subset(a), [1e-2, 1.0], device="cpu")
+    cold = fit_torch("logreg", src.subset(b), [1e-2, 1.0], device="cpu")
+    warm = fit_torch("logreg", src.subset(b), [1e-2, 1.0], device="cpu", init=first)
+    assert warm.converged.all()
+    for i, C in enumerate([1e-2, 1.0]):
+        f_c = objective("logreg", cold.coef[i].numpy(), cold.intercept[i].numpy(), Xtr[b], ytr[b], C)
+        f_w = objective("logreg", warm.coef[i].numpy(), warm.intercept[i].numpy(), Xtr[b], ytr[b], C)
+        assert abs(f_c - f_w) <= 1e-4 * f_c
