@@ -22,6 +22,7 @@ import io
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ def device_name(device: str) -> str:
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()} (torch threads {torch.get_num_threads()})"
+                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
     except OSError:
         pass
     return "cpu"
@@ -82,7 +83,8 @@ def worker(args) -> dict:
 
 
 def run_child(args, backend: str, probe: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--features", args.features, "--C", args.C, "--device",
+    cmd = [sys.executable, __file__, "--worker", *(["--threads", str(args.threads)] if args.threads else []),
+           "--features", args.features, "--C", args.C, "--device",
            args.device, "--n-train", str(args.n_train), "--backend", backend, "--probe", probe]
     limit = int(args.mem_limit_gb * 2**30)
 
@@ -109,6 +111,9 @@ def run_child(args, backend: str, probe: str) -> dict:
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if code == 0 and lines:
         res.update(json.loads(lines[-1]))
+    elif code < 0 and "MemoryError" not in err:  # stopped from outside (time budget): say how far it got
+        last = (err.strip().splitlines() or ["no progress line"])[-1][:160]
+        res["status"] = f"incomplete: killed by signal {-code} after {wall:.0f} s; last progress: {last}"
     else:
         why = "MemoryError" if any(m in err for m in ("MemoryError", "Unable to allocate", "bad_alloc")) \
             else (err.strip().splitlines() or [f"exit {code}"])[-1][:200]
@@ -127,6 +132,9 @@ def main() -> None:
     ap.add_argument("--case", default="")
     ap.add_argument("--mem-limit-gb", type=float, default=12.0)
     ap.add_argument("--notes", default="")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads in the torch workers [default: torch's own]; 1 avoids OpenMP spinning "
+                         "when other jobs share the cores (liblinear is single-threaded anyway)")
     ap.add_argument("--log", default=None, help="append the workers' progress (stderr) to this file")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "probe_speed.csv"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -135,6 +143,10 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if args.worker:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         print(json.dumps(worker(args)), flush=True)
         return
 
@@ -144,7 +156,7 @@ def main() -> None:
     with FeatureFile(args.features) as ff:
         n_all, n_test, dim = ff.n_rows("train"), ff.n_rows("test"), ff.dim
     args.n_train = min(args.n_train or n_all, n_all)
-    command = "python benchmarks/probe_speed.py " + " ".join(a for a in sys.argv[1:])
+    command = "python benchmarks/probe_speed.py " + shlex.join(sys.argv[1:])
     matrix = args.n_train * dim * 4 / 2**30
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +167,9 @@ def main() -> None:
             row = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": device_name(args.device), "command": command,
                    "case": args.case, "n_train": args.n_train, "n_test": n_test, "dim": dim, "probe": probe,
                    "backend": backend, "C_grid": args.C, "matrix_f32_gib": f"{matrix:.2f}",
-                   "load_avg_1m": f"{load:.1f}", "notes": args.notes, **res}
+                   "load_avg_1m": f"{load:.1f}", **res,
+                   "notes": "; ".join(filter(None, [args.notes, f"torch threads {args.threads or 'default'}"
+                                                    if backend == "torch" else "sklearn defaults"]))}
             row["rss_over_matrix"] = f"{float(res['peak_rss_gib']) / matrix:.2f}"
             print(json.dumps(row), flush=True)
             old = out.read_text() if out.exists() else ""
