@@ -23,7 +23,7 @@ HDF5 split read in chunks. It stops at ``|g| <= tol |g(0)|`` per class and C (sv
 >>> import numpy as np
 >>> from dcgan_features.rows import ArrayRows
 >>> rng = np.random.default_rng(0)
->>> X = rng.normal(size=(200, 5)).astype(np.float32); y = (X[:, 0] > 0).astype(int) + 2 * (X[:, 1] > 0)
+>>> X = rng.normal(size=(80, 5)).astype(np.float32); y = (X[:, 0] > 0).astype(int) + 2 * (X[:, 1] > 0)
 >>> fit = fit_torch("svm", ArrayRows(X, y), Cs=[0.01, 1.0], device="cpu")
 >>> tuple(fit.coef.shape), fit.converged.tolist()
 ((2, 5, 4), [True, True])
