@@ -258,7 +258,7 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
                             "fit_seconds": time.perf_counter() - t0, "paper_value": cfg.paper_full,
                             "std": 0.0, "val_scores": val_scores, "converged": conv, "seed": seed,
                             "backend": backend, "standardize": standardize, "val_rows": len(val)})
-            say(f"{probe} {name}/all: {cfg.metric} {mean:.2f}% (C={C})")
+            say(f"{probe} {name}/all: {cfg.metric} {mean:.2f}% (C={'-' if C is None else f'{C:g}'})")
         if cfg.labels_per_class:
             t0 = time.perf_counter()
             sel_draws = cfg.select_draws or cfg.draws
@@ -304,7 +304,8 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
                             "paper_value": cfg.paper_draws, "std": std, "val_scores": val_scores,
                             "per_draw": scores.tolist(), "converged": conv, "seed": seed, "backend": backend,
                             "standardize": standardize, "val_rows": len(val)})
-            say(f"{probe} {name}/{draw_kind}: {cfg.metric} {mean:.2f} +- {1.96 * std:.2f}% (C={C})")
+            shown = "-" if C is None else f"{C:g}"
+            say(f"{probe} {name}/{draw_kind}: {cfg.metric} {mean:.2f} +- {1.96 * std:.2f}% (C={shown})")
     return records
 
 
