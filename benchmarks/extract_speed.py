@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dcgan_features.data import ImageSet, load, make_synthetic  # noqa: E402
 from dcgan_features.extract import ExtractConfig, extract, random_init_model  # noqa: E402
-from dcgan_features.features import resolve_device, to_model_input  # noqa: E402
+from dcgan_features.devices import resolve_device  # noqa: E402
+from dcgan_features.features import to_model_input  # noqa: E402
 
 COLUMNS = ["date", "device", "threads", "command", "arch", "width", "dim", "dataset", "n_images", "batch_size",
            "bn", "dtype", "bare_forward_s_before", "bare_forward_s_after", "bare_img_per_s", "extract_s",

@@ -20,8 +20,13 @@ import torch
 from .errors import UserError
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` = cuda if available; ``cuda`` without CUDA is a one-line UserError."""
+def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` = cuda if available; ``cuda`` without CUDA is a one-line UserError.
+
+    The one place every command turns ``--device`` into a torch.device; ``cuda`` means
+    ``cuda:<local_rank>`` so each torchrun process takes its own GPU.
+    """
+    name = str(name)
     if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
         raise UserError(f"unknown device {name!r}; use auto, cpu or cuda")
     if name == "auto":

@@ -37,8 +37,9 @@ from torch import nn
 
 from .architectures import get_arch
 from .atomic import check_writable_dir
+from .devices import resolve_device
 from .errors import FeatureFileError, UserError
-from .features import BN_MODES, FeatureExtractor, bn_state, recompute_bn_stats, resolve_device, to_model_input
+from .features import BN_MODES, FeatureExtractor, bn_state, recompute_bn_stats, to_model_input
 from .feature_writer import FeatureWriter
 from .store import DTYPES, FileMeta
 

@@ -285,13 +285,3 @@ def bn_state(D: nn.Module) -> dict[str, torch.Tensor]:
     """The BN running statistics of D (names as in its state dict), on the CPU."""
     keys = ("running_mean", "running_var", "num_batches_tracked")
     return {k: v.detach().cpu().clone() for k, v in D.state_dict().items() if k.rsplit(".", 1)[-1] in keys}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> cuda when visible, else cpu; asking for cuda without a GPU is a user error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    return dev

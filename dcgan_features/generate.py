@@ -38,21 +38,13 @@ from torch import nn
 
 from .architectures import ArchSpec, Generator, get_arch, sample_z
 from .atomic import atomic_path
+from .devices import resolve_device
 from .errors import UserError
 
 BN_MODES = ("batch", "running")
 
 
 # ---------------------------------------------------------------------- the model
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is visible to torch; use --device cpu")
-    return torch.device(name)
 
 
 def use_batch_statistics(model: nn.Module) -> nn.Module:

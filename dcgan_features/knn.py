@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
-from .rows import resolve_device
+from .devices import resolve_device
 
 
 @dataclass(frozen=True)

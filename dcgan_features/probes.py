@@ -33,7 +33,6 @@ True
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -42,7 +41,8 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .rows import ArrayRows, mem_available, resolve_device
+from .devices import resolve_device
+from .rows import ArrayRows, mem_available
 
 PROBES = ("svm", "logreg")
 

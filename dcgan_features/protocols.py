@@ -203,7 +203,8 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
     """
     from .knn import knn_predict
     from .probes import check_Cs, fit
-    from .rows import Standardized, resolve_device, standardizer
+    from .devices import resolve_device
+    from .rows import Standardized, standardizer
 
     cfg = config or get_protocol(name)
     grid = check_Cs(Cs if Cs is not None else cfg.c_grid)

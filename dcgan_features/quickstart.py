@@ -23,9 +23,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import UserError
+
+if TYPE_CHECKING:  # torch is imported by the steps, not at CLI start-up
+    import torch
 
 FEATURE_SETS = ("pixels", "random D", "trained D")
 

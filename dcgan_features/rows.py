@@ -29,21 +29,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from .devices import resolve_device
 from .errors import FeatureFileError, UserError
 
 # Resident bytes of one float32 chunk handed to a solver: big enough for efficient
 # matmuls, small enough that a chunk never matters next to the matrix itself.
 CHUNK_BYTES = {"cpu": 64 << 20, "cuda": 1 << 30}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> cuda when available, else cpu; a cuda request without a GPU is a user error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    return dev
 
 
 def default_chunk_rows(dim: int, device: torch.device) -> int:

@@ -24,15 +24,6 @@ FAST = ["--random-init", "--arch", "dcgan32", "--width", "2", "--dataset", "synt
         "--batch-size", "16", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: a second OpenMP thread only waits on barriers on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run(capsys, *args):
     with pytest.raises(SystemExit) as e:
         main(["extract", *map(str, args)])

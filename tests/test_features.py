@@ -13,15 +13,6 @@ from dcgan_features.features import (FeatureExtractor, PoolHook, bn_state, check
 NAMES6 = ["d1", "d2", "d3", "d4", "d5", "d6"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: a second OpenMP thread only waits on barriers on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --------------------------------------------------------------------- the oracle
 
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from dcgan_features.errors import UserError
 from dcgan_features.knn import knn_accuracy, knn_predict

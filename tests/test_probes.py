@@ -155,13 +155,3 @@ def test_bad_inputs_are_user_errors(digits):
         fit_sklearn("logreg", ArrayRows(X, ytr), [1.0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads, and 2 OpenMP threads on 2 busy cores spin badly."""
-    from threadpoolctl import threadpool_limits
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):  # scikit-learn's BLAS too
-        yield
-    torch.set_num_threads(n)

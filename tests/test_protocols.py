@@ -6,7 +6,6 @@ import json
 import h5py
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import load_digits
 
 from dcgan_features.cli import main
@@ -14,15 +13,6 @@ from dcgan_features.errors import UserError
 from dcgan_features.protocols import (CSV_COLUMNS, PROTOCOLS, draw_labels, from_arrays, get_protocol, run_protocol,
                                       split_validation, write_records)
 from test_rows import write_features
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads, and 2 OpenMP threads on 2 busy cores spin badly."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -41,15 +41,6 @@ def data():
     return X, y
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads, and 2 OpenMP threads on 2 busy cores spin badly."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _collect(src, **kw):
     parts = list(src.chunks("cpu", **kw))
     assert [s for s, _ in parts] == list(np.cumsum([0] + [x.shape[0] for _, x in parts[:-1]]))

@@ -36,16 +36,6 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     return e.value.code, out, err
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread, here and in every subprocess: on shared, busy cores two OpenMP
-    threads that spin-wait on each other run these tiny models many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def spawn(*args: str, env: dict | None = None) -> subprocess.Popen:
     """`dcgan-features train ...` in a fresh Python process (output captured)."""
     return subprocess.Popen([sys.executable, "-m", "dcgan_features.cli", "train", *args], cwd=REPO,
