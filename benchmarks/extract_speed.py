@@ -19,7 +19,6 @@ import argparse
 import csv
 import datetime
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dcgan_features.data import ImageSet, load, make_synthetic  # noqa: E402
 from dcgan_features.extract import ExtractConfig, extract, random_init_model  # noqa: E402
+from dcgan_features import devices  # noqa: E402
 from dcgan_features.devices import resolve_device  # noqa: E402
 from dcgan_features.features import to_model_input  # noqa: E402
 
@@ -41,16 +41,8 @@ COLUMNS = ["date", "device", "threads", "command", "arch", "width", "dim", "data
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores visible)"
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+    name = devices.device_name(device)
+    return name if device.type == "cuda" else f"{name} ({os.cpu_count()} cores visible)"
 
 
 def sync(device: torch.device) -> None:

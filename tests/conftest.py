@@ -1,5 +1,6 @@
 """Shared test settings."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,3 +17,13 @@ def one_thread():
     with threadpool_limits(1):
         yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """Real structured data: scikit-learn's digits, pixels in [0, 1], split 1297 / 500 in file order."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    return X[:1297], y[:1297], X[1297:], y[1297:]

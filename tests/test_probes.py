@@ -4,20 +4,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 from dcgan_features.architectures import get_arch
 from dcgan_features.errors import UserError
 from dcgan_features.probes import SolverConfig, check_Cs, fit, fit_sklearn, fit_torch, objective
 from dcgan_features.rows import ArrayRows
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """Real structured data: scikit-learn's digits, pixels in [0, 1], its fixed 1297 / 500 split."""
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    return X[:1297], y[:1297], X[1297:], y[1297:]
 
 
 @pytest.fixture(scope="module")

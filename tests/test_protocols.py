@@ -6,20 +6,12 @@ import json
 import h5py
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from dcgan_features.cli import main
 from dcgan_features.errors import UserError
 from dcgan_features.protocols import (CSV_COLUMNS, PROTOCOLS, draw_labels, from_arrays, get_protocol, run_protocol,
                                       split_validation, write_records)
 from test_rows import write_features
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    return X[:1297], y[:1297], X[1297:], y[1297:]
 
 
 @pytest.fixture(scope="module")
