@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import shlex
 import sys
 import time
@@ -35,8 +34,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan_features.atomic import write_text_atomic  # noqa: E402
-from dcgan_features.protocols import CSV_COLUMNS, _csv_value  # noqa: E402
+from dcgan_features.atomic import write_csv_atomic  # noqa: E402
+from dcgan_features.protocols import CSV_COLUMNS, csv_value  # noqa: E402
 
 EXTRA_COLUMNS = ("notes", "date", "command")
 
@@ -164,13 +163,7 @@ def merge(out: Path, dataset: str | None, new: list[dict]) -> list[dict]:
 
 
 def write(out: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    cols = CSV_COLUMNS + EXTRA_COLUMNS
-    w.writerow(cols)
-    for r in rows:
-        w.writerow([r.get(k, "") if isinstance(r.get(k), str) else _csv_value(r.get(k)) for k in cols])
-    write_text_atomic(out, buf.getvalue())
+    write_csv_atomic(out, CSV_COLUMNS + EXTRA_COLUMNS, rows, value=csv_value)
 
 
 def plot(csv_path: Path, png: Path) -> None:

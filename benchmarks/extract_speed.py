@@ -16,7 +16,6 @@ shared machine shows up as a gap between them (both are in the CSV). Rows are ap
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import shlex
@@ -29,9 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dcgan_features import devices  # noqa: E402
+from dcgan_features.atomic import write_csv_atomic  # noqa: E402
 from dcgan_features.data import ImageSet, load, make_synthetic  # noqa: E402
 from dcgan_features.extract import ExtractConfig, extract, random_init_model  # noqa: E402
-from dcgan_features import devices  # noqa: E402
 from dcgan_features.devices import resolve_device  # noqa: E402
 from dcgan_features.features import to_model_input  # noqa: E402
 
@@ -129,12 +129,7 @@ def main() -> None:
         })
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    with open(out, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    write_csv_atomic(out, COLUMNS, rows, append=True)
     for r in rows:
         print(f"{r['dtype']}: extract {r['extract_img_per_s']} img/s ({r['extract_s']} s), bare forward "
               f"{r['bare_img_per_s']} img/s (before {before:.3f} s, after {after:.3f} s), ratio "

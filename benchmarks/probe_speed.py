@@ -17,8 +17,6 @@ atomically), one per fit, with the device, date, command and machine load.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import resource
@@ -150,7 +148,7 @@ def main() -> None:
         print(json.dumps(worker(args)), flush=True)
         return
 
-    from dcgan_features.atomic import write_text_atomic
+    from dcgan_features.atomic import write_csv_atomic
     from dcgan_features.store import FeatureFile
 
     with FeatureFile(args.features) as ff:
@@ -172,13 +170,7 @@ def main() -> None:
                                                     if backend == "torch" else "sklearn defaults"]))}
             row["rss_over_matrix"] = f"{float(res['peak_rss_gib']) / matrix:.2f}"
             print(json.dumps(row), flush=True)
-            old = out.read_text() if out.exists() else ""
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
-            if not old:
-                w.writeheader()
-            w.writerow({k: row.get(k, "") for k in COLUMNS})
-            write_text_atomic(out, old + buf.getvalue())
+            write_csv_atomic(out, COLUMNS, [row], append=True)
 
 
 if __name__ == "__main__":

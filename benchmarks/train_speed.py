@@ -24,7 +24,6 @@ CPU here (small width; the cores may be shared, see the ``note`` column)::
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import shlex
@@ -39,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dcgan_features.architectures import get_arch, sample_z  # noqa: E402
+from dcgan_features.atomic import write_csv_atomic  # noqa: E402
 from dcgan_features.devices import device_name, resolve_device  # noqa: E402
 from dcgan_features.train import TrainConfig, train  # noqa: E402
 
@@ -169,19 +169,15 @@ def main(argv: list[str] | None = None) -> None:
     now = datetime.datetime.now().isoformat(timespec="seconds")
     path = Path(args.csv)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            w.writeheader()
-        for loop, ips in results.items():
-            w.writerow({"date": now, "device": device_name(device), "arch": args.arch, "width": args.width,
-                        "batch": args.batch, "amp": bool(args.amp and device.type == "cuda") if loop == "ours" else False,
-                        "compile": args.compile if loop == "ours" else False, "loop": loop,
-                        "img_per_s": round(ips, 1), "speedup": round(ips / base, 2) if base else "",
-                        "steps": args.steps, "warmup": args.warmup, "n_images": n,
-                        "workers": args.workers if loop == "plain" else 0, "threads": torch.get_num_threads(),
-                        "torch": torch.__version__, "note": args.note, "command": command})
+    write_csv_atomic(path, COLUMNS, [
+        {"date": now, "device": device_name(device), "arch": args.arch, "width": args.width,
+         "batch": args.batch, "amp": bool(args.amp and device.type == "cuda") if loop == "ours" else False,
+         "compile": args.compile if loop == "ours" else False, "loop": loop,
+         "img_per_s": round(ips, 1), "speedup": round(ips / base, 2) if base else "",
+         "steps": args.steps, "warmup": args.warmup, "n_images": n,
+         "workers": args.workers if loop == "plain" else 0, "threads": torch.get_num_threads(),
+         "torch": torch.__version__, "note": args.note, "command": command}
+        for loop, ips in results.items()], append=True)
     if base and "ours" in results:
         print(f"speedup ours/plain: {results['ours'] / base:.2f}x -> {path}")
 

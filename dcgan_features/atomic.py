@@ -21,7 +21,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import UserError
 
@@ -59,6 +59,39 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _plain(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping],
+                     *, append: bool = False, value: Callable[[object], str] = _plain) -> None:
+    """Dict rows as CSV under ``columns`` (header first), written atomically.
+
+    With ``append`` the rows already in ``path`` are kept and the new ones follow; the file
+    is still rewritten through a temp file, so a killed writer leaves the old table whole.
+    Missing keys and None become empty cells; ``value`` formats the rest.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> write_csv_atomic(out, ["a", "b"], [{"a": 1}])
+    >>> write_csv_atomic(out, ["a", "b"], [{"a": 2, "b": None}, {"b": "x"}], append=True)
+    >>> out.read_text().splitlines()
+    ['a,b', '1,', '2,', ',x']
+    """
+    import csv
+    import io
+
+    path = Path(path)
+    old = path.read_text() if append and path.exists() else ""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if not old:
+        w.writerow(columns)
+    for r in rows:
+        w.writerow([value(r.get(k)) for k in columns])
+    write_text_atomic(path, old + buf.getvalue())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -326,7 +326,8 @@ def format_table(records: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def _csv_value(v) -> str:
+def csv_value(v) -> str:
+    """A record value as a CSV cell: None empty, floats to 6 significant digits."""
     if v is None:
         return ""
     if isinstance(v, float):
@@ -340,12 +341,10 @@ def write_records(records: Sequence[dict], out_dir) -> list:
     A record's JSON is named ``<features>__<protocol>__<probe>.json`` (a rerun replaces it).
     Returns the paths written.
     """
-    import csv
-    import io
     import json
     from pathlib import Path
 
-    from .atomic import write_text_atomic
+    from .atomic import write_csv_atomic, write_text_atomic
 
     out = Path(out_dir)
     try:
@@ -359,13 +358,6 @@ def write_records(records: Sequence[dict], out_dir) -> list:
         write_text_atomic(path, json.dumps(r, indent=1, default=str) + "\n")
         written.append(path)
     csv_path = out / "probes.csv"
-    old = csv_path.read_text() if csv_path.exists() else ""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    if not old:
-        w.writerow(CSV_COLUMNS)
-    for r in records:
-        w.writerow([_csv_value(r.get(k)) for k in CSV_COLUMNS])
-    write_text_atomic(csv_path, old + buf.getvalue())
+    write_csv_atomic(csv_path, CSV_COLUMNS, records, append=True, value=csv_value)
     written.append(csv_path)
     return written

@@ -141,20 +141,12 @@ def _label(records: list[dict], name: str) -> list[dict]:
 
 def write_csv(records: Sequence[dict], path: str | Path) -> Path:
     """All records as one CSV with DESIGN section 6's columns, written atomically."""
-    import csv
-    import io
-
-    from .atomic import write_text_atomic
-    from .protocols import CSV_COLUMNS, _csv_value
+    from .atomic import write_csv_atomic
+    from .protocols import CSV_COLUMNS, csv_value
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for r in records:
-        w.writerow([_csv_value(r.get(k)) for k in CSV_COLUMNS])
-    write_text_atomic(path, buf.getvalue())
+    write_csv_atomic(path, CSV_COLUMNS, records, value=csv_value)
     return path
 
 
