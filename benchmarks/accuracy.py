@@ -9,7 +9,8 @@ under the dataset's protocol (dcgan_features.protocols; C always chosen on valid
 * ``trained D``  every block of the checkpoint's D (``--bn``, default recompute);
 * ``trained D`` each block alone: the columns of that block, read from the same file.
 
-Features go through HDF5 files in ``--work-dir`` (kept, so a rerun reuses them), exactly as
+Features go through HDF5 files in ``--work-dir`` (rewritten on every run: the checkpoint may
+have changed under the same name), exactly as
 ``dcgan-features extract`` writes them. Rows of this dataset in ``--out`` are replaced;
 rows of other datasets are kept; the paper's Table 1 (CIFAR-10) and Table 2 (SVHN) rows are
 always present, with ``features`` starting ``paper:`` and the number in ``paper_value``
@@ -72,18 +73,14 @@ def paper_records() -> list[dict]:
 # --------------------------------------------------------------------------- features
 
 
-class ColumnRows:
-    """The columns [lo, hi) of a feature-file split, held in memory as float16 (one block's features)."""
+def block_rows(ff, split: str, lo: int, hi: int):
+    """The columns [lo, hi) of a feature-file split (one block's features), in memory as float16."""
+    from dcgan_features.rows import ArrayRows
 
-    @staticmethod
-    def load(ff, split: str, lo: int, hi: int):
-        from dcgan_features.rows import ArrayRows
-
-        n = ff.n_rows(split)
-        X = torch.empty((n, hi - lo), dtype=torch.float16)
-        for s, x in ff.iter_chunks(split, device="cpu"):
-            X[s:s + x.shape[0]] = x[:, lo:hi].to(torch.float16)
-        return ArrayRows(X, ff.labels(split), split=split)
+    X = torch.empty((ff.n_rows(split), hi - lo), dtype=torch.float16)
+    for s, x in ff.iter_chunks(split, device="cpu"):
+        X[s:s + x.shape[0]] = x[:, lo:hi].to(torch.float16)
+    return ArrayRows(X, ff.labels(split), split=split)
 
 
 def run_dataset(args) -> list[dict]:
@@ -108,12 +105,12 @@ def run_dataset(args) -> list[dict]:
     splits = (cfg.train_split, cfg.test_split)
     data = {s: load(args.dataset, s, data_dir=args.data_dir, image_size=spec.image_size) for s in splits}
     ecfg = ExtractConfig(dataset=args.dataset, splits=splits, bn=args.bn, device=args.device,
-                         data_dir=args.data_dir, batch_size=args.batch_size)
+                         data_dir=args.data_dir, batch_size=args.batch_size, overwrite=True)
     files = {"trained D": work / f"trained_{Path(args.checkpoint).stem}.h5", "random D": work / "random.h5"}
     for name, model in (("trained D", checkpoint_model(args.checkpoint)),
                         ("random D", random_init_model(arch, width, seed=0))):
         say(f"extract {name} -> {files[name]}")
-        extract(model, files[name], ExtractConfig(**{**ecfg.__dict__, "overwrite": True}), data=data, log=say)
+        extract(model, files[name], ecfg, data=data, log=say)
 
     run_kw = dict(config=cfg, seed=args.seed, device=args.device, log=say)
     described = {"architecture": arch, "checkpoint": Path(args.checkpoint).name}
@@ -141,8 +138,8 @@ def run_dataset(args) -> list[dict]:
             if name == "trained D" and args.blocks:
                 lo = 0
                 for layer, dim in zip(ff.meta["layers"], ff.meta["layer_dims"]):
-                    one = Features(ColumnRows.load(ff, cfg.train_split, lo, lo + dim),
-                                   ColumnRows.load(ff, cfg.test_split, lo, lo + dim),
+                    one = Features(block_rows(ff, cfg.train_split, lo, lo + dim),
+                                   block_rows(ff, cfg.test_split, lo, lo + dim),
                                    {**feats.describe, "layers": layer, "dim": dim})
                     probe(one, name, f"block {layer} alone, bn {bn}, width {width}")
                     lo += dim
@@ -222,7 +219,7 @@ def main() -> None:
     ap.add_argument("--no-full", action="store_true",
                     help="only the few-labels column (no fit on every label); for CPU-sized runs")
     ap.add_argument("--notes", default="", help="free text added to every row (machine load, training run, ...)")
-    ap.add_argument("--work-dir", default="runs/accuracy", help="feature files (kept for reruns)")
+    ap.add_argument("--work-dir", default="runs/accuracy", help="feature files (rewritten on every run)")
     ap.add_argument("--out", default=str(REPO / "results" / "accuracy.csv"))
     ap.add_argument("--plot", default=str(REPO / "results" / "per_block.png"))
     ap.add_argument("--plot-only", action="store_true")
