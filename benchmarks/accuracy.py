@@ -88,6 +88,7 @@ def run_dataset(args) -> list[dict]:
     from dcgan_features.checkpoint import load as load_ckpt
     from dcgan_features.data import load
     from dcgan_features.extract import ExtractConfig, checkpoint_model, extract, random_init_model
+    from dcgan_features.features import to_model_input
     from dcgan_features.protocols import Features, from_arrays, from_file, get_protocol, run_protocol
     from dcgan_features.store import FeatureFile
 
@@ -125,7 +126,7 @@ def run_dataset(args) -> list[dict]:
         say(f"{name} [{feats.describe.get('layers', '')}]: done in {time.perf_counter() - t0:.0f} s")
 
     tr, te = data[cfg.train_split], data[cfg.test_split]
-    flat = lambda im: im.reshape(im.shape[0], -1).float() / 127.5 - 1  # noqa: E731
+    flat = lambda im: to_model_input(im, "cpu").flatten(1)  # noqa: E731  (the model's input, flattened)
     probe(from_arrays(flat(tr.images), tr.labels.numpy(), flat(te.images), te.labels.numpy(), name="pixels",
                       dataset=args.dataset, layers="pixels"), "pixels", f"raw input 3x{spec.image_size}^2")
     for name in ("random D", "trained D"):

@@ -23,12 +23,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from .errors import UserError
-
-if TYPE_CHECKING:  # torch is imported by the steps, not at CLI start-up
-    import torch
 
 FEATURE_SETS = ("pixels", "random D", "trained D")
 
@@ -62,16 +59,12 @@ class QuickstartResult:
     seconds: dict[str, float]
 
 
-def _pixels(images: "torch.Tensor") -> "torch.Tensor":
-    """Raw pixels at the model's input: uint8 (N, 3, S, S) -> float32 (N, 3*S*S) in [-1, 1]."""
-    return (images.reshape(images.shape[0], -1).float() / 127.5 - 1.0)
-
-
 def run(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> QuickstartResult:
     """Run the whole pipeline as ``cfg`` says; see the module docstring."""
     from .architectures import get_arch
     from .data import load
     from .extract import ExtractConfig, checkpoint_model, extract, random_init_model
+    from .features import to_model_input
     from .protocols import PROTOCOLS, from_arrays, from_file, get_protocol, run_protocol
     from .store import FeatureFile
     from .train import TrainConfig, train
@@ -113,8 +106,10 @@ def run(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> Quickstart
         f"(C chosen on {protocol.val_size} validation rows, never on test)")
     records: list[dict] = []
     tr, te = data[protocol.train_split], data[protocol.test_split]
-    pixels = from_arrays(_pixels(tr.images), tr.labels.numpy(), _pixels(te.images), te.labels.numpy(),
-                         name="pixels", dataset=cfg.dataset)
+    # raw pixels = the model's own input, flattened: uint8 (N, 3, S, S) -> (N, 3*S*S) in [-1, 1]
+    pixels = from_arrays(to_model_input(tr.images, "cpu").flatten(1), tr.labels.numpy(),
+                         to_model_input(te.images, "cpu").flatten(1), te.labels.numpy(), name="pixels",
+                         dataset=cfg.dataset)
     records += _label(run_protocol(cfg.dataset, pixels, cfg.probes, protocol, seed=cfg.seed, device=cfg.device),
                       "pixels")
     for name in ("random D", "trained D"):
