@@ -12,6 +12,7 @@ import click
 
 from . import __version__
 from .errors import UserError
+from .quickstart import QuickstartConfig  # torch-free: only its defaults are read here
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -436,23 +437,14 @@ def extract_cmd(ctx: click.Context, checkpoint: str | None, random_init: bool, a
 # -------------------------------------------------------------------- quickstart
 
 
-def _quickstart_defaults():
-    from .quickstart import QuickstartConfig  # torch-free import: only dataclass defaults
-
-    return QuickstartConfig()
-
-
-_QUICK = _quickstart_defaults()
-
-
 @cli.command("quickstart")
 @click.option("--dataset", default="digits", help="Dataset with a probe protocol: digits, fashion-mnist, cifar10, svhn.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the datasets. [default: ./data]")
 @click.option("--arch", default="dcgan32", help="Architecture (see `dcgan-features architectures`).")
-@click.option("--width", type=click.IntRange(min=1), default=_QUICK.width, help="Width of G and D.")
-@click.option("--epochs", type=click.IntRange(min=1), default=_QUICK.epochs, help="Training epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=_QUICK.batch_size)
+@click.option("--width", type=click.IntRange(min=1), default=QuickstartConfig.width, help="Width of G and D.")
+@click.option("--epochs", type=click.IntRange(min=1), default=QuickstartConfig.epochs, help="Training epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=QuickstartConfig.batch_size)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=int, default=0)
 @click.option("--probe", "probes", multiple=True, default=("svm", "logreg"),
@@ -473,7 +465,7 @@ def quickstart_cmd(dataset: str, data_dir: str | None, arch: str, width: int, ep
     """
     import time
 
-    from .quickstart import QuickstartConfig, format_summary, run
+    from .quickstart import format_summary, run
 
     t0 = time.perf_counter()
     res = run(QuickstartConfig(dataset=dataset, arch=arch, width=width, epochs=epochs, batch_size=batch_size,
