@@ -11,8 +11,9 @@ under the dataset's protocol (dcgan_features.protocols; C always chosen on valid
 
 Features go through HDF5 files in ``--work-dir`` (rewritten on every run: the checkpoint may
 have changed under the same name), exactly as
-``dcgan-features extract`` writes them. Rows of this dataset in ``--out`` are replaced;
-rows of other datasets are kept; the paper's Table 1 (CIFAR-10) and Table 2 (SVHN) rows are
+``dcgan-features extract`` writes them. Rows of ``--out`` that this run measures again (same
+dataset, protocol column, feature set, architecture, blocks and probe) are replaced, all others
+kept; the paper's Table 1 (CIFAR-10) and Table 2 (SVHN) rows are
 always present, with ``features`` starting ``paper:`` and the number in ``paper_value``
 only. ``--plot`` redraws results/per_block.png from the CSV.
 
@@ -150,13 +151,20 @@ def run_dataset(args) -> list[dict]:
 # ------------------------------------------------------------------------------ output
 
 
-def merge(out: Path, dataset: str | None, new: list[dict]) -> list[dict]:
-    """Rows of ``out`` for other datasets, then the new rows, then the paper's rows."""
+# A row measures one probe of one feature set of one model under one protocol column; a rerun
+# replaces exactly the rows it measures again, so the tables of several models (a CPU dcgan32,
+# a GPU imagenet32) of one dataset live side by side.
+ROW_KEY = ("dataset", "protocol", "features", "architecture", "layers", "probe")
+
+
+def merge(out: Path, new: list[dict]) -> list[dict]:
+    """Rows of ``out`` not measured again in ``new``, then ``new``, then the paper's rows."""
     keep = []
+    renewed = {tuple(str(r.get(k, "")) for k in ROW_KEY) for r in new}
     if out.exists():
         with open(out, newline="") as f:
             keep = [r for r in csv.DictReader(f)
-                    if not r["features"].startswith("paper:") and r["dataset"] != dataset]
+                    if not r["features"].startswith("paper:") and tuple(r[k] for k in ROW_KEY) not in renewed]
     return keep + new + paper_records()
 
 
@@ -165,7 +173,7 @@ def write(out: Path, rows: list[dict]) -> None:
 
 
 def plot(csv_path: Path, png: Path) -> None:
-    """One panel per dataset: accuracy of each block alone (protocol 'all' or the draws), all blocks and baselines."""
+    """One panel per dataset and architecture: each block alone, all blocks and the baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,29 +181,32 @@ def plot(csv_path: Path, png: Path) -> None:
 
     with open(csv_path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if not r["features"].startswith("paper:") and r["mean"]]
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    if not datasets:
+    is_block = lambda r: r["features"] == "trained D" and "+" not in r["layers"]  # noqa: E731
+    # One panel per (dataset, architecture) that has one-block rows, in the first protocol
+    # column holding them; baselines (all blocks, random D, pixels) from the same column.
+    panels = list(dict.fromkeys((r["dataset"], r["architecture"]) for r in rows if is_block(r)))
+    if not panels:
         return
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        rs = [r for r in rows if r["dataset"] == ds]
-        column = next((c for c in ("/all", "-per-class") if any(r["protocol"].endswith(c) for r in rs)), "")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (ds, arch) in zip(axes[0], panels):
+        rs = [r for r in rows if r["dataset"] == ds and r["architecture"] in (arch, "")]
+        column = next(c for c in ("/all", "-per-class")
+                      if any(is_block(r) and r["protocol"].endswith(c) for r in rs))
         rs = [r for r in rs if r["protocol"].endswith(column)]
         for probe, style in (("svm", "-o"), ("logreg", "--s")):
             pr = [r for r in rs if r["probe"] == probe]
-            blocks = [r for r in pr if r["features"] == "trained D" and "+" not in r["layers"]
-                      and r["layers"].startswith("d")]
+            blocks = [r for r in pr if is_block(r)]
             if not blocks:
                 continue
             line, = ax.plot([r["layers"] for r in blocks], [float(r["mean"]) for r in blocks], style,
                             label=f"{probe}: one block")
             for feat, ls in (("trained D", "-"), ("random D", ":"), ("pixels", "-.")):
-                ref = [r for r in pr if r["features"] == feat and (feat != "trained D" or "+" in r["layers"])]
+                ref = [r for r in pr if r["features"] == feat and not is_block(r)]
                 if ref:
                     ax.axhline(float(ref[0]["mean"]), color=line.get_color(), ls=ls, lw=1,
                                label=f"{probe}: {'all blocks' if feat == 'trained D' else feat}")
         metric = rs[0]["metric"] if rs else "accuracy"
-        ax.set_title(f"{ds} ({rs[0]['protocol'] if rs else ''})")
+        ax.set_title(f"{ds}, {arch} ({rs[0]['protocol'] if rs else ''})")
         ax.set_xlabel("D block (4x4 max-pooled)")
         ax.set_ylabel(f"test {metric} (%)")
         ax.grid(alpha=0.3)
@@ -235,7 +246,7 @@ def main() -> None:
         for r in recs:
             r.update(date=stamp, command=command,
                      notes="; ".join(x for x in (r.get("notes", ""), args.notes) if x))
-        write(out, merge(out, args.dataset, recs))
+        write(out, merge(out, recs))
         print(f"wrote {len(recs)} rows for {args.dataset} to {out}")
     plot(out, Path(args.plot))
     print(f"wrote {args.plot}")

@@ -3,6 +3,7 @@
 #
 #   PYTHONPATH=. bash benchmarks/gpu_suite.sh                 # Fashion-MNIST found in .gpu/fashion-mnist
 #   FMNIST_DIR=/data/fashion-mnist EPOCHS=25 PYTHONPATH=. bash benchmarks/gpu_suite.sh
+#   STEPS="1 2" PYTHONPATH=. bash benchmarks/gpu_suite.sh     # some steps only (each under 10 minutes)
 #
 # Needs torch (CUDA), torchvision, scikit-learn, h5py, click, tqdm, matplotlib, scipy; no network,
 # no install: run from the repo root. Fashion-MNIST is the four idx .gz files (Debian's
@@ -21,6 +22,7 @@ export PYTHONPATH="${PYTHONPATH:-.}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 WORK=${WORK:-.gpu/work}
 EPOCHS=${EPOCHS:-15}
+STEPS=${STEPS:-1 2 3 4}
 FMNIST_DIR=${FMNIST_DIR:-}
 if [ -z "$FMNIST_DIR" ]; then
   for d in .gpu/fashion-mnist /usr/share/datasets/fashion-mnist data/fashion-mnist; do
@@ -38,24 +40,38 @@ CLI="$PY -m dcgan_features.cli"
 NOTE="gpu_suite.sh on $("$PY" -c 'import torch; print(torch.cuda.get_device_name())')"
 t_start=$(date +%s)
 banner() { echo; echo "== [$(( $(date +%s) - t_start )) s] $*"; }
+failed=""
+# A failed step is reported and the next one still runs: GPU time is scarce, one bug should not
+# cost the other measurements.
+# (set -e is ignored inside a `cmd || handler` list, hence the explicit status check.)
+run_step() { case " $STEPS " in *" $1 "*) ;; *) return 0 ;; esac
+  set +e; ( set -euo pipefail; "step$1" ); local rc=$?; set -e
+  [ $rc -eq 0 ] || { echo "gpu_suite: step $1 failed (exit $rc)" >&2; failed="$failed $1"; }; }
 
+step1() {
 banner "(1) training throughput: imagenet32 width 128, batch 128"
 "$PY" benchmarks/train_speed.py --arch imagenet32 --width 128 --batch 128 --device cuda --steps 300 --warmup 30 \
   --note "$NOTE"
 "$PY" benchmarks/train_speed.py --arch imagenet32 --width 128 --batch 128 --device cuda --steps 300 --warmup 30 \
   --compile --loops ours --note "$NOTE (torch.compile)" || echo "gpu_suite: compiled run failed; see above"
+}
 
+step2() {
 banner "(2) extraction: imagenet32 width 128, 50000 images -> HDF5"
 "$PY" benchmarks/extract_speed.py --device cuda --arch imagenet32 --width 128 --n 50000 --batch-size 1024 \
   --dataset fashion-mnist --data-dir "$FMNIST_DIR" --tmp-dir "$WORK" --note "$NOTE"
+}
 
+step3() {
 banner "(3) probe speed: 50000 x 28672 features, both probes, whole C grid"
 FEATS="$WORK/fmnist_imagenet32_random.h5"
 $CLI extract --random-init --arch imagenet32 --width 128 --seed 0 --dataset fashion-mnist --data-dir "$FMNIST_DIR" \
   --limit 50000 --bn batch --batch-size 1024 --device cuda --out "$FEATS"
 "$PY" benchmarks/probe_speed.py --features "$FEATS" --device cuda --backends torch --probes svm,logreg \
   --case cifar10-sized --notes "$NOTE"
+}
 
+step4() {
 banner "(4) Fashion-MNIST accuracy with a trained imagenet32 (width 128, $EPOCHS epochs)"
 RUN="$WORK/fm_imagenet32"
 $CLI train --dataset fashion-mnist --data-dir "$FMNIST_DIR" --arch imagenet32 --width 128 --epochs "$EPOCHS" \
@@ -63,6 +79,9 @@ $CLI train --dataset fashion-mnist --data-dir "$FMNIST_DIR" --arch imagenet32 --
 "$PY" benchmarks/accuracy.py --dataset fashion-mnist --data-dir "$FMNIST_DIR" --checkpoint "$RUN/checkpoints/last.pt" \
   --device cuda --work-dir "$WORK/accuracy" --notes "$NOTE; imagenet32 w128 trained $EPOCHS epochs on Fashion-MNIST train"
 cp "$RUN"/samples/$(ls "$RUN/samples" | tail -1) results/fashion_mnist_samples.png
+}
+
+for n in 1 2 3 4; do run_step $n; done
 
 banner "summary"
 for f in results/train_speed.csv results/extract_speed.csv results/probe_speed.csv results/accuracy.csv; do
@@ -70,3 +89,4 @@ for f in results/train_speed.csv results/extract_speed.csv results/probe_speed.c
   grep -F "$("$PY" -c 'import torch; print(torch.cuda.get_device_name())')" "$f" | tail -n 20 || true
 done
 echo "gpu_suite: done in $(( $(date +%s) - t_start )) s; commit results/ with the device named in results/README.md"
+[ -z "$failed" ] || { echo "gpu_suite: failed steps:$failed" >&2; exit 1; }
