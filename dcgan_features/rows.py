@@ -4,8 +4,9 @@ A solver never indexes a matrix; it asks a source for ``(start, chunk)`` pairs, 
 tensors of whole rows on the solver's device, and makes one pass per request. Two kinds:
 
 - :class:`ArrayRows`: rows held in memory (numpy or torch, float16 or float32, CPU or GPU),
-  optionally a subset of them. Float16 storage is widened chunk by chunk, so a
-  50000 x 28672 matrix costs 2.9 GB resident, not 5.7 GB.
+  optionally a subset of them. A float32 matrix already on the solver's device is handed
+  over whole, as a view: no copy, one large matmul per pass. Float16 storage is widened
+  chunk by chunk, so a 50000 x 28672 matrix costs 2.9 GB resident, not 5.7 GB.
 - :class:`FileRows`: rows of one split of an HDF5 feature file, read from disk on every
   pass, for matrices that do not fit in memory.
 
@@ -50,6 +51,10 @@ def _raise_nonfinite(split: str, row_ids: np.ndarray, chunk: torch.Tensor) -> No
                            f"(float16 overflows past 65504: extract with --dtype float32)")
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.type != "cuda" or (a.index or 0) == (b.index or torch.cuda.current_device()))
+
+
 class ArrayRows:
     """Rows of an in-memory matrix ``X`` (N, D), with labels, optionally a subset ``rows``."""
 
@@ -90,7 +95,10 @@ class ArrayRows:
                ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(start, float32 (n, D) on device)`` covering this source's rows in order."""
         device = torch.device(device)
-        step = chunk_rows or self._chunk_rows or default_chunk_rows(self.dim, device)
+        step = chunk_rows or self._chunk_rows
+        if step is None:
+            whole = self.rows is None and self.X.dtype == torch.float32 and _same_device(self.X.device, device)
+            step = max(1, self.n_rows) if whole else default_chunk_rows(self.dim, device)
         check = not self._checked
         for s in range(0, self.n_rows, step):
             if self.rows is None:
@@ -189,23 +197,20 @@ def mem_available() -> int:
 def open_split(ff, split: str, device: str | torch.device = "cpu", cache: bool | str = "auto"):
     """A row source over ``split`` of an open FeatureFile: cached in memory when it fits.
 
-    ``cache="auto"`` keeps the split resident (float16 on CPU; float32 on a GPU with room)
-    when it takes under half the available memory, else streams it from disk each pass.
+    ``cache="auto"`` keeps the split resident when it takes under half the available memory
+    (host RAM, or free GPU memory on a GPU): as float32 when that fits (every pass then reads
+    the matrix in place), else as float16 (widened chunk by chunk on each pass); when neither
+    fits, it streams the split from disk on every pass.
     """
     ff.require(split)
     device = resolve_device(device)
     n, dim = int(ff.n_rows(split)), int(ff.dim)
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else mem_available()
     if cache == "auto":
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            cache = 2 * n * dim * 2 < free
-        else:
-            cache = 2 * n * dim * 2 < mem_available()
+        cache = 2 * n * dim * 2 < free
     if not cache:
         return FileRows(ff, split)
-    dtype = torch.float16
-    if device.type == "cuda" and 3 * n * dim * 4 < torch.cuda.mem_get_info(device)[0]:
-        dtype = torch.float32
+    dtype = torch.float32 if 2 * n * dim * 4 < free else torch.float16
     X = torch.empty((n, dim), dtype=dtype, device=device)
     stream = FileRows(ff, split)
     for s, x in stream.chunks("cpu"):
@@ -213,8 +218,6 @@ def open_split(ff, split: str, device: str | torch.device = "cpu", cache: bool |
         if dtype == torch.float16 and not bool(torch.isfinite(X[s:s + x.shape[0]]).all()):
             _raise_nonfinite(split, np.arange(s, s + x.shape[0]), X[s:s + x.shape[0]].float())
     return ArrayRows(X, ff.labels(split), split=split, _checked=True)
-
-
 
 
 
@@ -255,3 +258,23 @@ def standardizer(source, device: str | torch.device = "cpu") -> tuple[torch.Tens
     inv = torch.where(std > 1e-12, 1.0 / std, torch.ones_like(std))
     return mean.float().cpu(), inv.float().cpu()
 RowSource = ArrayRows | FileRows | Standardized
+
+
+def resident(source: RowSource, device: str | torch.device, max_bytes: int) -> RowSource:
+    """``source`` as one contiguous float32 matrix on ``device`` when that takes at most
+    ``max_bytes``, else ``source`` itself.
+
+    A solver making hundreds of passes over a subset (a protocol's draw), a float16 cache, a
+    standardized view or a streamed split then pays the gather, the widening or the disk
+    read once instead of on every pass.
+    """
+    device = torch.device(device)
+    if isinstance(source, ArrayRows) and source.rows is None and source.X.dtype == torch.float32 \
+            and _same_device(source.X.device, device):
+        return source
+    if source.n_rows * source.dim * 4 > max_bytes:
+        return source
+    X = torch.empty((source.n_rows, source.dim), dtype=torch.float32, device=device)
+    for s, x in source.chunks(device):  # checks every value on the way, as any first pass does
+        X[s:s + x.shape[0]] = x
+    return ArrayRows(X, source.labels, split=source.split, _checked=True)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from dcgan_features.architectures import get_arch
 from dcgan_features.errors import UserError
+from dcgan_features import probes
 from dcgan_features.probes import SolverConfig, check_Cs, fit, fit_sklearn, fit_torch, objective
 from dcgan_features.rows import ArrayRows
 
@@ -85,9 +86,12 @@ def test_chunked_and_float16_fit_equal_in_memory_fit(d_features, probe):
         f_c = objective(probe, chunked.coef[i].numpy(), chunked.intercept[i].numpy(), Xtr, ytr, C)
         assert abs(f_w - f_c) <= 1e-5 * abs(f_w)
     torch.testing.assert_close(chunked.coef, whole.coef, rtol=0, atol=1e-3 * float(whole.coef.abs().max()))
-    # float16 storage (what the feature file holds) is widened chunk by chunk to float32
+    # float16 storage (what the feature file holds) is widened chunk by chunk to float32 on
+    # every pass when there is no room for a float32 copy
     X16 = Xtr.astype(np.float16)
-    half = fit_torch(probe, ArrayRows(X16, ytr, chunk_rows=50), Cs, device="cpu")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(probes, "mem_available", lambda: 0)
+        half = fit_torch(probe, ArrayRows(X16, ytr, chunk_rows=50), Cs, device="cpu")
     full = fit_torch(probe, ArrayRows(X16.astype(np.float32), ytr), Cs, device="cpu")
     torch.testing.assert_close(half.coef, full.coef, rtol=0, atol=1e-3 * float(full.coef.abs().max()))
 
@@ -95,9 +99,29 @@ def test_chunked_and_float16_fit_equal_in_memory_fit(d_features, probe):
 def test_subset_fit_equals_fit_on_copied_rows(digits):
     Xtr, ytr = digits[0], digits[1]
     rows = np.arange(0, 1297, 3)
-    a = fit_torch("svm", ArrayRows(Xtr, ytr, chunk_rows=100).subset(rows), [0.01], device="cpu")
+    with pytest.MonkeyPatch.context() as mp:  # no room for a copy: rows gathered on every pass
+        mp.setattr(probes, "mem_available", lambda: 0)
+        a = fit_torch("svm", ArrayRows(Xtr, ytr, chunk_rows=100).subset(rows), [0.01], device="cpu")
+    copied = fit_torch("svm", ArrayRows(Xtr, ytr, chunk_rows=100).subset(rows), [0.01], device="cpu")  # copied once
     b = fit_torch("svm", ArrayRows(Xtr[rows], ytr[rows]), [0.01], device="cpu")
     torch.testing.assert_close(a.coef, b.coef, rtol=0, atol=1e-4)
+    torch.testing.assert_close(copied.coef, b.coef, rtol=0, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("probe", ["svm", "logreg"])
+def test_cuda_fit_with_tf32_cg_matches_cpu_fit(d_features, probe):
+    Xtr, ytr, Xte, yte = d_features
+    Cs = [1e-3, 1e-1]
+    cpu = fit_torch(probe, ArrayRows(Xtr, ytr), Cs, device="cpu")
+    gpu = fit_torch(probe, ArrayRows(Xtr, ytr), Cs, device="cuda")
+    assert gpu.converged.all() and gpu.device.startswith("cuda")
+    for i, C in enumerate(Cs):
+        f_c = objective(probe, cpu.coef[i].numpy(), cpu.intercept[i].numpy(), Xtr, ytr, C)
+        f_g = objective(probe, gpu.coef[i].numpy(), gpu.intercept[i].numpy(), Xtr, ytr, C)
+        assert abs(f_g - f_c) <= 1e-3 * f_c, (C, f_g, f_c)
+    test = ArrayRows(Xte, yte)
+    assert (gpu.predict(test, "cpu") == cpu.predict(test, "cpu")).mean() >= 0.99
 
 
 def test_grid_fit_equals_one_fit_per_C_and_warm_start_saves_passes(digits):

@@ -6,7 +6,8 @@ import torch
 
 from dcgan_features.errors import FeatureFileError
 from dcgan_features.probes import fit_torch, objective
-from dcgan_features.rows import ArrayRows, FileRows, Standardized, open_split, standardizer
+from dcgan_features import probes, rows as rows_mod
+from dcgan_features.rows import ArrayRows, FileRows, Standardized, open_split, resident, standardizer
 from dcgan_features.feature_writer import FeatureWriter
 from dcgan_features.store import FeatureFile, FileMeta
 
@@ -60,9 +61,37 @@ def test_array_and_file_sources_agree(tmp_path, data):
             np.testing.assert_array_equal(_collect(src, chunk_rows=3), X[rows])
             np.testing.assert_array_equal(src.labels, y[rows])
         cached = open_split(ff, "train", "cpu", cache=True)
-        assert isinstance(cached, ArrayRows) and cached.X.dtype == torch.float16  # resident at half the size
+        assert isinstance(cached, ArrayRows) and cached.X.dtype == torch.float32  # room: read in place
         assert isinstance(open_split(ff, "train", "cpu", cache=False), FileRows)
         np.testing.assert_array_equal(_collect(cached), X)
+
+
+def test_open_split_falls_back_to_float16_then_to_disk(tmp_path, data, monkeypatch):
+    X, y = data
+    path = write_features(tmp_path / "f.h5", {"train": (X, y)})
+    f32 = X.size * 4
+    with FeatureFile(path) as ff:
+        monkeypatch.setattr(rows_mod, "mem_available", lambda: f32 + 1)  # float32 x 2 does not fit, float16 x 2 does
+        half = open_split(ff, "train", "cpu")
+        assert isinstance(half, ArrayRows) and half.X.dtype == torch.float16
+        np.testing.assert_array_equal(_collect(half), X)
+        monkeypatch.setattr(rows_mod, "mem_available", lambda: f32 // 2)
+        assert isinstance(open_split(ff, "train", "cpu"), FileRows)
+
+
+def test_whole_float32_matrix_is_one_view_and_resident_copies_once(data):
+    X, y = data
+    src = ArrayRows(torch.from_numpy(X), y)
+    (start, x), = list(src.chunks("cpu"))  # no chunk size asked for: the matrix itself, no copy
+    assert start == 0 and x.data_ptr() == src.X.data_ptr()
+    assert resident(src, "cpu", 1 << 30) is src
+    rows = np.array([9, 2, 50, 119])
+    for base in (src.subset(rows), ArrayRows(X.astype(np.float16), y).subset(rows)):
+        r = resident(base, "cpu", 1 << 30)
+        assert r.rows is None and r.X.dtype == torch.float32 and r.X.is_contiguous()
+        np.testing.assert_array_equal(r.X.numpy(), X[rows])
+        np.testing.assert_array_equal(r.labels, y[rows])
+        assert resident(base, "cpu", r.X.numel() * 4 - 1) is base  # over budget: left as it was
 
 
 def test_file_backed_fit_equals_in_memory_fit(tmp_path, data):
@@ -70,7 +99,10 @@ def test_file_backed_fit_equals_in_memory_fit(tmp_path, data):
     path = write_features(tmp_path / "f.h5", {"train": (X, y)})
     with FeatureFile(path) as ff:
         for probe in ("svm", "logreg"):
-            disk = fit_torch(probe, FileRows(ff, "train", chunk_rows=25), [0.01, 0.1], device="cpu")
+            with pytest.MonkeyPatch.context() as mp:  # no room for a resident copy: read from disk every pass
+                mp.setattr(probes, "mem_available", lambda: 0)
+                mp.setattr(FileRows, "_gather", None)  # a whole split streams in file order
+                disk = fit_torch(probe, FileRows(ff, "train", chunk_rows=25), [0.01, 0.1], device="cpu")
             mem = fit_torch(probe, ArrayRows(X, y), [0.01, 0.1], device="cpu")
             for i, C in enumerate([0.01, 0.1]):
                 f_d = objective(probe, disk.coef[i].numpy(), disk.intercept[i].numpy(), X, y, C)
