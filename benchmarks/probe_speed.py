@@ -72,7 +72,8 @@ def worker(args) -> dict:
             y = ff.labels("train")[:args.n_train]
             test = ArrayRows(ff.read("test", 0, None, dtype=np.float32), ff.labels("test"), split="test")
             t0 = time.perf_counter()
-            fit = fit_sklearn(args.probe, ArrayRows(X, y), Cs, n_classes=10, check_memory=False)
+            fit = fit_sklearn(args.probe, ArrayRows(X, y), Cs, n_classes=10, check_memory=False,
+                              max_iter=args.sk_max_iter)
             seconds = time.perf_counter() - t0
         acc = fit.accuracy(test, args.device if args.backend == "torch" else "cpu")
     return {"status": "ok", "fit_seconds": round(seconds, 2), "passes": fit.passes,
@@ -83,7 +84,8 @@ def worker(args) -> dict:
 def run_child(args, backend: str, probe: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", *(["--threads", str(args.threads)] if args.threads else []),
            "--features", args.features, "--C", args.C, "--device",
-           args.device, "--n-train", str(args.n_train), "--backend", backend, "--probe", probe]
+           args.device, "--n-train", str(args.n_train), "--backend", backend, "--probe", probe,
+           *(["--sk-max-iter", str(args.sk_max_iter)] if args.sk_max_iter else [])]
     limit = int(args.mem_limit_gb * 2**30)
 
     def limit_memory():
@@ -133,6 +135,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads in the torch workers [default: torch's own]; 1 avoids OpenMP spinning "
                          "when other jobs share the cores (liblinear is single-threaded anyway)")
+    ap.add_argument("--sk-max-iter", type=int, default=None,
+                    help="scikit-learn's max_iter [default: its own, 1000 for LinearSVC, 100 for "
+                         "LogisticRegression, where lbfgs stops before its tol on these features]")
     ap.add_argument("--log", default=None, help="append the workers' progress (stderr) to this file")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "probe_speed.csv"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -167,7 +172,9 @@ def main() -> None:
                    "backend": backend, "C_grid": args.C, "matrix_f32_gib": f"{matrix:.2f}",
                    "load_avg_1m": f"{load:.1f}", **res,
                    "notes": "; ".join(filter(None, [args.notes, f"torch threads {args.threads or 'default'}"
-                                                    if backend == "torch" else "sklearn defaults"]))}
+                                                    if backend == "torch" else
+                                                    f"sklearn max_iter {args.sk_max_iter}" if args.sk_max_iter
+                                                    else "sklearn defaults"]))}
             row["rss_over_matrix"] = f"{float(res['peak_rss_gib']) / matrix:.2f}"
             print(json.dumps(row), flush=True)
             write_csv_atomic(out, COLUMNS, [row], append=True)
