@@ -4,7 +4,7 @@ A solver never indexes a matrix; it asks a source for ``(start, chunk)`` pairs, 
 tensors of whole rows on the solver's device, and makes one pass per request. Two kinds:
 
 - :class:`ArrayRows`: rows held in memory (numpy or torch, float16 or float32, CPU or GPU),
-  optionally a subset of them. A float32 matrix already on the solver's device is handed
+  optionally a subset of them. A float32 matrix already on the solver's device can be handed
   over whole, as a view: no copy, one large matmul per pass. Float16 storage is widened
   chunk by chunk, so a 50000 x 28672 matrix costs 2.9 GB resident, not 5.7 GB.
 - :class:`FileRows`: rows of one split of an HDF5 feature file, read from disk on every
@@ -91,13 +91,19 @@ class ArrayRows:
         base = rows if self.rows is None else self.rows[rows]
         return ArrayRows(self.X, self.all_labels, base, self.split, self._chunk_rows, self.row_ids, self._checked)
 
-    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None
+    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None, whole: bool = False
                ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(start, float32 (n, D) on device)`` covering this source's rows in order."""
+        """Yield ``(start, float32 (n, D) on device)`` covering this source's rows in order.
+
+        ``whole=True``: when the matrix is float32 on ``device`` already, one chunk that is the
+        matrix itself (no copy), for callers that only multiply by it; callers that make
+        per-chunk temporaries leave it False and get chunks of bounded size.
+        """
         device = torch.device(device)
         step = chunk_rows or self._chunk_rows
         if step is None:
-            whole = self.rows is None and self.X.dtype == torch.float32 and _same_device(self.X.device, device)
+            whole = whole and self.rows is None and self.X.dtype == torch.float32 \
+                and _same_device(self.X.device, device)
             step = max(1, self.n_rows) if whole else default_chunk_rows(self.dim, device)
         check = not self._checked
         for s in range(0, self.n_rows, step):
@@ -160,9 +166,9 @@ class FileRows:
             pos = end
         return out
 
-    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None
+    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None, whole: bool = False
                ) -> Iterator[tuple[int, torch.Tensor]]:
-        device = torch.device(device)
+        device = torch.device(device)  # ``whole`` is ArrayRows's; rows from disk come in chunks
         step = chunk_rows or self._chunk_rows or default_chunk_rows(self.dim, torch.device("cpu"))
         check = not self._checked
         if self.rows is None:  # the store reads the next chunk while the solver works on this one
@@ -235,9 +241,9 @@ class Standardized:
     def subset(self, rows) -> "Standardized":
         return Standardized(self.base.subset(rows), self.mean, self.inv_std)
 
-    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None
+    def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None, whole: bool = False
                ) -> Iterator[tuple[int, torch.Tensor]]:
-        device = torch.device(device)
+        device = torch.device(device)  # each chunk is a new tensor: never the whole matrix at once
         mean, inv_std = self.mean.to(device), self.inv_std.to(device)
         for s, x in self.base.chunks(device, chunk_rows):
             yield s, (x - mean) * inv_std
@@ -257,6 +263,8 @@ def standardizer(source, device: str | torch.device = "cpu") -> tuple[torch.Tens
     std = (s2 / n - mean * mean).clamp_min(0).sqrt()
     inv = torch.where(std > 1e-12, 1.0 / std, torch.ones_like(std))
     return mean.float().cpu(), inv.float().cpu()
+
+
 RowSource = ArrayRows | FileRows | Standardized
 
 

@@ -79,11 +79,15 @@ def test_open_split_falls_back_to_float16_then_to_disk(tmp_path, data, monkeypat
         assert isinstance(open_split(ff, "train", "cpu"), FileRows)
 
 
-def test_whole_float32_matrix_is_one_view_and_resident_copies_once(data):
+def test_whole_float32_matrix_is_one_view_and_resident_copies_once(data, monkeypatch):
     X, y = data
     src = ArrayRows(torch.from_numpy(X), y)
-    (start, x), = list(src.chunks("cpu"))  # no chunk size asked for: the matrix itself, no copy
+    monkeypatch.setitem(rows_mod.CHUNK_BYTES, "cpu", 64 * X.shape[1] * 4)  # default chunks: 64 of the 120 rows
+    (start, x), = list(src.chunks("cpu", whole=True))  # the matrix itself, no copy
     assert start == 0 and x.data_ptr() == src.X.data_ptr()
+    assert len(list(src.chunks("cpu"))) == 2  # callers making per-chunk temporaries: bounded chunks
+    mean, inv = standardizer(src)
+    assert len(list(Standardized(src, mean, inv).chunks("cpu", whole=True))) == 2  # new tensors: bounded
     assert resident(src, "cpu", 1 << 30) is src
     rows = np.array([9, 2, 50, 119])
     for base in (src.subset(rows), ArrayRows(X.astype(np.float16), y).subset(rows)):
