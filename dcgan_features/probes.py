@@ -46,7 +46,7 @@ import torch
 
 from .errors import UserError
 from .devices import resolve_device
-from .rows import ArrayRows, mem_available, resident
+from .rows import mem_available, resident
 
 PROBES = ("svm", "logreg")
 
@@ -137,12 +137,13 @@ def check_Cs(Cs: Sequence[float]) -> np.ndarray:
     return Cs
 
 
-def _check_probe(probe: str) -> None:
+def check_probe(probe: str) -> None:
     if probe not in PROBES:
         raise UserError(f"unknown probe {probe!r}; choose from {', '.join(PROBES)}")
 
 
-def _labels(source, n_classes: int | None) -> tuple[np.ndarray, int]:
+def probe_labels(source, n_classes: int | None) -> tuple[np.ndarray, int]:
+    """A source's labels as int64 and the class count, checked the way both backends need them."""
     y = np.asarray(source.labels, dtype=np.int64)
     if y.size == 0:
         raise UserError(f"split {source.split!r} has no rows to fit a probe on")
@@ -163,7 +164,7 @@ def objective(probe: str, coef: np.ndarray, intercept: np.ndarray, X: np.ndarray
 
     ``coef`` (D, K), ``intercept`` (K,); for svm the sum of the K one-vs-rest objectives.
     """
-    _check_probe(probe)
+    check_probe(probe)
     coef = np.asarray(coef, np.float64)
     intercept = np.asarray(intercept, np.float64)
     Z = np.asarray(X, np.float64) @ coef + intercept
@@ -302,11 +303,11 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
 
     ``init`` warm-starts from a fit of the same probe (one C, broadcast, or one per C).
     """
-    _check_probe(probe)
+    check_probe(probe)
     Cs = check_Cs(Cs)
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    y_np, K = _labels(source, n_classes)
+    y_np, K = probe_labels(source, n_classes)
     # Hundreds of passes follow: pay a subset's gather or float16's widening once, in half the
     # memory still free, rather than on every pass.
     free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else mem_available()
@@ -456,79 +457,13 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
                      steps, passes, time.perf_counter() - t0, str(dev), "torch")
 
 
-# -------------------------------------------------------------- sklearn reference
-
-
-def materialize(source) -> np.ndarray:
-    """All rows of a source as one float32 numpy matrix (what scikit-learn needs)."""
-    X = np.empty((source.n_rows, source.dim), np.float32)
-    for s, x in source.chunks("cpu"):
-        X[s:s + x.shape[0]] = x.numpy()
-    return X
-
-
-def fit_sklearn(probe: str, source, Cs: Sequence[float], n_classes: int | None = None, tol: float = 1e-4,
-                max_iter: int | None = None, dual: bool | str = "auto", check_memory: bool = True) -> LinearFit:
-    """The reference: ``LinearSVC(loss="squared_hinge")`` / ``LogisticRegression`` per C.
-
-    ``check_memory=False`` lets it try even where it will not fit (the benchmark does so
-    under an address-space limit, to record the failure).
-    """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import LinearSVC
-
-    _check_probe(probe)
-    Cs = check_Cs(Cs)
-    t0 = time.perf_counter()
-    y, K = _labels(source, n_classes)
-    # liblinear copies X to float64 and again into its sparse node format (16 B per value)
-    need = source.n_rows * source.dim * (4 + 8 + (16 if probe == "svm" else 0))
-    if check_memory and need > mem_available():
-        raise UserError(f"scikit-learn would need ~{need / 2**30:.0f} GiB for a {source.n_rows} x {source.dim} "
-                        f"{probe} fit, more than the {mem_available() / 2**30:.0f} GiB available; use --backend torch")
-    if isinstance(source, ArrayRows) and source.rows is None and source.X.dtype == torch.float32 \
-            and source.X.device.type == "cpu":
-        X = source.X.numpy()  # no copy: scikit-learn's own copies are what the benchmark measures
-        if not source._checked and not np.isfinite(X).all():
-            for _ in source.chunks("cpu"):  # names the split, row and column of the first bad value
-                pass
-    else:
-        X = materialize(source)
-    coefs, icepts, conv = [], [], []
-    for C in Cs:
-        if probe == "svm":
-            model = LinearSVC(C=C, loss="squared_hinge", dual=dual, tol=tol, max_iter=max_iter or 1000)
-        else:
-            model = LogisticRegression(C=C, tol=tol, max_iter=max_iter or 100)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(X, y)
-        conv.append(not any(issubclass(w.category, ConvergenceWarning) for w in caught))
-        coef = np.zeros((X.shape[1], K), np.float64)
-        icpt = np.zeros(K, np.float64)
-        cls = model.classes_
-        if model.coef_.shape[0] == 1:  # binary: one model scores the second class
-            coef[:, cls[1]] = model.coef_[0]
-            icpt[cls[1]] = model.intercept_[0]
-            if probe == "svm":
-                coef[:, cls[0]], icpt[cls[0]] = -model.coef_[0], -model.intercept_[0]
-        else:
-            coef[:, cls] = model.coef_.T
-            icpt[cls] = model.intercept_
-        coefs.append(coef)
-        icepts.append(icpt)
-    return LinearFit(probe, Cs, torch.from_numpy(np.stack(coefs)).float(), torch.from_numpy(np.stack(icepts)).float(),
-                     np.array(conv), 0, 0, time.perf_counter() - t0, "cpu", "sklearn")
-
-
 def fit(probe: str, source, Cs: Sequence[float], backend: str = "torch", n_classes: int | None = None,
         device: str | torch.device = "auto", **kwargs) -> LinearFit:
-    """Fit with either backend; ``kwargs`` go to :func:`fit_torch` or :func:`fit_sklearn`."""
+    """Fit with either backend; ``kwargs`` go to :func:`fit_torch` or :func:`.probes_sklearn.fit_sklearn`."""
     if backend == "torch":
         return fit_torch(probe, source, Cs, n_classes, device, **kwargs)
     if backend == "sklearn":
+        from .probes_sklearn import fit_sklearn
+
         return fit_sklearn(probe, source, Cs, n_classes, **kwargs)
     raise UserError(f"unknown backend {backend!r}; choose torch or sklearn")

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from dcgan_features.architectures import get_arch
 from dcgan_features.errors import UserError
 from dcgan_features import probes
-from dcgan_features.probes import SolverConfig, check_Cs, fit, fit_sklearn, fit_torch, objective
+from dcgan_features.probes import SolverConfig, check_Cs, fit, fit_torch, objective
+from dcgan_features.probes_sklearn import fit_sklearn
 from dcgan_features.rows import ArrayRows
 
 
