@@ -267,16 +267,22 @@ class _Subspace:
         U = self.U
         A = torch.empty(P * K, r, r, dtype=torch.float64, device=w.device)
         for g in range(P * K):  # U^T H_g U = reg_U + (X~U)^T diag(w_g) (X~U)
-            A[g] = (self.reg_U + (self.XU * w[:, g:g + 1]).T @ self.XU).double()
+            wg, XUg = w[:, g], self.XU
+            rows = wg.nonzero().squeeze(1)
+            if rows.numel() < 0.8 * N:  # squared hinge: only margin violators have curvature
+                wg, XUg = wg[rows], XUg[rows]
+            A[g] = (self.reg_U + (XUg * wg[:, None]).T @ XUg).double()
         A = 0.5 * (A + A.transpose(1, 2))
         c = A.diagonal(dim1=1, dim2=2).min(1).values.clamp_min(1e-12)  # (G,) complement scale
         L = torch.linalg.cholesky(A + 1e-10 * c[:, None, None] * torch.eye(r, dtype=A.dtype, device=A.device))
+        A_inv = torch.cholesky_inverse(L).float()  # a batched matmul per CG step, not two triangular solves
+        inv_c = 1.0 / c.float()
 
         def apply(v: torch.Tensor) -> torch.Tensor:
             vf = v.reshape(-1, P * K)
             Uv = U.T @ vf  # (r, G)
-            sol = torch.cholesky_solve(Uv.T.double().unsqueeze(-1), L).squeeze(-1).T.float()
-            out = U @ sol + (vf - U @ Uv) / c.float()[None]
+            sol = torch.bmm(A_inv, Uv.T.unsqueeze(-1)).squeeze(-1).T  # (U^T H U)^-1 U^T v
+            out = vf * inv_c + U @ (sol - Uv * inv_c)  # = U sol + (v - U U^T v) / c
             return out.view_as(v)
 
         return apply
