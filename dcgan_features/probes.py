@@ -46,7 +46,7 @@ import torch
 
 from .errors import UserError
 from .devices import resolve_device
-from .rows import mem_available, resident
+from .rows import free_memory, resident
 
 PROBES = ("svm", "logreg")
 
@@ -316,8 +316,7 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     y_np, K = probe_labels(source, n_classes)
     # Hundreds of passes follow: pay a subset's gather or float16's widening once, in half the
     # memory still free, rather than on every pass.
-    free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else mem_available()
-    source = resident(source, dev, free // 2)
+    source = resident(source, dev, free_memory(dev) // 2)
     N, D, P = source.n_rows, source.dim, len(Cs)
     y = torch.from_numpy(y_np).to(dev)
     prob = _Problem(probe, y, torch.tensor(Cs, dtype=torch.float32, device=dev), K)

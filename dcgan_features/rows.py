@@ -85,6 +85,10 @@ class ArrayRows:
     def dim(self) -> int:
         return self.X.shape[1]
 
+    def is_float32_on(self, device: torch.device) -> bool:
+        """Whether this source is a whole float32 matrix on ``device`` (usable in place, no copy)."""
+        return self.rows is None and self.X.dtype == torch.float32 and _same_device(self.X.device, device)
+
     def subset(self, rows) -> "ArrayRows":
         """A source over ``rows`` (indices into this source's rows), sharing the matrix."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -102,9 +106,7 @@ class ArrayRows:
         device = torch.device(device)
         step = chunk_rows or self._chunk_rows
         if step is None:
-            whole = whole and self.rows is None and self.X.dtype == torch.float32 \
-                and _same_device(self.X.device, device)
-            step = max(1, self.n_rows) if whole else default_chunk_rows(self.dim, device)
+            step = max(1, self.n_rows) if whole and self.is_float32_on(device) else default_chunk_rows(self.dim, device)
         check = not self._checked
         for s in range(0, self.n_rows, step):
             if self.rows is None:
@@ -200,6 +202,11 @@ def mem_available() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
+def free_memory(device: torch.device) -> int:
+    """Bytes a new allocation can get on ``device``: free GPU memory, or MemAvailable on the host."""
+    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else mem_available()
+
+
 def open_split(ff, split: str, device: str | torch.device = "cpu", cache: bool | str = "auto"):
     """A row source over ``split`` of an open FeatureFile: cached in memory when it fits.
 
@@ -211,7 +218,7 @@ def open_split(ff, split: str, device: str | torch.device = "cpu", cache: bool |
     ff.require(split)
     device = resolve_device(device)
     n, dim = int(ff.n_rows(split)), int(ff.dim)
-    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else mem_available()
+    free = free_memory(device)
     if cache == "auto":
         cache = 2 * n * dim * 2 < free
     if not cache:
@@ -277,8 +284,7 @@ def resident(source: RowSource, device: str | torch.device, max_bytes: int) -> R
     read once instead of on every pass.
     """
     device = torch.device(device)
-    if isinstance(source, ArrayRows) and source.rows is None and source.X.dtype == torch.float32 \
-            and _same_device(source.X.device, device):
+    if isinstance(source, ArrayRows) and source.is_float32_on(device):
         return source
     if source.n_rows * source.dim * 4 > max_bytes:
         return source

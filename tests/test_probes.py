@@ -91,7 +91,7 @@ def test_chunked_and_float16_fit_equal_in_memory_fit(d_features, probe):
     # every pass when there is no room for a float32 copy
     X16 = Xtr.astype(np.float16)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(probes, "mem_available", lambda: 0)
+        mp.setattr(probes, "free_memory", lambda device: 0)
         half = fit_torch(probe, ArrayRows(X16, ytr, chunk_rows=50), Cs, device="cpu")
     full = fit_torch(probe, ArrayRows(X16.astype(np.float32), ytr), Cs, device="cpu")
     torch.testing.assert_close(half.coef, full.coef, rtol=0, atol=1e-3 * float(full.coef.abs().max()))
@@ -101,7 +101,7 @@ def test_subset_fit_equals_fit_on_copied_rows(digits):
     Xtr, ytr = digits[0], digits[1]
     rows = np.arange(0, 1297, 3)
     with pytest.MonkeyPatch.context() as mp:  # no room for a copy: rows gathered on every pass
-        mp.setattr(probes, "mem_available", lambda: 0)
+        mp.setattr(probes, "free_memory", lambda device: 0)
         a = fit_torch("svm", ArrayRows(Xtr, ytr, chunk_rows=100).subset(rows), [0.01], device="cpu")
     copied = fit_torch("svm", ArrayRows(Xtr, ytr, chunk_rows=100).subset(rows), [0.01], device="cpu")  # copied once
     b = fit_torch("svm", ArrayRows(Xtr[rows], ytr[rows]), [0.01], device="cpu")

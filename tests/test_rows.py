@@ -104,7 +104,7 @@ def test_file_backed_fit_equals_in_memory_fit(tmp_path, data):
     with FeatureFile(path) as ff:
         for probe in ("svm", "logreg"):
             with pytest.MonkeyPatch.context() as mp:  # no room for a resident copy: read from disk every pass
-                mp.setattr(probes, "mem_available", lambda: 0)
+                mp.setattr(probes, "free_memory", lambda device: 0)
                 mp.setattr(FileRows, "_gather", None)  # a whole split streams in file order
                 disk = fit_torch(probe, FileRows(ff, "train", chunk_rows=25), [0.01, 0.1], device="cpu")
             mem = fit_torch(probe, ArrayRows(X, y), [0.01, 0.1], device="cpu")
