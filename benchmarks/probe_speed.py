@@ -32,17 +32,15 @@ COLUMNS = ("date", "device", "command", "case", "n_train", "n_test", "dim", "pro
 
 
 def device_name(device: str) -> str:
+    """The GPU's name, or the CPU's with its core count (the probe workers' device)."""
     import torch
 
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
-    except OSError:
-        pass
-    return "cpu"
+    from dcgan_features import devices
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return devices.device_name(dev)
+    return f"{devices.device_name(torch.device('cpu'))} x{os.cpu_count()}"
 
 
 # ------------------------------------------------------------------------- worker
