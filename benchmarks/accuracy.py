@@ -160,7 +160,7 @@ ROW_KEY = ("dataset", "protocol", "features", "architecture", "layers", "probe")
 def merge(out: Path, new: list[dict]) -> list[dict]:
     """Rows of ``out`` not measured again in ``new``, then ``new``, then the paper's rows."""
     keep = []
-    renewed = {tuple(str(r.get(k, "")) for k in ROW_KEY) for r in new}
+    renewed = {tuple(csv_value(r.get(k)) for k in ROW_KEY) for r in new}  # as the cells are written
     if out.exists():
         with open(out, newline="") as f:
             keep = [r for r in csv.DictReader(f)
