@@ -1,7 +1,7 @@
 """Linear separability of DCGAN features against baselines: results/accuracy.csv and results/per_block.png.
 
 For one dataset and one trained checkpoint, every feature set goes through the same probes
-under the dataset's protocol (dcgan_features.protocols; C always chosen on validation rows):
+under the dataset's protocol (dcgan_features.probes.protocols; C always chosen on validation rows):
 
 * ``pixels``     the raw model input (3 x S x S in [-1, 1]);
 * ``random D``   every block of a randomly initialised D of the checkpoint's architecture
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dcgan_features.atomic import write_csv_atomic  # noqa: E402
-from dcgan_features.protocols import CSV_COLUMNS, csv_value  # noqa: E402
+from dcgan_features.records import CSV_COLUMNS, csv_value  # noqa: E402
 
 EXTRA_COLUMNS = ("notes", "date", "command")
 
@@ -76,7 +76,7 @@ def paper_records() -> list[dict]:
 
 def block_rows(ff, split: str, lo: int, hi: int):
     """The columns [lo, hi) of a feature-file split (one block's features), in memory as float16."""
-    from dcgan_features.rows import ArrayRows
+    from dcgan_features.probes.rows import ArrayRows
 
     X = torch.empty((ff.n_rows(split), hi - lo), dtype=torch.float16)
     for s, x in ff.iter_chunks(split, device="cpu"):
@@ -90,7 +90,7 @@ def run_dataset(args) -> list[dict]:
     from dcgan_features.data import load
     from dcgan_features.extract import ExtractConfig, checkpoint_model, extract, random_init_model
     from dcgan_features.features import to_model_input
-    from dcgan_features.protocols import Features, from_arrays, from_file, get_protocol, run_protocol
+    from dcgan_features.probes.protocols import Features, from_arrays, from_file, get_protocol, run_protocol
     from dcgan_features.store import FeatureFile
 
     ckpt = load_ckpt(args.checkpoint)

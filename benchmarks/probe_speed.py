@@ -50,9 +50,8 @@ def worker(args) -> dict:
     """One fit of the whole grid, in this (limited) process; returns what the parent records."""
     import numpy as np
 
-    from dcgan_features.probes import fit_torch
-    from dcgan_features.probes_sklearn import fit_sklearn
-    from dcgan_features.rows import ArrayRows, open_split
+    from dcgan_features.probes import fit_sklearn, fit_torch
+    from dcgan_features.probes.rows import ArrayRows, open_split
     from dcgan_features.store import FeatureFile
 
     Cs = [float(c) for c in args.C.split(",")]

@@ -152,7 +152,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
     """
     from pathlib import Path
 
-    from .protocols import format_table, from_file, get_protocol, run_protocol, write_records
+    from .probes.protocols import from_file, get_protocol, run_protocol
+    from .records import format_table, write_records
     from .store import FeatureFile
 
     grid = _parse_grid(ctx, c_grid)

@@ -5,7 +5,7 @@
 1. ``train``: a DCGAN without labels (:mod:`~dcgan_features.train`);
 2. ``extract``: every D block, 4x4 max-pooled and concatenated, to HDF5, for the trained D
    and for a randomly initialised D of the same architecture (:mod:`~dcgan_features.extract`);
-3. ``probe``: the dataset's protocol (:mod:`~dcgan_features.protocols`) on the trained
+3. ``probe``: the dataset's protocol (:mod:`~dcgan_features.probes.protocols`) on the trained
    features, the random-D features and the raw pixels, through the same probes;
 
 then prints one table, writes every record as a CSV row (DESIGN section 6 columns) and
@@ -65,7 +65,7 @@ def run(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> Quickstart
     from .data import load
     from .extract import ExtractConfig, checkpoint_model, extract, random_init_model
     from .features import to_model_input
-    from .protocols import PROTOCOLS, from_arrays, from_file, get_protocol, run_protocol
+    from .probes.protocols import PROTOCOLS, from_arrays, from_file, get_protocol, run_protocol
     from .store import FeatureFile
     from .train import TrainConfig, train
 
@@ -137,7 +137,7 @@ def _label(records: list[dict], name: str) -> list[dict]:
 def write_csv(records: Sequence[dict], path: str | Path) -> Path:
     """All records as one CSV with DESIGN section 6's columns, written atomically."""
     from .atomic import write_csv_atomic
-    from .protocols import CSV_COLUMNS, csv_value
+    from .records import CSV_COLUMNS, csv_value
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from dcgan_features.cli import main
-from dcgan_features.protocols import CSV_COLUMNS
+from dcgan_features.records import CSV_COLUMNS
 from dcgan_features.quickstart import QuickstartConfig, format_summary, run
 
 

@@ -9,7 +9,7 @@ running top-k, so neither the (test x train) similarity matrix nor the training 
 need to fit in memory.
 
 >>> import numpy as np
->>> from dcgan_features.rows import ArrayRows
+>>> from dcgan_features.probes.rows import ArrayRows
 >>> train = ArrayRows(np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32), np.array([0, 0, 1, 1]))
 >>> test = ArrayRows(np.array([[1, 0.2], [0.2, 1]], np.float32), np.array([0, 1]))
 >>> knn_predict(train, test, k=2, device="cpu").tolist()
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
-from .devices import resolve_device
+from ..errors import UserError
+from ..devices import resolve_device
 
 
 @dataclass(frozen=True)

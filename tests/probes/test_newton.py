@@ -1,4 +1,4 @@
-"""probes.py: the torch solvers minimise scikit-learn's objectives, in memory, chunked and from disk."""
+"""probes/newton.py: the torch solvers minimise scikit-learn's objectives, in memory, chunked and from disk."""
 
 import numpy as np
 import pytest
@@ -7,10 +7,11 @@ import torch.nn.functional as F
 
 from dcgan_features.architectures import get_arch
 from dcgan_features.errors import UserError
-from dcgan_features import probes
-from dcgan_features.probes import SolverConfig, check_Cs, fit, fit_torch, objective
-from dcgan_features.probes_sklearn import fit_sklearn
-from dcgan_features.rows import ArrayRows
+from dcgan_features.probes import newton
+from dcgan_features.probes import SolverConfig, fit, fit_torch, objective
+from dcgan_features.probes.linear import check_Cs
+from dcgan_features.probes import fit_sklearn
+from dcgan_features.probes.rows import ArrayRows
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_chunked_and_float16_fit_equal_in_memory_fit(d_features, probe):
     # every pass when there is no room for a float32 copy
     X16 = Xtr.astype(np.float16)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(probes, "free_memory", lambda device: 0)
+        mp.setattr(newton, "free_memory", lambda device: 0)
         half = fit_torch(probe, ArrayRows(X16, ytr, chunk_rows=50), Cs, device="cpu")
     full = fit_torch(probe, ArrayRows(X16.astype(np.float32), ytr), Cs, device="cpu")
     torch.testing.assert_close(half.coef, full.coef, rtol=0, atol=1e-3 * float(full.coef.abs().max()))
@@ -101,7 +102,7 @@ def test_subset_fit_equals_fit_on_copied_rows(digits):
     Xtr, ytr = digits[0], digits[1]
     rows = np.arange(0, 1297, 3)
     with pytest.MonkeyPatch.context() as mp:  # no room for a copy: rows gathered on every pass
-        mp.setattr(probes, "free_memory", lambda device: 0)
+        mp.setattr(newton, "free_memory", lambda device: 0)
         a = fit_torch("svm", ArrayRows(Xtr, ytr, chunk_rows=100).subset(rows), [0.01], device="cpu")
     copied = fit_torch("svm", ArrayRows(Xtr, ytr, chunk_rows=100).subset(rows), [0.01], device="cpu")  # copied once
     b = fit_torch("svm", ArrayRows(Xtr[rows], ytr[rows]), [0.01], device="cpu")
@@ -171,3 +172,45 @@ def test_bad_inputs_are_user_errors(digits):
         fit_sklearn("logreg", ArrayRows(X, ytr), [1.0])
 
 
+
+
+def test_cg_solves_each_group_to_its_tolerance_and_freezes_done_groups():
+    g = torch.Generator().manual_seed(0)
+    n = 8
+    A = torch.randn(n, n, generator=g, dtype=torch.float64)
+    H = (A @ A.T + n * torch.eye(n, dtype=torch.float64)).float()  # SPD, moderately conditioned
+    G = torch.randn(n, 2, 1, generator=g)  # two groups
+    done = torch.tensor([[False], [True]])
+    gdot = lambda a, b: (a.double() * b.double()).sum(0)  # noqa: E731
+    calls = []
+
+    def hvp(p):
+        calls.append(1)
+        Hp = torch.einsum("ij,jmk->imk", H, p)
+        return Hp, Hp[:1]  # any "X p" is carried along into Zs
+
+    s, Zs, passes = newton.cg(hvp, lambda v: v, gdot, G, done, torch.full((2, 1), 1e-6, dtype=torch.float64),
+                              torch.zeros(1, 2, 1), max_steps=50)
+    assert passes == len(calls) and passes <= n + 2
+    exact = torch.linalg.solve(H.double(), -G[:, 0, 0].double())
+    torch.testing.assert_close(s[:, 0, 0].double(), exact, atol=1e-4, rtol=1e-4)
+    assert bool((s[:, 1] == 0).all())  # a done group does not move
+    torch.testing.assert_close(Zs, torch.einsum("ij,jmk->imk", H, s)[:1], atol=1e-3, rtol=1e-4)
+    _, _, capped = newton.cg(hvp, lambda v: v, gdot, G, done, torch.zeros(2, 1, dtype=torch.float64),
+                             torch.zeros(1, 2, 1), max_steps=3)
+    assert capped == 3
+
+
+def test_line_search_halves_until_armijo_holds_per_group():
+    # f(w) = 1/2 w^2 per group, at w = 1 with gradient 1: the step s = -4 overshoots, -1 is exact
+    W = torch.ones(1, 2, 1)
+    s = torch.tensor([-4.0, -1.0]).view(1, 2, 1)
+    Z = torch.zeros(1, 2, 1)
+    f = lambda W_, Z_: 0.5 * (W_.double() ** 2).sum(0)  # noqa: E731
+    gdot = lambda a, b: (a.double() * b.double()).sum(0)  # noqa: E731
+    t, ok, f_new = newton.line_search(f, f(W, Z), W.clone(), W, s, Z, Z, torch.zeros(2, 1, dtype=torch.bool), gdot)
+    assert t.flatten().tolist() == [0.25, 1.0] and bool(ok.all())
+    torch.testing.assert_close(f_new.flatten(), torch.tensor([0.0, 0.0], dtype=torch.float64))
+    t, ok, _ = newton.line_search(f, f(W, Z), W.clone(), W, -s, Z, Z, torch.zeros(2, 1, dtype=torch.bool), gdot,
+                                  max_halvings=5)
+    assert not bool(ok.any())  # uphill: never accepted (the solver then takes no step)

@@ -1,7 +1,8 @@
 """Evaluation protocols: which rows train a probe, which choose C, which measure it.
 
-C is always chosen on validation rows held out of the training split, never on test.
-Two columns, each optional per protocol:
+C is always chosen on validation rows held out of the training split, never on test:
+:func:`full_column` and :func:`few_labels_column` are the two columns, each a short read,
+over any probe of :mod:`.estimators`. Each column is optional per protocol:
 
 - ``all``: C by validation accuracy of probes fitted on the training rows minus the
   validation rows; then refit at that C on every labelled training row (warm-started from
@@ -39,17 +40,19 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import UserError
+from ..devices import resolve_device
+from ..errors import UserError
+from .estimators import get_probe
+from .linear import check_Cs
+from .rows import ArrayRows, Standardized, open_split, standardizer
 
 WIDE_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 SVHN_GRID = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)  # the authors' grid
-PROBE_NAMES = ("svm", "logreg", "knn")
-CSV_COLUMNS = ("dataset", "protocol", "features", "architecture", "checkpoint", "layers", "dim", "probe", "C",
-               "n_labels", "metric", "mean", "ci95", "n_runs", "fit_seconds", "device", "paper_value")
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,6 @@ class Features:
 
 def from_arrays(X_train, y_train, X_test, y_test, name: str = "arrays", **describe) -> Features:
     """In-memory features (numpy or torch, any float dtype) as a protocol input."""
-    from .rows import ArrayRows
-
     tr = ArrayRows(X_train, y_train, split="train")
     te = ArrayRows(X_test, y_test, split="test")
     if tr.dim != te.dim:
@@ -161,8 +162,6 @@ def from_arrays(X_train, y_train, X_test, y_test, name: str = "arrays", **descri
 
 def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto") -> Features:
     """The protocol's train and test splits of an open ``store.FeatureFile``."""
-    from .rows import open_split
-
     meta = ff.meta
     layers = meta.get("layers") or []
     sha = str(meta.get("checkpoint_sha256", "") or "")
@@ -170,8 +169,6 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
                 "architecture": meta.get("architecture", ""), "checkpoint": sha[:12],
                 "layers": "+".join(layers) if isinstance(layers, (list, tuple)) else str(layers), "dim": ff.dim}
     if describe["features"] is not None:
-        from pathlib import Path
-
         describe["features"] = Path(str(describe["features"])).name
     for split in (cfg.train_split, cfg.test_split):
         if split not in ff.splits:
@@ -193,25 +190,101 @@ def _pick(val_acc: np.ndarray) -> int:
     return int(np.flatnonzero(val_acc >= val_acc.max() - 1e-12)[0])
 
 
-def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", "logreg"),
-                 config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int = 0,
-                 device: str = "auto", backend: str = "torch", standardize: bool = False,
-                 log: Callable[[str], None] | None = None) -> list[dict]:
-    """Run protocol ``name`` for each probe; one record (dict with :data:`CSV_COLUMNS` + extras) per column.
+@dataclass
+class Split:
+    """The rows of one protocol run: training-split row sets by role, and the test rows.
 
-    ``features``: :func:`from_arrays` or :func:`from_file`. ``Cs`` overrides the grid.
+    ``val`` chooses C; ``pool`` (labelled training rows minus ``val``) is what selection fits
+    and label draws see; ``labelled`` (every labelled training row) refits the full column.
+    The test rows only ever measure a probe whose C is already fixed.
     """
-    from .knn import knn_predict
-    from .probes import check_Cs, fit
-    from .devices import resolve_device
-    from .rows import Standardized, standardizer
 
-    cfg = config or get_protocol(name)
-    grid = check_Cs(Cs if Cs is not None else cfg.c_grid)
-    dev = resolve_device(device)
-    for p in probes:
-        if p not in PROBE_NAMES:
-            raise UserError(f"unknown probe {p!r}; choose from {', '.join(PROBE_NAMES)} or all")
+    cfg: ProtocolConfig
+    seed: int
+    train: object
+    test: object
+    y: np.ndarray
+    val_idx: np.ndarray
+    pool_idx: np.ndarray
+    labelled_idx: np.ndarray
+
+    def draw(self, d: int, stream: int = 1):
+        """The d-th seeded class-balanced draw of ``labels_per_class`` rows from the pool."""
+        cfg = self.cfg
+        return self.train.subset(draw_labels(self.y, self.pool_idx, cfg.labels_per_class, cfg.n_classes, self.seed,
+                                             d, stream=stream, split=cfg.train_split))
+
+
+def full_column(probe, split: Split, grid: np.ndarray) -> dict:
+    """The ``all`` column: C by validation accuracy, then one refit on every labelled row, measured on test."""
+    t0 = time.perf_counter()
+    train, metric = split.train, split.cfg.metric
+    C, val_scores, conv = None, {}, True
+    if probe.has_C:
+        sel = probe.fit(train.subset(split.pool_idx), grid)  # every C, validation rows held out
+        val_acc = probe.accuracy(sel, train.subset(split.val_idx))
+        best = _pick(val_acc)  # C is chosen here, on validation rows only
+        final = probe.fit(train.subset(split.labelled_idx), grid[best:best + 1], warm=sel.select(best))
+        C = float(grid[best])
+        val_scores = {f"{c:g}": _score(a, metric) for c, a in zip(grid, val_acc)}
+        conv = bool(sel.converged.all() and final.converged.all())
+    else:
+        final = probe.fit(train.subset(split.labelled_idx), None)
+    acc = float(probe.accuracy(final, split.test)[0])  # test rows: measured once, C fixed
+    n_test = len(split.test.labels)
+    return {"C": C, "n_labels": len(split.labelled_idx), "metric": metric, "mean": _score(acc, metric),
+            "ci95": 100 * 1.96 * math.sqrt(acc * (1 - acc) / n_test), "n_runs": 1,
+            "fit_seconds": time.perf_counter() - t0, "paper_value": split.cfg.paper_full, "std": 0.0,
+            "val_scores": val_scores, "converged": conv}
+
+
+def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None]) -> dict:
+    """The ``<n>-per-class`` column: C by mean validation accuracy over draws, test accuracy over draws.
+
+    Without ``select_draws`` the draws that chose C are measured at it; with it (the SVHN
+    authors' protocol) ``select_draws`` draws choose C and ``draws`` fresh ones (another seed
+    stream) are fitted at that C and measured. A probe without C is measured on ``draws`` draws.
+    """
+    t0 = time.perf_counter()
+    cfg = split.cfg
+    best, C, val_scores, conv = 0, None, {}, True
+    if not probe.has_C:
+        test_acc = np.array([probe.accuracy(probe.fit(split.draw(d), None), split.test)[0]
+                             for d in range(cfg.draws)])[:, None]
+    else:
+        sel_draws = cfg.select_draws or cfg.draws
+        val_src = split.train.subset(split.val_idx)
+        test_acc = np.zeros((cfg.draws, len(grid)))
+        val_acc = np.zeros((sel_draws, len(grid)))
+        # warm starts: each draw's grid starts from the previous draw's solutions (same C,
+        # same distribution of rows): fewer Newton steps, same optimum
+        f = None
+        for d in range(sel_draws):
+            f = probe.fit(split.draw(d), grid, warm=f)
+            val_acc[d] = probe.accuracy(f, val_src)
+            conv &= bool(f.converged.all())
+            if not cfg.select_draws:
+                test_acc[d] = probe.accuracy(f, split.test)
+            say(f"selection draw {d + 1}/{sel_draws}")
+        best = _pick(val_acc.mean(0))  # C is chosen here, on validation rows only
+        C = float(grid[best])
+        val_scores = {f"{c:g}": _score(a, cfg.metric) for c, a in zip(grid, val_acc.mean(0))}
+        if cfg.select_draws:  # fresh draws (another seed stream) at the chosen C only
+            f = f.select(best)
+            for d in range(cfg.draws):
+                f = probe.fit(split.draw(d, stream=2), [C], warm=f)
+                test_acc[d, best] = float(probe.accuracy(f, split.test)[0])
+                conv &= bool(f.converged.all())
+    scores = np.array([_score(a, cfg.metric) for a in test_acc[:, best]])
+    mean, std = float(scores.mean()), float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
+    return {"C": C, "n_labels": cfg.labels_per_class * cfg.n_classes, "metric": cfg.metric, "mean": mean,
+            "ci95": 1.96 * std, "n_runs": cfg.draws, "fit_seconds": time.perf_counter() - t0,
+            "paper_value": cfg.paper_draws, "std": std, "val_scores": val_scores, "per_draw": scores.tolist(),
+            "converged": conv}
+
+
+def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, standardize: bool) -> Split:
+    """Validation, pool and labelled rows of the training split, after checking both splits' labels."""
     train, test = features.train, features.test
     K = cfg.n_classes
     y = np.asarray(train.labels)
@@ -227,9 +300,26 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
     y_test = np.asarray(test.labels)
     if y_test.size == 0 or y_test.min() < 0:
         raise UserError(f"split {cfg.test_split!r} needs labels on every row to measure a probe")
+    return Split(cfg, seed, train, test, y, val, pool, labelled)
+
+
+def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", "logreg"),
+                 config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int = 0,
+                 device: str = "auto", backend: str = "torch", standardize: bool = False,
+                 log: Callable[[str], None] | None = None) -> list[dict]:
+    """Run protocol ``name`` for each probe; one record (dict with ``records.CSV_COLUMNS`` + extras) per column.
+
+    ``features``: :func:`from_arrays` or :func:`from_file`. ``Cs`` overrides the grid.
+    """
+    cfg = config or get_protocol(name)
+    grid = check_Cs(Cs if Cs is not None else cfg.c_grid)
+    dev = resolve_device(device)
+    kinds = [get_probe(p, backend, cfg.n_classes, dev) for p in probes]
+    split = _split(name, cfg, features, seed, dev, standardize)
     base = {"dataset": features.describe.get("dataset", name), "features": "arrays", "architecture": "",
-            "checkpoint": "", "layers": "", "dim": train.dim, "device": str(dev), **features.describe}
+            "checkpoint": "", "layers": "", "dim": split.train.dim, "device": str(dev), **features.describe}
     base["device"] = str(dev) if backend == "torch" else "cpu"
+    tail = {"seed": seed, "backend": backend, "standardize": standardize, "val_rows": len(split.val_idx)}
     draw_kind = f"{cfg.labels_per_class}-per-class"
     records = []
 
@@ -237,127 +327,15 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
         if log:
             log(msg)
 
-    for probe in probes:
+    for probe in kinds:
         if cfg.full:
-            t0 = time.perf_counter()
-            if probe == "knn":
-                pred = knn_predict(train.subset(labelled), test, K, device=dev)
-                acc, C, val_scores, conv = float((pred == y_test).mean()), None, {}, True
-            else:
-                sel = fit(probe, train.subset(pool), grid, backend, K, dev)
-                val_acc = sel.accuracy(train.subset(val), dev)
-                best = _pick(val_acc)
-                kw = {"init": sel.select(best)} if backend == "torch" else {}
-                final = fit(probe, train.subset(labelled), grid[best:best + 1], backend, K, dev, **kw)
-                acc, C = float(final.accuracy(test, dev)[0]), float(grid[best])
-                val_scores = {f"{c:g}": _score(a, cfg.metric) for c, a in zip(grid, val_acc)}
-                conv = bool(sel.converged.all() and final.converged.all())
-            mean = _score(acc, cfg.metric)
-            records.append({**base, "protocol": f"{name}/all", "probe": probe, "C": C, "n_labels": len(labelled),
-                            "metric": cfg.metric, "mean": mean,
-                            "ci95": 100 * 1.96 * math.sqrt(acc * (1 - acc) / len(y_test)), "n_runs": 1,
-                            "fit_seconds": time.perf_counter() - t0, "paper_value": cfg.paper_full,
-                            "std": 0.0, "val_scores": val_scores, "converged": conv, "seed": seed,
-                            "backend": backend, "standardize": standardize, "val_rows": len(val)})
-            say(f"{probe} {name}/all: {cfg.metric} {mean:.2f}% (C={'-' if C is None else f'{C:g}'})")
+            col = full_column(probe, split, grid)
+            records.append({**base, "protocol": f"{name}/all", "probe": probe.name, **col, **tail})
+            shown = "-" if col["C"] is None else f"{col['C']:g}"
+            say(f"{probe.name} {name}/all: {cfg.metric} {col['mean']:.2f}% (C={shown})")
         if cfg.labels_per_class:
-            t0 = time.perf_counter()
-            sel_draws = cfg.select_draws or cfg.draws
-            val_src = train.subset(val)
-            test_acc = np.zeros((cfg.draws, len(grid)))
-            val_acc = np.zeros((sel_draws, len(grid)))
-            conv = True
-            if probe == "knn":
-                accs = [float((knn_predict(train.subset(draw_labels(y, pool, cfg.labels_per_class, K, seed, d,
-                                                                    split=cfg.train_split)), test, K,
-                                           device=dev) == y_test).mean()) for d in range(cfg.draws)]
-                best, C, val_scores = 0, None, {}
-                test_acc = np.array(accs)[:, None]
-            else:
-                # warm starts: each draw's grid starts from the previous draw's solutions (same
-                # C, same distribution of rows): fewer Newton steps, same optimum
-                warm = (lambda prev: {"init": prev} if backend == "torch" and prev is not None else {})
-                f = None
-                for d in range(sel_draws):
-                    rows = draw_labels(y, pool, cfg.labels_per_class, K, seed, d, split=cfg.train_split)
-                    f = fit(probe, train.subset(rows), grid, backend, K, dev, **warm(f))
-                    val_acc[d] = f.accuracy(val_src, dev)
-                    conv &= bool(f.converged.all())
-                    if not cfg.select_draws:
-                        test_acc[d] = f.accuracy(test, dev)
-                    say(f"{probe} {name}/{draw_kind}: selection draw {d + 1}/{sel_draws}")
-                best = _pick(val_acc.mean(0))
-                C = float(grid[best])
-                val_scores = {f"{c:g}": _score(a, cfg.metric) for c, a in zip(grid, val_acc.mean(0))}
-                if cfg.select_draws:  # fresh draws (another seed stream) at the chosen C only
-                    f = f.select(best)
-                    for d in range(cfg.draws):
-                        rows = draw_labels(y, pool, cfg.labels_per_class, K, seed, d, stream=2,
-                                           split=cfg.train_split)
-                        f = fit(probe, train.subset(rows), [C], backend, K, dev, **warm(f))
-                        test_acc[d, best] = float(f.accuracy(test, dev)[0])
-                        conv &= bool(f.converged.all())
-            scores = np.array([_score(a, cfg.metric) for a in test_acc[:, best]])
-            mean, std = float(scores.mean()), float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
-            records.append({**base, "protocol": f"{name}/{draw_kind}", "probe": probe, "C": C,
-                            "n_labels": cfg.labels_per_class * K, "metric": cfg.metric, "mean": mean,
-                            "ci95": 1.96 * std, "n_runs": cfg.draws, "fit_seconds": time.perf_counter() - t0,
-                            "paper_value": cfg.paper_draws, "std": std, "val_scores": val_scores,
-                            "per_draw": scores.tolist(), "converged": conv, "seed": seed, "backend": backend,
-                            "standardize": standardize, "val_rows": len(val)})
-            shown = "-" if C is None else f"{C:g}"
-            say(f"{probe} {name}/{draw_kind}: {cfg.metric} {mean:.2f} +- {1.96 * std:.2f}% (C={shown})")
+            col = few_labels_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/{draw_kind}: {m}"))
+            records.append({**base, "protocol": f"{name}/{draw_kind}", "probe": probe.name, **col, **tail})
+            shown = "-" if col["C"] is None else f"{col['C']:g}"
+            say(f"{probe.name} {name}/{draw_kind}: {cfg.metric} {col['mean']:.2f} +- {col['ci95']:.2f}% (C={shown})")
     return records
-
-
-# ------------------------------------------------------------------------ outputs
-
-
-def format_table(records: Sequence[dict]) -> str:
-    """The records as a fixed-width table for the terminal."""
-    head = f"{'protocol':<26} {'probe':<7} {'C':>8} {'labels':>7} {'metric':<8} {'mean':>7} {'+-95%':>6} " \
-           f"{'runs':>4} {'paper':>6} {'fit s':>8}"
-    lines = [head, "-" * len(head)]
-    for r in records:
-        C = "-" if r["C"] is None else f"{r['C']:g}"
-        paper = "-" if r["paper_value"] is None else f"{r['paper_value']:g}"
-        lines.append(f"{r['protocol']:<26} {r['probe']:<7} {C:>8} {r['n_labels']:>7} {r['metric']:<8} "
-                     f"{r['mean']:>7.2f} {r['ci95']:>6.2f} {r['n_runs']:>4} {paper:>6} {r['fit_seconds']:>8.1f}")
-    return "\n".join(lines)
-
-
-def csv_value(v) -> str:
-    """A record value as a CSV cell: None empty, floats to 6 significant digits."""
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
-def write_records(records: Sequence[dict], out_dir) -> list:
-    """One JSON file per record and the rows appended to ``probes.csv``, all written atomically.
-
-    A record's JSON is named ``<features>__<protocol>__<probe>.json`` (a rerun replaces it).
-    Returns the paths written.
-    """
-    import json
-    from pathlib import Path
-
-    from .atomic import write_csv_atomic, write_text_atomic
-
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create output folder {str(out)!r}: {e.strerror}") from None
-    written = []
-    for r in records:
-        stem = "__".join(str(r[k]).replace("/", "-").replace(" ", "_") for k in ("features", "protocol", "probe"))
-        path = out / f"{stem}.json"
-        write_text_atomic(path, json.dumps(r, indent=1, default=str) + "\n")
-        written.append(path)
-    csv_path = out / "probes.csv"
-    write_csv_atomic(csv_path, CSV_COLUMNS, records, append=True, value=csv_value)
-    written.append(csv_path)
-    return written

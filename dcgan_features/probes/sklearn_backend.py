@@ -1,6 +1,6 @@
 """The reference backend: scikit-learn's ``LinearSVC`` and ``LogisticRegression``, one C at a time.
 
-Same objectives and C convention as :mod:`~dcgan_features.probes` (whose ``fit`` dispatches
+Same objectives and C convention as :mod:`dcgan_features.probes` (whose ``fit`` dispatches
 here for ``backend="sklearn"``), fitted on a float32 matrix in RAM: what the torch solver is
 tested and benchmarked against, and a fallback where torch's answer is in doubt.
 """
@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import UserError
-from .probes import LinearFit, check_Cs, check_probe, probe_labels
+from ..errors import UserError
+from .linear import LinearFit, check_Cs, check_probe, probe_labels
 from .rows import mem_available, resident
 
 

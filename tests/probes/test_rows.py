@@ -6,8 +6,8 @@ import torch
 
 from dcgan_features.errors import FeatureFileError
 from dcgan_features.probes import fit_torch, objective
-from dcgan_features import probes, rows as rows_mod
-from dcgan_features.rows import ArrayRows, FileRows, Standardized, open_split, resident, standardizer
+from dcgan_features.probes import newton, rows as rows_mod
+from dcgan_features.probes.rows import ArrayRows, FileRows, Standardized, open_split, resident, standardizer
 from dcgan_features.feature_writer import FeatureWriter
 from dcgan_features.store import FeatureFile, FileMeta
 
@@ -104,7 +104,7 @@ def test_file_backed_fit_equals_in_memory_fit(tmp_path, data):
     with FeatureFile(path) as ff:
         for probe in ("svm", "logreg"):
             with pytest.MonkeyPatch.context() as mp:  # no room for a resident copy: read from disk every pass
-                mp.setattr(probes, "free_memory", lambda device: 0)
+                mp.setattr(newton, "free_memory", lambda device: 0)
                 mp.setattr(FileRows, "_gather", None)  # a whole split streams in file order
                 disk = fit_torch(probe, FileRows(ff, "train", chunk_rows=25), [0.01, 0.1], device="cpu")
             mem = fit_torch(probe, ArrayRows(X, y), [0.01, 0.1], device="cpu")

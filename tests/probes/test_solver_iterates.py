@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dcgan_features.probes import SolverConfig, fit_torch
-from dcgan_features.rows import ArrayRows
+from dcgan_features.probes.rows import ArrayRows
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +34,14 @@ def _digest(fit):
 
 # name -> (probe, Cs, chunk_rows, SolverConfig kwargs, (sha256 of coef+intercept, newton steps, passes, converged))
 CASES = {
-    "svm": ("svm", [1e-2, 1.0], None, {},
-            (
-             "5b60f7295417e2413d8a8c3b035063009d376eee3658384647e907aad785982c", 9, 19, [True, True])),
-    "logreg": ("logreg", [1e-2, 1.0], None, {},
-               (
-             "2717d1123f79613acdb9de8d489591fc4317970fcaca50586c10eea948ea68b8", 8, 50, [True, True])),
-    "svm_chunked_plain_cg": ("svm", [0.1], 70, {"precond_rank": 0},
-                             (
-             "daa8ac72fa88e9d25fe6bd8b5b0ace45cddfa2dadce90a08b127071639738a01", 8, 47, [True])),
-    "logreg_chunked_rank8_stopped": ("logreg", [0.1, 10.0], 70, {"precond_rank": 8, "max_newton": 3},
-                                     (
-             "0d8c9683252533d270fabb1b157f9116198ce743bb8d7067021fc6f71106cd7c", 3, 12, [False, False])),
+    "svm": ("svm", [1e-2, 1.0], None, {}, (
+        "5b60f7295417e2413d8a8c3b035063009d376eee3658384647e907aad785982c", 9, 19, [True, True])),
+    "logreg": ("logreg", [1e-2, 1.0], None, {}, (
+        "2717d1123f79613acdb9de8d489591fc4317970fcaca50586c10eea948ea68b8", 8, 50, [True, True])),
+    "svm_chunked_plain_cg": ("svm", [0.1], 70, {"precond_rank": 0}, (
+        "daa8ac72fa88e9d25fe6bd8b5b0ace45cddfa2dadce90a08b127071639738a01", 8, 47, [True])),
+    "logreg_chunked_rank8_stopped": ("logreg", [0.1, 10.0], 70, {"precond_rank": 8, "max_newton": 3}, (
+        "0d8c9683252533d270fabb1b157f9116198ce743bb8d7067021fc6f71106cd7c", 3, 12, [False, False])),
 }
 
 
@@ -59,9 +55,9 @@ def test_cold_start_iterates_are_bit_for_bit(problem, name):
 
 @pytest.mark.parametrize("probe,expected", [
     ("svm", (
-             "dbb8719479e6bd3c118deca4153c0ac6792063ec9755c39ac2e31cef0a073a1f", 6, 14, [True, True])),
+        "dbb8719479e6bd3c118deca4153c0ac6792063ec9755c39ac2e31cef0a073a1f", 6, 14, [True, True])),
     ("logreg", (
-             "36ec1f133b3c08d46f04b3947bdba2ab324283b64d42338904bc5d77b9ea288e", 5, 29, [True, True])),
+        "36ec1f133b3c08d46f04b3947bdba2ab324283b64d42338904bc5d77b9ea288e", 5, 29, [True, True])),
 ])
 def test_warm_start_iterates_are_bit_for_bit(problem, probe, expected):
     X, y = problem

@@ -9,8 +9,9 @@ import pytest
 
 from dcgan_features.cli import main
 from dcgan_features.errors import UserError
-from dcgan_features.protocols import (CSV_COLUMNS, PROTOCOLS, draw_labels, from_arrays, get_protocol, run_protocol,
-                                      split_validation, write_records)
+from dcgan_features.probes.protocols import (PROTOCOLS, draw_labels, from_arrays, get_protocol, run_protocol,
+                                             split_validation)
+from dcgan_features.records import CSV_COLUMNS, write_records
 from test_rows import write_features
 
 
@@ -61,15 +62,15 @@ def test_protocol_sizes_are_the_papers():
 def test_digits_protocol_chooses_C_on_validation_only(digits, monkeypatch):
     Xtr, ytr, Xte, yte = digits
     seen = []
-    import dcgan_features.probes as probes
+    from dcgan_features.probes import estimators
 
-    real_fit = probes.fit
+    real_fit = estimators.fit
 
     def spy(probe, source, Cs, *a, **kw):
         seen.append(source)
         return real_fit(probe, source, Cs, *a, **kw)
 
-    monkeypatch.setattr(probes, "fit", spy)
+    monkeypatch.setattr(estimators, "fit", spy)
     cfg = get_protocol("digits", draws=3)
     feats = from_arrays(Xtr, ytr, Xte, yte, name="pixels")
     recs = run_protocol("digits", feats, ("svm", "logreg", "knn"), cfg, Cs=[1e-3, 1e-1, 10.0], seed=1, device="cpu")
@@ -171,7 +172,7 @@ def test_bad_input_through_the_cli(capsys, tmp_path, digits, digits_file):
 def test_warm_started_draws_reach_the_same_optimum(digits):
     """Draws warm-start from the previous draw's fit; the result must equal a cold fit."""
     from dcgan_features.probes import fit_torch, objective
-    from dcgan_features.rows import ArrayRows
+    from dcgan_features.probes.rows import ArrayRows
 
     Xtr, ytr = digits[0], digits[1]
     val, pool = split_validation(ytr, 300, 10, seed=0)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dcgan_features.errors import UserError
-from dcgan_features.knn import knn_accuracy, knn_predict
-from dcgan_features.rows import ArrayRows
+from dcgan_features.probes.knn import knn_accuracy, knn_predict
+from dcgan_features.probes.rows import ArrayRows
 
 
 def oracle(Xtr, ytr, Xte, k, T, K):

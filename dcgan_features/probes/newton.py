@@ -1,0 +1,275 @@
+"""The torch solver of the linear probes (objectives in :mod:`dcgan_features.probes`).
+
+It is a truncated Newton method (Newton-CG with a backtracking line search)
+run on every C of the grid and every class at once: parameters are ``W`` of shape
+(D+1, nC, K) and each pass over the rows computes ``X @ W`` for all of them with one matmul.
+A pass is one of: a gradient pass, or one Hessian-vector product inside CG. The line
+search needs no pass: it reuses ``X w`` and the ``X p`` of every CG step. CG is
+preconditioned in the top eigenspace of ``[X 1]^T [X 1]`` (found once per fit by two
+passes of randomized subspace iteration), where conv features put most of their energy.
+Rows come from a :mod:`.rows` source, so X may be an in-memory tensor or an
+HDF5 split read in chunks; when it fits in half the free memory, the source is first copied
+once into one float32 matrix on the solver's device. It stops where scikit-learn stops at the
+same ``tol`` (default 1e-4): liblinear's primal rule per class and C for svm, lbfgs's ``gtol``
+on scikit-learn's scaling of the objective per C for logreg (:class:`SolverConfig`). On a GPU
+the CG passes run in TF32.
+
+As liblinear's ``tron.cpp`` keeps ``trpcg`` apart from ``tron``, the parts are separate and
+tested alone: :func:`fit_torch` is the Newton loop; :func:`cg` solves one Newton system;
+:func:`line_search` picks the step; the passes over X are an :class:`.operator.XOperator`,
+the loss terms a :class:`.losses.RowLoss`, the preconditioner a :class:`.precond.Subspace`.
+
+>>> import numpy as np
+>>> from dcgan_features.probes.rows import ArrayRows
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(80, 5)).astype(np.float32); y = (X[:, 0] > 0).astype(int) + 2 * (X[:, 1] > 0)
+>>> fit = fit_torch("svm", ArrayRows(X, y), Cs=[0.01, 1.0], device="cpu")
+>>> tuple(fit.coef.shape), fit.converged.tolist()
+((2, 5, 4), [True, True])
+>>> bool(fit.accuracy(ArrayRows(X, y))[1] > 0.9)
+True
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..devices import resolve_device
+from ..errors import UserError
+from .linear import LinearFit, check_Cs, check_probe, probe_labels
+from .losses import RowLoss
+from .operator import XOperator
+from .precond import Subspace
+from .rows import free_memory, resident
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Stopping rule and limits of the torch solver."""
+
+    # scikit-learn's ``tol``, and its stopping rule for each probe:
+    #   svm    (liblinear's primal)  |g| <= tol * max(min(pos, neg), 1) / n * |g(w=0)|, per class
+    #   logreg (lbfgs)               max |g| <= tol * C * n, per C: lbfgs's gtol on scikit-learn's
+    #                                objective, which is ours divided by C * n
+    tol: float = 1e-4
+    max_newton: int = 100
+    max_cg: int = 200  # CG steps (= passes over X) per Newton step
+    # Rank of the subspace preconditioner (0: plain CG). Features of a conv net are far from
+    # isotropic: a few directions (the mean above all) carry most of |X|^2, so plain or
+    # diagonally preconditioned CG needs hundreds of passes per Newton step at large C.
+    # Solving exactly in the top-``rank`` eigenspace of [X 1]^T [X 1] removes them.
+    # Per Newton step it costs N r^2 flops per (C, class), about r^2 / 2D passes: 128 measured
+    # best on 2000 x 3584 conv features (passes 972 -> 581, time 3x lower); only its diagonal
+    # (Nystrom-style) was worse than plain CG there.
+    precond_rank: int = 128
+    power_iters: int = 1  # randomized subspace iterations (each one pass of width rank)
+    # CG stops at |r| <= cg_tol |g|, as liblinear's TRON does. Measured on 5000 x 3584 conv
+    # features, 4 C values, under the earlier stopping rule |g| <= 1e-5 |g0|: 0.1 took 422
+    # passes (svm) and 701 (logreg); the superlinear forcing sequence min(0.1, sqrt(|g|/|g0|))
+    # took 517 and 841, and min(0.1, |g|/|g0|) took 926 (svm).
+    cg_tol: float = 0.1
+    # On a GPU, Hessian-vector products (all CG passes) multiply in TF32: they only steer the
+    # Newton direction, and an inexact Hessian costs a few CG steps at most. The gradient and
+    # the decision values X w it is taken at stay in full float32, recomputed every Newton step.
+    tf32_hvp: bool = True
+
+
+@contextmanager
+def _matmul_precision(precision: str | None):
+    """``torch.set_float32_matmul_precision(precision)`` inside the block only (None: unchanged)."""
+    if precision is None:
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def cg(hvp: Callable[[Tensor], tuple[Tensor, Tensor]], precond: Callable[[Tensor], Tensor],
+       gdot: Callable[[Tensor, Tensor], Tensor], G: Tensor, done: Tensor, tol: Tensor, Z_like: Tensor,
+       max_steps: int) -> tuple[Tensor, Tensor, int]:
+    """Preconditioned CG on ``H s = -G``, one problem per group, each frozen once ``|r| <= tol``.
+
+    ``hvp(p)`` returns ``(H p, X~ p)`` (one pass); groups already ``done`` do not move.
+    Returns the step ``s``, its decision values ``X~ s`` (for a line search without a pass)
+    and the number of passes made.
+    """
+    s = torch.zeros_like(G)
+    Zs = torch.zeros_like(Z_like)
+    r = -G * (~done).float()[None]
+    z = precond(r)
+    p = z.clone()
+    rz = gdot(r, z)
+    gnorm = gdot(G, G).sqrt()
+    active = (~done) & (gnorm > tol)
+    passes = 0
+    for _ in range(max_steps):
+        if not bool(active.any()):
+            break
+        Hp, Up = hvp(p)
+        passes += 1
+        pHp = gdot(p, Hp)
+        alpha = torch.where(active & (pHp > 0), rz / pHp.clamp_min(1e-300), 0.0).float()
+        s += alpha[None] * p
+        Zs += alpha[None] * Up
+        r -= alpha[None] * Hp
+        active &= gdot(r, r).sqrt() > tol
+        z = precond(r)
+        rz_new = gdot(r, z)
+        beta = torch.where(rz > 0, rz_new / rz.clamp_min(1e-300), 0.0).float()
+        p = z + beta[None] * p
+        rz = rz_new
+    return s, Zs, passes
+
+
+def line_search(f: Callable[[Tensor, Tensor], Tensor], fval: Tensor, G: Tensor, W: Tensor, s: Tensor,
+                Z: Tensor, Zs: Tensor, done: Tensor, gdot: Callable[[Tensor, Tensor], Tensor],
+                max_halvings: int = 40) -> tuple[Tensor, Tensor, Tensor]:
+    """Backtracking (Armijo) step ``t`` per group along ``s``, on stored X w and X s: no pass over X.
+
+    ``f(W, Z)`` is the objective at parameters W with decision values Z. Returns ``t``
+    (float64, per group), whether the Armijo condition holds (``ok``) and ``f`` there.
+    """
+    gs = gdot(G, s)
+    t = torch.ones_like(gs)
+    for _ in range(max_halvings):
+        tf = t.float()
+        f_new = f(W + tf[None] * s, Z + tf[None] * Zs)
+        ok = (f_new <= fval + 1e-4 * t * gs) | done
+        if bool(ok.all()):
+            break
+        t = torch.where(ok, t, 0.5 * t)
+    return t, ok, f_new
+
+
+def _stopping_rule(probe: str, config: SolverConfig, y: Tensor, K: int, N: int, Cs: np.ndarray, dev: torch.device
+                   ) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """scikit-learn's rule at ``config.tol``: done(G, |g| per group, |g(0)| per group) per group."""
+    if probe == "svm":
+        pos = torch.bincount(y, minlength=K).double()
+        frac = torch.clamp_min(torch.minimum(pos, N - pos), 1.0) / N  # (K,)
+        return lambda G, gnorm, gnorm0: gnorm <= config.tol * frac[None] * gnorm0
+    scale = config.tol * torch.tensor(Cs, dtype=torch.float64, device=dev)[:, None] * N  # (nC, 1)
+    return lambda G, gnorm, gnorm0: G.abs().amax((0, 2)).double()[:, None] <= scale
+
+
+def _initial(op: XOperator, probe: str, init: LinearFit | None, P: int, K: int) -> tuple[Tensor, Tensor | None]:
+    """Starting parameters W (D+1, nC, K) and, for a warm start, their decision values (one pass)."""
+    D, dev = op.dim, op.device
+    if init is None:
+        return torch.zeros(D + 1, P, K, device=dev), None
+    if init.probe != probe or init.coef.shape[1:] != (D, K) or init.coef.shape[0] not in (1, P):
+        raise UserError("warm start must come from the same probe on the same features")
+    W = torch.cat([init.coef.to(dev).permute(1, 0, 2), init.intercept.to(dev)[None]], 0).expand(D + 1, P, K)
+    W = W.contiguous().float()
+    return W, op.x_dot(W)
+
+
+def _gradient(op: XOperator, prob: RowLoss, reg: Tensor, W: Tensor, dZ: Tensor, at_zero: bool
+              ) -> tuple[Tensor, Tensor | None]:
+    """The gradient ``X~^T dZ + reg W`` in one pass; ``at_zero``: also the gradient at W = 0, in
+    the same pass (a warm start's ``|g(0)|`` sets the scale of the stopping rule)."""
+    if not at_zero:
+        return op.xt_dot(dZ) + reg * W, None
+    P = W.shape[1]
+    _, dZ0, _ = prob.terms(torch.zeros_like(dZ))
+    Gboth = op.xt_dot(torch.cat([dZ, dZ0], 1))
+    return Gboth[:, :P] + reg * W, Gboth[:, P:]
+
+
+def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = None,
+              device: str | torch.device = "auto", config: SolverConfig = SolverConfig(),
+              init: LinearFit | None = None, log: Callable[[str], None] | None = None) -> LinearFit:
+    """Fit ``probe`` for every C in ``Cs`` on the labelled rows of ``source`` at once.
+
+    ``init`` warm-starts from a fit of the same probe (one C, broadcast, or one per C).
+    """
+    check_probe(probe)
+    Cs = check_Cs(Cs)
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    y_np, K = probe_labels(source, n_classes)
+    # Hundreds of passes follow: pay a subset's gather or float16's widening once, in half the
+    # memory still free, rather than on every pass.
+    source = resident(source, dev, free_memory(dev) // 2)
+    op = XOperator(source, dev)
+    N, D, P = source.n_rows, source.dim, len(Cs)
+    y = torch.from_numpy(y_np).to(dev)
+    prob = RowLoss(probe, y, torch.tensor(Cs, dtype=torch.float32, device=dev), K)
+    gdot = prob.gdot
+    reg = torch.ones(D + 1, 1, 1, device=dev)
+    if probe == "logreg":
+        reg[D] = 0.0  # lbfgs LogisticRegression leaves the intercept unpenalised
+    W, Z = _initial(op, probe, init, P, K)
+    passes = 0 if Z is None else 1
+    if Z is None:
+        Z = torch.zeros(N, P, K, device=dev)
+
+    tf32 = config.tf32_hvp and dev.type == "cuda"
+    sub = None
+    if config.precond_rank > 0:
+        sub = Subspace.fit(op, min(config.precond_rank, D + 1, N), config.power_iters, reg.view(-1))
+        passes += sub.passes
+    stop = _stopping_rule(probe, config, y, K, N, Cs, dev)
+
+    def hvp(V: Tensor, curv: Tensor) -> tuple[Tensor, Tensor]:
+        with _matmul_precision("high" if tf32 else None):
+            HV, U = op.hvp(V, curv, prob.hvp_rows)
+        return HV + reg * V, U
+
+    def objective_at(W_: Tensor, Z_: Tensor) -> Tensor:
+        return prob.loss(Z_) + 0.5 * gdot(reg * W_, W_)
+
+    converged = None
+    gnorm0 = None
+    steps = 0
+    for steps in range(1, config.max_newton + 1):
+        if tf32 and steps > 1:  # X w from TF32 steps drifts; the gradient needs it exact
+            Z = op.x_dot(W)
+            passes += 1
+        loss, dZ, curv = prob.terms(Z)
+        G, G0 = _gradient(op, prob, reg, W, dZ, at_zero=gnorm0 is None and init is not None)
+        passes += 1
+        if G0 is not None:
+            gnorm0 = gdot(G0, G0).sqrt()
+        gnorm = gdot(G, G).sqrt()
+        if gnorm0 is None:
+            gnorm0 = gnorm
+        fval = loss + 0.5 * gdot(reg * W, W)
+        done = stop(G, gnorm, gnorm0)
+        converged = done
+        if log:
+            log(f"{probe} newton {steps}: max |g|/|g0| {float((gnorm / gnorm0).max()):.2e}, "
+                f"f {fval.sum().item():.6g}, passes {passes}")
+        if bool(done.all()):
+            break
+        precond = sub.preconditioner(prob.diag_weight(curv)) if sub is not None else (lambda v: v)
+        s, Zs, cg_passes = cg(lambda p: hvp(p, curv), precond, gdot, G, done, config.cg_tol * gnorm, Z,
+                              config.max_cg)
+        passes += cg_passes
+        t, ok, f_new = line_search(objective_at, fval, G, W, s, Z, Zs, done, gdot)
+        # float32 rows put a floor under |g|: a group whose Newton step no longer lowers f
+        # beyond rounding (or cannot lower it at all) is as converged as it can get
+        floor = (~ok) | ((fval - f_new <= 1e-7 * fval.abs()) & (gnorm <= 1e-3 * gnorm0))
+        t = torch.where(ok, t, 0.0).float()
+        W += t[None] * s
+        Z += t[None] * Zs
+        converged = done | (floor & ~done)
+        if bool(converged.all()):
+            break
+    conv = converged.reshape(P, -1).all(1).cpu().numpy()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return LinearFit(probe, Cs, W[:D].permute(1, 0, 2).contiguous().cpu(), W[D].contiguous().cpu(), conv,
+                     steps, passes, time.perf_counter() - t0, str(dev), "torch")

@@ -1,0 +1,73 @@
+"""The package's import graph: no cycles, and the records module stays free of torch."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import dcgan_features
+
+PACKAGE = Path(dcgan_features.__file__).parent
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """module -> the package modules it imports (at any depth of its code, lazy imports included).
+
+    ``from .x import y`` counts as importing ``x`` (and ``x.y`` when that is a module); a
+    package's ``__init__`` importing its own submodules is not an edge back.
+    """
+    mods = {}
+    for p in root.rglob("*.py"):
+        name = ".".join((root.name,) + p.relative_to(root).with_suffix("").parts)
+        mods[name.removesuffix(".__init__")] = p
+    graph = {m: set() for m in mods}
+    for m, p in mods.items():
+        here = m.split(".") if p.name == "__init__.py" else m.split(".")[:-1]
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = here[:len(here) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
+                names = [target] + [f"{target}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            graph[m] |= {c for c in names if c in mods and c != m and not c.startswith(m + ".")}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(u):
+        state[u] = 1
+        stack.append(u)
+        for v in sorted(graph[u]):
+            if state.get(v) == 1:
+                return stack[stack.index(v):] + [v]
+            if not state.get(v) and (cycle := visit(v)):
+                return cycle
+        state[u] = 2
+        stack.pop()
+        return None
+
+    for m in sorted(graph):
+        if not state.get(m) and (cycle := visit(m)):
+            return cycle
+    return None
+
+
+def test_the_package_has_no_import_cycle():
+    graph = import_graph()
+    assert "dcgan_features.probes.newton" in graph["dcgan_features.probes.estimators"]  # the walk sees edges
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_a_cycle_is_found():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_records_are_formatted_without_torch():
+    code = "import sys, dcgan_features.records; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
