@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .batchnorm import SplitBatchNorm2d
 from .errors import UserError
 
 
@@ -46,7 +47,7 @@ class FeatureInfo:
 def _d_block(cin: int, cout: int, k: int, stride: int, pad: int, bn: bool) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, pad, bias=False)]
     if bn:
-        layers.append(nn.BatchNorm2d(cout))
+        layers.append(SplitBatchNorm2d(cout))  # per-half statistics in the joint D pass
     # inplace saves one activation-sized buffer per block; features.py pools inside its
     # hook, so nothing downstream can see a captured tensor change.
     layers.append(nn.LeakyReLU(0.2, inplace=True))

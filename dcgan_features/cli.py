@@ -198,6 +198,14 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--amp/--no-amp", default=True, help="bf16 autocast (CUDA only; ignored on CPU).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile G and D (slow start, faster steps).")
+@click.option("--cuda-graph/--no-cuda-graph", default=None,
+              help="Capture the whole step as one CUDA graph and replay it. [default: on CUDA when it applies]")
+@click.option("--joint-d/--no-joint-d", default=True, show_default=True,
+              help="One D pass over cat(real, fake), BatchNorm statistics per half (the paper's two passes' math).")
+@click.option("--prenormalize/--no-prenormalize", default=None,
+              help="Keep the images on the device in [-1, 1] in the compute dtype. [default: when it fits]")
+@click.option("--async-ckpt/--no-async-ckpt", default=True, show_default=True,
+              help="Write checkpoints from a snapshot on a background thread.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt, exactly.")
 @click.option("--sample-every", type=click.IntRange(min=1), default=1, help="Epochs between sample grids.")
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=500,
@@ -209,7 +217,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
               help="Stop after this many steps in total (smoke runs). [default: no limit]")
 def train_cmd(dataset: str, data_dir: str | None, arch: str, width: int | None, epochs: int,
               out: str, batch_size: int, lr: float, beta1: float, nz: int | None, seed: int, device: str,
-              amp: bool, compile_: bool, resume: bool, sample_every: int, ckpt_every: int, keep_every: int,
+              amp: bool, compile_: bool, cuda_graph: bool | None, joint_d: bool, prenormalize: bool | None,
+              async_ckpt: bool, resume: bool, sample_every: int, ckpt_every: int, keep_every: int,
               log_every: int, max_steps: int | None) -> None:
     """Train a DCGAN (paper defaults: Adam 2e-4, beta1 0.5, batch 128, BCE, one D step per G step).
 
@@ -233,7 +242,8 @@ def train_cmd(dataset: str, data_dir: str | None, arch: str, width: int | None, 
     get_dataset(dataset)
     cfg = TrainConfig(dataset=dataset, arch=arch, out=out, epochs=epochs, width=width, data_dir=data_dir,
                       batch_size=batch_size, lr=lr, beta1=beta1, nz=nz, seed=seed, device=device, amp=amp,
-                      compile=compile_, resume=resume, sample_every=sample_every, ckpt_every=ckpt_every,
+                      compile=compile_, cuda_graph=cuda_graph, joint_d=joint_d, prenormalize=prenormalize,
+                      async_ckpt=async_ckpt, resume=resume, sample_every=sample_every, ckpt_every=ckpt_every,
                       keep_every=keep_every, log_every=log_every, max_steps=max_steps)
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports

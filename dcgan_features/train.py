@@ -2,8 +2,11 @@
 
 Paper defaults (Radford et al. 2015): Adam lr 2e-4, betas (0.5, 0.999), batch 128,
 BCE-with-logits with the non-saturating G loss, one D step per G step, z from the
-architecture's prior. The whole dataset sits on the device as uint8 and batches are
-gathered by index and scaled to [-1, 1] there: no DataLoader, no PIL in the hot loop.
+architecture's prior. The whole dataset sits on the device (pre-normalised in the compute
+dtype where that fits, else uint8) and a batch is one gather there: no DataLoader, no PIL
+in the hot loop. The step itself is ``train_step.TrainStep`` (one D pass over
+cat(real, fake) with per-half BatchNorm statistics); on CUDA it is captured once as a
+CUDA graph and replayed (``train_graph.py``), checkpoints are written in the background.
 
 A run is fully determined by its config: every RNG it draws from is seeded from
 ``seed`` and saved in each checkpoint, so ``resume=True`` continues bit for bit (CPU).
@@ -22,7 +25,6 @@ doctest would spend seconds importing torch._dynamo and matplotlib)::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import os
@@ -35,14 +37,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import __version__, checkpoint
 from .architectures import get_arch, sample_z
+from .ckpt_writer import CheckpointWriter, snapshot
 from .devices import DistContext, device_name, init_distributed, resolve_device
 from .errors import UserError
 from .train_config import TrainConfig
 from .train_state import RunFolder, capture_rng, catch_signals, load_resumable, restore_rng
+from .train_step import DeviceImages, StepStats, TrainStep, to_unit_range
 
 __all__ = ["TrainConfig", "TrainResult", "Interrupted", "NonFiniteLoss", "train", "make_generators", "to_unit_range"]
 
@@ -80,11 +83,6 @@ def make_generators(seed: int, device: torch.device) -> tuple[torch.Generator, t
     return data_gen, z_gen
 
 
-def to_unit_range(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1], channels_last."""
-    return images_u8.float().mul_(2.0 / 255.0).sub_(1.0).contiguous(memory_format=torch.channels_last)
-
-
 # ---------------------------------------------------------------------- the loop
 
 
@@ -105,15 +103,20 @@ def train(config: TrainConfig, images: torch.Tensor | None = None) -> TrainResul
     ckpt = load_resumable(folder.last, dataclasses.asdict(cfg)) if cfg.resume else None
     if not cfg.resume and folder.last.exists():
         raise UserError(f"{cfg.out!r} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.cuda_graph is not False and int(os.environ.get("WORLD_SIZE", "1")) > 1 and cfg.device != "cpu":
+        from .train_graph import prepare_distributed_env
+
+        prepare_distributed_env()  # must precede the process group
     dist_ctx = init_distributed(cfg.device)
     try:
         device = resolve_device(cfg.device, dist_ctx.local_rank)
         if cfg.batch_size % dist_ctx.world:
             raise UserError(f"--batch-size {cfg.batch_size} is the global batch and must divide by the "
                             f"{dist_ctx.world} processes")
+        use_graph = _use_cuda_graph(cfg, device, dist_ctx)  # a refused --cuda-graph fails before any work
         flag: dict = {}
         with catch_signals(flag):
-            return _Run(cfg, spec, device, dist_ctx, folder, flag, ckpt, images).run()
+            return _Run(cfg, spec, device, dist_ctx, folder, flag, ckpt, images, use_graph).run()
     finally:
         if dist_ctx.enabled:
             import torch.distributed as dist
@@ -122,11 +125,44 @@ def train(config: TrainConfig, images: torch.Tensor | None = None) -> TrainResul
                 dist.destroy_process_group()
 
 
+def _use_cuda_graph(cfg: TrainConfig, device: torch.device, dist_ctx: DistContext) -> bool:
+    """Whether this run's step is one captured CUDA graph (``train_graph.py``).
+
+    ``cuda_graph=None`` (the default) means: on CUDA when the step can be captured; a CUDA
+    run that cannot says why in one line and trains eagerly. Asked for explicitly where it
+    cannot apply (a CPU, or an option it cannot capture), the run is refused in one line.
+    """
+    if cfg.cuda_graph is False or (cfg.cuda_graph is None and device.type != "cuda"):
+        return False
+    from .train_graph import why_not_capturable
+
+    why = why_not_capturable(device, dist_ctx)
+    if why is None:
+        return True
+    if cfg.cuda_graph:
+        raise UserError(f"--cuda-graph: {why}; drop --cuda-graph to train eagerly")
+    if dist_ctx.rank == 0:
+        print(f"note: training eagerly, without a CUDA graph: {why}", file=sys.stderr)
+    return False
+
+
+@dataclass
+class _Window:
+    """The logging window: steps since the last sync, its start time, img/s so far."""
+
+    steps: int = 0
+    start: float = field(default_factory=time.perf_counter)
+    img_s_sum: float = 0.0
+    img_s_n: int = 0
+    last_row: dict = field(default_factory=dict)
+
+
 class _Run:
     """One run's models, optimizers, generators and counters."""
 
     def __init__(self, cfg: TrainConfig, spec, device: torch.device, dist_ctx: DistContext, folder: RunFolder,
-                 flag: dict, ckpt: dict | None = None, images: torch.Tensor | None = None):
+                 flag: dict, ckpt: dict | None = None, images: torch.Tensor | None = None,
+                 use_graph: bool = False):
         from . import data
 
         self.cfg, self.spec, self.device, self.dist, self.folder, self.flag = cfg, spec, device, dist_ctx, folder, flag
@@ -144,13 +180,14 @@ class _Run:
                             f"{cfg.dataset} train; use a smaller --batch-size")
         if self.is_main:  # after the cheap checks, so a refused run leaves no folder behind
             folder.prepare()
-        self.images = images.to(device)  # uint8, resident for the whole run
+        # What D's first layer computes in: batches are gathered already in that dtype.
+        compute_dtype = torch.bfloat16 if self.amp else torch.float32
+        self.data = DeviceImages(images, device, compute_dtype, cfg.prenormalize)
         self.steps_per_epoch = self.n_images // cfg.batch_size  # drop the ragged last batch
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.local_batch = cfg.batch_size // dist_ctx.world
-        self.targets = (torch.ones(self.local_batch, device=device), torch.zeros(self.local_batch, device=device))
         if device.type == "cuda":
             # Fixed shapes every step: let cuDNN time its algorithms once. (GPU runs are
             # therefore not bit-reproducible; the exact-resume guarantee is for the CPU.)
@@ -164,16 +201,27 @@ class _Run:
         random.seed(cfg.seed + dist_ctx.rank)
         self.G.to(device, memory_format=torch.channels_last)
         self.D.to(device, memory_format=torch.channels_last)
-        fused = device.type == "cuda"  # one kernel per step for all params; CPU keeps foreach
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused or None)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused or None)
+        # A captured step needs Adam's capturable=True (its step counters live on the device).
+        self.stepper = TrainStep(self.G, self.D, lr=cfg.lr, beta1=cfg.beta1, batch=self.local_batch, device=device,
+                                 amp=self.amp, joint=cfg.joint_d, fused=device.type == "cuda", capturable=use_graph)
+        self.opt_g, self.opt_d = self.stepper.opt_g, self.stepper.opt_d
+        self.writer = CheckpointWriter(background=cfg.async_ckpt)
         self.data_gen, self.z_gen = make_generators(cfg.seed, device)
         self.fixed_z = sample_z(spec, N_SAMPLES, cfg.nz, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
         self.step = 0
         self.epoch_start_state = self.data_gen.get_state()
         if ckpt is not None:
             self._resume(ckpt)
-        self._wrap_models()
+        self.stats = StepStats(device, self.step)
+        self.graph = None
+        if use_graph:  # resume state is loaded first: the capture records these very tensors
+            from .train_graph import GraphedStep
+
+            self.graph = GraphedStep(self.stepper, self.stats, self.data, spec, nz=cfg.nz, global_batch=cfg.batch_size,
+                                     rank=dist_ctx.rank, z_gen=self.z_gen, device=device, step=self.step,
+                                     wrap_models=self._wrap_models, distributed=dist_ctx.enabled)
+        else:
+            self._wrap_models()
 
     # ------------------------------------------------------------------ setup
 
@@ -191,7 +239,7 @@ class _Run:
 
     def _wrap_models(self) -> None:
         """Train-time callables: DDP for gradient sync, then torch.compile if asked."""
-        self.G_step, self.D_step, self.D_for_g = self.G, self.D, self.D
+        G_step, D_step, D_for_g = self.G, self.D, self.D
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -200,8 +248,8 @@ class _Run:
             # per-rank batch would compute, as in the paper) and never sync buffers in
             # forward. With the default, DDP overwrites the BN running stats in place from
             # rank 0 at every forward; D runs three forwards per step (real, fake, G's
-            # step), and overwriting buffers autograd saved raises "modified by an inplace
-            # operation". Running stats are unused in training mode; rank 0's are saved.
+            # step, two with --no-joint-d), and overwriting buffers autograd saved raises
+            # "modified by an inplace operation". Running stats are unused in training mode; rank 0's are saved.
             # SyncBatchNorm would instead all-reduce at every BN layer of every forward
             # (~20 collectives a step) and rejects CPU tensors, so gloo could not test it.
             # Newer torch renames broadcast_buffers=False to forward_sync_buffers=False
@@ -209,54 +257,20 @@ class _Run:
             params = inspect.signature(DDP.__init__).parameters
             no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {
                 "broadcast_buffers": False}
-            self.G_step = DDP(self.G, device_ids=ids, **no_sync)
-            self.D_step = DDP(self.D, device_ids=ids, **no_sync)
+            G_step = DDP(self.G, device_ids=ids, **no_sync)
+            D_step = DDP(self.D, device_ids=ids, **no_sync)
         if self.cfg.compile:
-            self.G_step = torch.compile(self.G_step)
-            self.D_step = torch.compile(self.D_step)
-            self.D_for_g = torch.compile(self.D) if self.dist.enabled else self.D_step
-
-    def _autocast(self):
-        if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+            # Default mode: no CUDA graphs of its own (a graphed step captures the whole step).
+            # D is compiled once per BN split (joint D pass) and grad mode (G step, D frozen).
+            G_step, D_step = torch.compile(G_step), torch.compile(D_step)
+            D_for_g = torch.compile(self.D) if self.dist.enabled else D_step
+        self.stepper.wrap(G_step, D_step, D_for_g, distributed=self.dist.enabled)
 
     # --------------------------------------------------------------- one step
 
     def _train_step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        ones, zeros = self.targets
-        with self._autocast():
-            fake = self.G_step(z)  # 3 x S x S in [-1, 1], reused by the G step below
-
-        # (1) update D: maximize log D(x) + log(1 - D(G(z)))
-        self.opt_d.zero_grad(set_to_none=True)
-        # Real and fake go through D separately so BN sees pure batches (as in the paper);
-        # under DDP the first backward accumulates locally and the second all-reduces both.
-        no_sync = self.D_step.no_sync() if self.dist.enabled else contextlib.nullcontext()
-        with no_sync:
-            with self._autocast():
-                out_real = self.D_step(real)
-                loss_real = F.binary_cross_entropy_with_logits(out_real.float(), ones)
-            loss_real.backward()
-        with self._autocast():
-            out_fake = self.D_step(fake.detach())
-            loss_fake = F.binary_cross_entropy_with_logits(out_fake.float(), zeros)
-        loss_fake.backward()
-        self.opt_d.step()
-
-        # (2) update G: maximize log D(G(z)) (non-saturating loss)
-        self.opt_g.zero_grad(set_to_none=True)
-        with self._autocast():
-            out_g = self.D_for_g(fake)
-            loss_g = F.binary_cross_entropy_with_logits(out_g.float(), ones)
-        # inputs=: only G's weights get gradients; D's weight grads are neither needed nor
-        # accumulated (and D's DDP hooks stay quiet).
-        loss_g.backward(inputs=list(self.G.parameters()))
-        self.opt_g.step()
-
-        loss_d = (loss_real + loss_fake).detach()
-        return (loss_d, loss_g.detach(), torch.sigmoid(out_real.detach().float()).mean(),
-                torch.sigmoid(out_fake.detach().float()).mean())
+        """One eager step (train_step.TrainStep); its four statistics, detached."""
+        return self.stepper(real, z)
 
     # ------------------------------------------------------------- the epochs
 
@@ -265,102 +279,116 @@ class _Run:
         if self.is_main:
             self.folder.create()
             self.folder.write_config(self._config_record())
-        kill_at = int(os.environ.get(KILL_ENV, "-1"))
         progress = sys.stdout.isatty() if cfg.progress is None else cfg.progress
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=not (progress and self.is_main))
-        acc = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss_d, loss_g, D(x), D(G(z))
-        first_bad = torch.full((), -1, device=self.device, dtype=torch.int64)
-        step_t = torch.full((), self.step, device=self.device, dtype=torch.int64)
-        window_start, window_steps, img_s_sum, img_s_n, last_row = time.perf_counter(), 0, 0.0, 0, {}
+        self.bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                        disable=not (progress and self.is_main))
+        self.window = _Window()
         self.G.train()
         self.D.train()
-        b, r = self.local_batch, self.dist.rank
-
-        while self.step < self.total_steps:
-            epoch = self.step // self.steps_per_epoch
-            i0 = self.step % self.steps_per_epoch
-            if i0 == 0:
-                self.epoch_start_state = self.data_gen.get_state()
-            else:  # resumed mid-epoch: redraw this epoch's order from its start state
-                self.data_gen.set_state(self.epoch_start_state)
-            perm = torch.randperm(self.n_images, generator=self.data_gen).to(self.device)
-            for i in range(i0, self.steps_per_epoch):
-                start = i * cfg.batch_size + r * b
-                real = to_unit_range(self.images[perm[start:start + b]])
-                # z for the whole global batch from the shared generator; each rank takes its slice.
-                z = sample_z(self.spec, cfg.batch_size, cfg.nz, generator=self.z_gen, device=self.device)[r * b:(r + 1) * b]
-                stats = self._train_step(real, z)
-                self.step += 1
-                step_t += 1
-                acc += torch.stack(stats).double()
-                bad = ~torch.isfinite(stats[0] + stats[1])
-                first_bad = torch.where(bad & (first_bad < 0), step_t, first_bad)
-                window_steps += 1
-                bar.update(1)
-
-                epoch_end = i + 1 == self.steps_per_epoch
-                done = self.step >= self.total_steps
-                want_ckpt = self.step % cfg.ckpt_every == 0 or epoch_end or done
-                stop_local = "signal" in self.flag
-                if not (self.step % cfg.log_every == 0 or want_ckpt or (stop_local and not self.dist.enabled)):
-                    continue
-                # ---- sync point: check losses, log, maybe checkpoint, maybe stop
-                packed = torch.cat([acc, torch.tensor([float(stop_local), float(first_bad >= 0)], device=self.device,
-                                                      dtype=torch.float64)])
-                bad_step = int(first_bad)
-                if self.dist.enabled:
-                    import torch.distributed as dist
-
-                    dist.all_reduce(packed)
-                    if packed[5] > 0:
-                        fb = torch.where(first_bad >= 0, first_bad, torch.full_like(first_bad, 2**62))
-                        dist.all_reduce(fb, op=dist.ReduceOp.MIN)
-                        bad_step = int(fb)
-                    packed[:4] /= self.dist.world
-                if packed[5] > 0:
-                    bar.close()
-                    where = (f"last good checkpoint: {self.folder.last}" if self.folder.last.is_file()
-                             else "no checkpoint was written")
-                    raise NonFiniteLoss(f"non-finite loss at step {bad_step}; stopped ({where}); "
-                                        "lower --lr or check the data")
-                elapsed = time.perf_counter() - window_start
-                img_s = window_steps * cfg.batch_size / max(elapsed, 1e-9)
-                img_s_sum, img_s_n = img_s_sum + img_s, img_s_n + 1
-                mean = (packed[:4] / window_steps).tolist()
-                last_row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
-                            "loss_d": mean[0], "loss_g": mean[1], "d_x": mean[2], "d_g_z": mean[3],
-                            "img_per_s": round(img_s, 1)}
-                if self.is_main:
-                    self.folder.append_metrics(last_row)
-                    bar.set_postfix({"img/s": f"{img_s:.0f}", "loss_D": f"{mean[0]:.3f}", "loss_G": f"{mean[1]:.3f}"})
-                acc.zero_()
-                stop = packed[4] > 0
-                if want_ckpt or stop:
-                    self._save_checkpoint(epoch_end=epoch_end, epoch=epoch)
-                    if self.step == kill_at:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                if epoch_end and self.is_main and (epoch + 1) % cfg.sample_every == 0:
-                    self._save_samples(epoch + 1)
-                if stop:
-                    bar.close()
-                    if self.is_main:
-                        self.folder.plot_losses()
-                    signum = self.flag.get("signal", signal.SIGTERM)
-                    err = Interrupted(f"interrupted by {signal.Signals(signum).name} at step {self.step}; "
-                                      f"checkpoint saved to {self.folder.last}; resume with: {cfg.resume_command()}")
-                    err.exit_code = 128 + int(signum)
-                    raise err
-                window_start, window_steps = time.perf_counter(), 0
-                if done:
+        try:
+            while self.step < self.total_steps:
+                if self._epoch():
                     break
-        bar.close()
+        finally:
+            self.bar.close()
+            self.writer.wait()  # the last checkpoint is on disk (or its error raised) before we return
         if self.is_main:
             self.folder.plot_losses()
+        w = self.window
         return TrainResult(self.folder.out, self.folder.last, self.step, self.step / self.steps_per_epoch,
-                           img_s_sum / max(img_s_n, 1), last_row)
+                           w.img_s_sum / max(w.img_s_n, 1), w.last_row)
+
+    def _epoch(self) -> bool:
+        """The rest of the current epoch; True when the run is done."""
+        cfg, b, r = self.cfg, self.local_batch, self.dist.rank
+        epoch = self.step // self.steps_per_epoch
+        i0 = self.step % self.steps_per_epoch
+        if i0 == 0:
+            self.epoch_start_state = self.data_gen.get_state()
+        else:  # resumed mid-epoch: redraw this epoch's order from its start state
+            self.data_gen.set_state(self.epoch_start_state)
+        perm = torch.randperm(self.n_images, generator=self.data_gen).to(self.device)
+        for i in range(i0, self.steps_per_epoch):
+            start = i * cfg.batch_size + r * b
+            if self.graph is not None:
+                self.graph.step(perm[start:start + b])
+            else:
+                real = self.data.batch(perm[start:start + b])
+                # z for the whole global batch from the shared generator; each rank takes its slice.
+                z = sample_z(self.spec, cfg.batch_size, cfg.nz, generator=self.z_gen, device=self.device)[r * b:(r + 1) * b]
+                self.stats.add(self._train_step(real, z))
+            self.step += 1
+            self.window.steps += 1
+            self.bar.update(1)
+
+            epoch_end = i + 1 == self.steps_per_epoch
+            done = self.step >= self.total_steps
+            want_ckpt = self.step % cfg.ckpt_every == 0 or epoch_end or done
+            stop_local = "signal" in self.flag
+            if self.step % cfg.log_every == 0 or want_ckpt or (stop_local and not self.dist.enabled):
+                self._end_window(epoch, epoch_end, want_ckpt, stop_local)
+                if done:
+                    return True
+        return False
+
+    def _reduce_window(self, stop_local: bool) -> tuple[torch.Tensor, int]:
+        """The window's sums (averaged over ranks), the stop/NaN flags, and the first bad step: one sync."""
+        st = self.stats
+        packed = torch.cat([st.acc, torch.tensor([float(stop_local), float(st.first_bad >= 0)], device=self.device,
+                                                 dtype=torch.float64)])
+        bad_step = int(st.first_bad)
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(packed)
+            if packed[5] > 0:
+                fb = torch.where(st.first_bad >= 0, st.first_bad, torch.full_like(st.first_bad, 2**62))
+                dist.all_reduce(fb, op=dist.ReduceOp.MIN)
+                bad_step = int(fb)
+            packed[:4] /= self.dist.world
+        return packed, bad_step
+
+    def _end_window(self, epoch: int, epoch_end: bool, want_ckpt: bool, stop_local: bool) -> None:
+        """The sync point: check losses, log, maybe checkpoint, maybe sample, maybe stop."""
+        cfg, w = self.cfg, self.window
+        packed, bad_step = self._reduce_window(stop_local)
+        if packed[5] > 0:
+            self.writer.wait()  # a good checkpoint still being written counts as the last good one
+            where = (f"last good checkpoint: {self.folder.last}" if self.folder.last.is_file()
+                     else "no checkpoint was written")
+            raise NonFiniteLoss(f"non-finite loss at step {bad_step}; stopped ({where}); "
+                                "lower --lr or check the data")
+        elapsed = time.perf_counter() - w.start
+        img_s = w.steps * cfg.batch_size / max(elapsed, 1e-9)
+        w.img_s_sum, w.img_s_n = w.img_s_sum + img_s, w.img_s_n + 1
+        mean = (packed[:4] / w.steps).tolist()
+        w.last_row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
+                      "loss_d": mean[0], "loss_g": mean[1], "d_x": mean[2], "d_g_z": mean[3],
+                      "img_per_s": round(img_s, 1)}
+        if self.is_main:
+            self.folder.append_metrics(w.last_row)
+            self.bar.set_postfix({"img/s": f"{img_s:.0f}", "loss_D": f"{mean[0]:.3f}", "loss_G": f"{mean[1]:.3f}"})
+        self.stats.acc.zero_()
+        stop = bool(packed[4] > 0)
+        if want_ckpt or stop:
+            self._save_checkpoint(epoch_end=epoch_end, epoch=epoch)
+            if self.step == int(os.environ.get(KILL_ENV, "-1")):
+                self.writer.wait()
+                os.kill(os.getpid(), signal.SIGKILL)
+        if epoch_end and self.is_main and (epoch + 1) % cfg.sample_every == 0:
+            self._save_samples(epoch + 1)
+        if stop:
+            self.writer.wait()
+            if self.is_main:
+                self.folder.plot_losses()
+            signum = self.flag.get("signal", signal.SIGTERM)
+            err = Interrupted(f"interrupted by {signal.Signals(signum).name} at step {self.step}; "
+                              f"checkpoint saved to {self.folder.last}; resume with: {cfg.resume_command()}")
+            err.exit_code = 128 + int(signum)
+            raise err
+        w.start, w.steps = time.perf_counter(), 0
 
     # ------------------------------------------------------------------ outputs
 
@@ -371,19 +399,22 @@ class _Run:
         data_state = self.data_gen.get_state() if epoch_end else self.epoch_start_state
         rng = capture_rng(self.data_gen, self.z_gen)
         rng["data"] = data_state
-        payload = checkpoint.make_payload(
+        # A snapshot (every tensor copied to the host) now; the file is written by self.writer,
+        # on a background thread unless --no-async-ckpt, while the next steps run.
+        payload = snapshot(checkpoint.make_payload(
             self.cfg.arch, self.cfg.width, self.G, self.D, nz=self.cfg.nz, config=dataclasses.asdict(self.cfg),
             optimizer_G=self.opt_g.state_dict(), optimizer_D=self.opt_d.state_dict(),
-            step=self.step, epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch, rng=rng)
-        checkpoint.save(self.folder.last, payload)
+            step=self.step, epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch, rng=rng))
+        paths = [self.folder.last]
         if epoch_end and self.cfg.keep_every and (epoch + 1) % self.cfg.keep_every == 0:
-            checkpoint.save(self.folder.checkpoints / f"epoch_{epoch + 1:03d}.pt", payload)
+            paths.append(self.folder.checkpoints / f"epoch_{epoch + 1:03d}.pt")
+        self.writer.submit(paths, payload, save=checkpoint.save)
 
     @torch.no_grad()
     def _save_samples(self, epoch: int) -> None:
         # Eval mode: BN uses running stats, and sampling leaves the training state untouched.
         self.G.eval()
-        with self._autocast():
+        with self.stepper.autocast():
             images = self.G(self.fixed_z)
         self.G.train()
         self.folder.save_samples(images, epoch)
@@ -398,5 +429,6 @@ class _Run:
                 "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
                 "python_version": platform.python_version(), "argv": sys.argv,
                 "device": str(self.device), "device_name": dev, "amp_effective": self.amp,
+                "cuda_graph_effective": self.graph is not None, "prenormalized": self.data.prenormalized,
                 "world_size": self.dist.world, "n_images": self.n_images,
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}

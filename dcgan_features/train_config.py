@@ -36,6 +36,10 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # bf16 autocast; takes effect on CUDA only (config.json records amp_effective)
     compile: bool = False
+    cuda_graph: bool | None = None  # the whole step as one CUDA graph; None: on CUDA when it applies
+    joint_d: bool = True  # one D pass over cat(real, fake), BN statistics per half (same mathematics)
+    prenormalize: bool | None = None  # data on the device in the compute dtype; None: when it fits
+    async_ckpt: bool = True  # checkpoints written from a snapshot on a background thread
     resume: bool = False
     sample_every: int = 1  # epochs
     ckpt_every: int = 500  # steps; last.pt is also written at every epoch end
