@@ -213,14 +213,12 @@ class _Run:
         if ckpt is not None:
             self._resume(ckpt)
         self.stats = StepStats(device, self.step)
-        self.graph = None
+        self.graph, self.wrapped = None, False
         if use_graph:  # resume state is loaded first: the capture records these very tensors
             from .train_graph import GraphedStep
 
-            self.graph = GraphedStep(self.stepper, self.stats, self.data, spec, nz=cfg.nz, global_batch=cfg.batch_size,
-                                     rank=dist_ctx.rank, z_gen=self.z_gen, device=device, step=self.step,
-                                     wrap_models=self._wrap_models, distributed=dist_ctx.enabled)
-        else:
+            self.graph = self._capture(GraphedStep)
+        if not self.wrapped:
             self._wrap_models()
 
     # ------------------------------------------------------------------ setup
@@ -229,13 +227,28 @@ class _Run:
         G, D = checkpoint.models_from_payload(ckpt, str(self.folder.last))
         self.G.load_state_dict(G.state_dict())
         self.D.load_state_dict(D.state_dict())
-        self.opt_g.load_state_dict(ckpt["optimizer_G"])
-        self.opt_d.load_state_dict(ckpt["optimizer_D"])
+        self.stepper.load_optimizers(ckpt["optimizer_G"], ckpt["optimizer_D"])
         self.step = int(ckpt["step"])
         restore_rng(ckpt["rng"], self.data_gen, self.z_gen, restore_global=self.is_main)
         self.epoch_start_state = self.data_gen.get_state()
         if self.is_main:
             self.folder.truncate_metrics(self.step)
+
+    def _capture(self, graphed_step):
+        """The captured step; None (after one line) when capture fails and --cuda-graph was not asked for."""
+        from .train_graph import CaptureFailed
+
+        try:
+            return graphed_step(self.stepper, self.stats, self.data, self.spec, nz=self.cfg.nz,
+                                global_batch=self.cfg.batch_size, rank=self.dist.rank, z_gen=self.z_gen,
+                                device=self.device, step=self.step, wrap_models=self._wrap_models,
+                                distributed=self.dist.enabled)
+        except CaptureFailed as e:
+            if self.cfg.cuda_graph:
+                raise UserError(f"--cuda-graph: capturing the step failed ({e}); pass --no-cuda-graph") from None
+            if self.is_main:
+                print(f"note: training eagerly, without a CUDA graph: capturing the step failed ({e})", file=sys.stderr)
+            return None
 
     def _wrap_models(self) -> None:
         """Train-time callables: DDP for gradient sync, then torch.compile if asked."""
@@ -247,9 +260,10 @@ class _Run:
             # BatchNorm under DDP: keep per-rank batch statistics (what one GPU with the
             # per-rank batch would compute, as in the paper) and never sync buffers in
             # forward. With the default, DDP overwrites the BN running stats in place from
-            # rank 0 at every forward; D runs three forwards per step (real, fake, G's
-            # step, two with --no-joint-d), and overwriting buffers autograd saved raises
-            # "modified by an inplace operation". Running stats are unused in training mode; rank 0's are saved.
+            # rank 0 at every forward; D runs two forwards per step (cat(real, fake), then
+            # G's step; three with --no-joint-d), and overwriting buffers autograd saved
+            # raises "modified by an inplace operation". Running stats are unused in
+            # training mode; rank 0's are saved.
             # SyncBatchNorm would instead all-reduce at every BN layer of every forward
             # (~20 collectives a step) and rejects CPU tensors, so gloo could not test it.
             # Newer torch renames broadcast_buffers=False to forward_sync_buffers=False
@@ -265,6 +279,7 @@ class _Run:
             G_step, D_step = torch.compile(G_step), torch.compile(D_step)
             D_for_g = torch.compile(self.D) if self.dist.enabled else D_step
         self.stepper.wrap(G_step, D_step, D_for_g, distributed=self.dist.enabled)
+        self.wrapped = True
 
     # --------------------------------------------------------------- one step
 

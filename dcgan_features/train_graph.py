@@ -35,11 +35,15 @@ from .architectures import ArchSpec
 from .errors import UserError
 from .train_step import DeviceImages, StepStats, TrainStep
 
-__all__ = ["GraphedStep", "why_not_capturable", "prepare_distributed_env"]
+__all__ = ["CaptureFailed", "GraphedStep", "why_not_capturable", "prepare_distributed_env"]
 
 WARMUP_STEPS = 3
 WARMUP_STEPS_DDP = 11  # "at least 11 DDP-enabled eager iterations before capture" (PyTorch CUDA-graph notes)
 MIN_NCCL = (2, 9, 6)  # first NCCL whose collectives can be captured
+
+
+class CaptureFailed(RuntimeError):
+    """Warm-up or capture raised; the run's state is as before the attempt."""
 
 
 def why_not_capturable(device: torch.device, dist_ctx) -> str | None:
@@ -81,6 +85,7 @@ class GraphedStep:
         stepper.autocast_cache = False  # autocast's weight-cast cache must not outlive a capture
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
+        saved = None
         try:
             with torch.cuda.stream(side):
                 wrap_models()
@@ -100,6 +105,13 @@ class GraphedStep:
                 self._body()
         except torch.cuda.OutOfMemoryError:
             raise UserError(_oom_message(device, self.local)) from None
+        except RuntimeError as e:  # e.g. an op that cannot be captured: undo the warm-up, say why
+            torch.cuda.synchronize(device)
+            if saved is not None:
+                self._restore_state(saved)
+            stats.reset(step)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CaptureFailed(first[:200]) from e
 
     # ----------------------------------------------------------------- the step
 

@@ -35,6 +35,7 @@ from .batchnorm import batch_splits
 
 __all__ = ["DeviceImages", "StepStats", "TrainStep", "frozen", "to_unit_range"]
 
+_IMPL_FLAGS = ("foreach", "fused", "capturable")
 PRENORMALIZE_SHARE = 4  # pre-normalise when that copy takes at most 1/4 of the free memory
 
 
@@ -156,6 +157,23 @@ class TrainStep:
         self.opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, 0.999), **kw)
         self.ones = torch.ones(batch, device=device)
         self.zeros = torch.zeros(batch, device=device)
+
+    def load_optimizers(self, state_g: dict, state_d: dict) -> None:
+        """Load both optimizers' state from a checkpoint, keeping this run's implementation
+        (foreach/fused/capturable): a checkpoint from another device carries its own flags,
+        and e.g. a CPU run's foreach=True next to CUDA's fused=True is refused by Adam."""
+        for opt, state in ((self.opt_g, state_g), (self.opt_d, state_d)):
+            impl = [{k: g[k] for k in _IMPL_FLAGS if k in g} for g in opt.param_groups]
+            opt.load_state_dict(state)
+            for group, flags in zip(opt.param_groups, impl):
+                for k in _IMPL_FLAGS:
+                    group.pop(k, None)
+                group.update(flags)
+                on_device = bool(flags.get("fused") or flags.get("capturable"))
+                for p in group["params"]:  # Adam keeps step on the device exactly when fused/capturable
+                    st = opt.state.get(p, {})
+                    if torch.is_tensor(st.get("step")):
+                        st["step"] = st["step"].to(p.device if on_device else "cpu", torch.float32)
 
     def wrap(self, G_step, D_step, D_for_g, distributed: bool) -> None:
         """Run through these callables from now on; ``distributed``: D_step is DDP-wrapped

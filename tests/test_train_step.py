@@ -4,6 +4,7 @@ several steps, and the device-resident images."""
 from __future__ import annotations
 
 import collections
+import copy
 
 import pytest
 import torch
@@ -120,3 +121,24 @@ def test_device_images_prenormalize_only_when_it_fits(monkeypatch):
     monkeypatch.setattr(ts, "_free_bytes", lambda device: 4 * 7680 - 1)
     assert not DeviceImages(u8, CPU, torch.float32).prenormalized
     assert DeviceImages(u8, CPU, torch.float32).data.dtype == torch.uint8
+
+
+def test_optimizer_state_from_another_device_keeps_this_runs_adam(tmp_path):
+    # A GPU checkpoint's Adam groups say fused=True, capturable=True; loaded into a CPU run they
+    # must not switch its foreach Adam (fused+foreach is refused; capturable needs CUDA).
+    a, spec = make_step("dcgan32", joint=True)
+    (r0, z0), (r1, z1) = batches(spec, 2)
+    a(r0, z0)
+    gpu_like = [copy.deepcopy(o.state_dict()) for o in (a.opt_g, a.opt_d)]
+    for sd in gpu_like:
+        for g in sd["param_groups"]:
+            g.update(fused=True, capturable=True, foreach=None)
+    b, _ = make_step("dcgan32", joint=True)
+    b.G.load_state_dict(a.G.state_dict())
+    b.D.load_state_dict(a.D.state_dict())
+    b.load_optimizers(*gpu_like)
+    assert all(g["foreach"] is True and not g["fused"] and not g["capturable"]
+               for o in (b.opt_g, b.opt_d) for g in o.param_groups)
+    a(r1, z1)
+    b(r1, z1)
+    assert all(torch.equal(p, q) for p, q in zip(a.D.parameters(), b.D.parameters()))
