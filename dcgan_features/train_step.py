@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batchnorm import batch_splits
+from .rows import free_memory  # GPU free memory, or the host's MemAvailable
 
 __all__ = ["DeviceImages", "StepStats", "TrainStep", "frozen", "to_unit_range"]
 
@@ -65,7 +66,7 @@ class DeviceImages:
         self.dtype = dtype
         if prenormalize is None:
             need = images_u8.numel() * torch.finfo(dtype).bits // 8
-            prenormalize = need * PRENORMALIZE_SHARE <= _free_bytes(device)
+            prenormalize = need * PRENORMALIZE_SHARE <= free_memory(device)
         self.prenormalized = bool(prenormalize)
         if not self.prenormalized:
             self.data = images_u8.to(device)  # uint8, resident for the whole run
@@ -85,19 +86,6 @@ class DeviceImages:
         if self.prenormalized:
             return self.data.index_select(0, index).permute(0, 3, 1, 2)
         return to_unit_range(self.data.index_select(0, index)).to(self.dtype)
-
-
-def _free_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0  # unknown: keep uint8
 
 
 class StepStats:

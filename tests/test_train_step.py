@@ -116,9 +116,9 @@ def test_device_images_prenormalize_only_when_it_fits(monkeypatch):
     import dcgan_features.train_step as ts
 
     u8 = torch.zeros(10, 3, 8, 8, dtype=torch.uint8)  # 1920 bytes; 7680 as float32
-    monkeypatch.setattr(ts, "_free_bytes", lambda device: 4 * 7680)
+    monkeypatch.setattr(ts, "free_memory", lambda device: 4 * 7680)
     assert DeviceImages(u8, CPU, torch.float32).prenormalized  # a quarter of free memory: fits
-    monkeypatch.setattr(ts, "_free_bytes", lambda device: 4 * 7680 - 1)
+    monkeypatch.setattr(ts, "free_memory", lambda device: 4 * 7680 - 1)
     assert not DeviceImages(u8, CPU, torch.float32).prenormalized
     assert DeviceImages(u8, CPU, torch.float32).data.dtype == torch.uint8
 
