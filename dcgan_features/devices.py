@@ -2,7 +2,8 @@
 
 ``resolve_device`` turns the ``--device auto|cpu|cuda`` flag into a torch.device (a one-line
 UserError when CUDA is asked for and absent); ``device_name`` names the hardware for
-config files and benchmark rows; ``init_distributed`` joins the process group that
+config files and benchmark rows; ``free_memory`` says how many bytes a new allocation can
+get there (what the probes' caches and the training data are sized by); ``init_distributed`` joins the process group that
 torchrun describes in the environment (NCCL on GPUs, gloo on CPUs) or returns a
 single-process context when there is none.
 
@@ -52,6 +53,23 @@ def device_name(device: torch.device) -> str:
     import platform
 
     return platform.processor() or "cpu"
+
+
+def mem_available() -> int:
+    """Bytes of memory the kernel says a new allocation can get (MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes a new allocation can get on ``device``: free GPU memory, or MemAvailable on the host."""
+    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else mem_available()
 
 
 @dataclass

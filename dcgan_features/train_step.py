@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batchnorm import batch_splits
-from .probes.rows import free_memory  # GPU free memory, or the host's MemAvailable
+from .devices import free_memory  # GPU free memory, or the host's MemAvailable
 
 __all__ = ["DeviceImages", "StepStats", "TrainStep", "frozen", "to_unit_range"]
 

@@ -24,13 +24,12 @@ for NaN/inf (once per source) and name the split and row of the first bad one.
 
 from __future__ import annotations
 
-import os
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..devices import resolve_device
+from ..devices import free_memory, resolve_device
 from ..errors import FeatureFileError, UserError
 
 # Resident bytes of one float32 chunk handed to a solver: big enough for efficient
@@ -188,23 +187,6 @@ class FileRows:
                 _raise_nonfinite(self.split, ids, x)
             yield s, x
         self._checked = True
-
-
-def mem_available() -> int:
-    """Bytes of memory the kernel says a new allocation can get (MemAvailable)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes a new allocation can get on ``device``: free GPU memory, or MemAvailable on the host."""
-    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else mem_available()
 
 
 def open_split(ff, split: str, device: str | torch.device = "cpu", cache: bool | str = "auto"):

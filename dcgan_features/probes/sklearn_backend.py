@@ -13,9 +13,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..devices import mem_available
 from ..errors import UserError
 from .linear import LinearFit, check_Cs, check_probe, probe_labels
-from .rows import mem_available, resident
+from .rows import resident
 
 
 def fit_sklearn(probe: str, source, Cs: Sequence[float], n_classes: int | None = None, tol: float = 1e-4,

@@ -71,11 +71,11 @@ def test_open_split_falls_back_to_float16_then_to_disk(tmp_path, data, monkeypat
     path = write_features(tmp_path / "f.h5", {"train": (X, y)})
     f32 = X.size * 4
     with FeatureFile(path) as ff:
-        monkeypatch.setattr(rows_mod, "mem_available", lambda: f32 + 1)  # float32 x 2 does not fit, float16 x 2 does
+        monkeypatch.setattr(rows_mod, "free_memory", lambda device: f32 + 1)  # float32 x 2 does not fit, float16 x 2 does
         half = open_split(ff, "train", "cpu")
         assert isinstance(half, ArrayRows) and half.X.dtype == torch.float16
         np.testing.assert_array_equal(_collect(half), X)
-        monkeypatch.setattr(rows_mod, "mem_available", lambda: f32 // 2)
+        monkeypatch.setattr(rows_mod, "free_memory", lambda device: f32 // 2)
         assert isinstance(open_split(ff, "train", "cpu"), FileRows)
 
 
