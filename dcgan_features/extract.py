@@ -1,15 +1,17 @@
 """Dataset -> discriminator features -> HDF5, streamed, overlapped, resumable.
 
-The pipeline behind ``dcgan-features extract``: load the model (a checkpoint or a seeded
-random initialisation) and the dataset splits, settle the BatchNorm mode, then run
-fixed batches through a :class:`~dcgan_features.features.FeatureExtractor` while a
+The pipeline behind ``dcgan-features extract``, the same for every feature source
+(:mod:`dcgan_features.sources`: our D, pixels, K-means, any nn.Module): load the dataset
+splits, let the source prepare (re-estimate BatchNorm, fit K-means), then run fixed
+batches through the source's extractor (hooks that pool inside the hook) while a
 writer thread puts the previous batches into the :class:`~dcgan_features.store.FeatureWriter`.
 On a GPU, features are copied into pinned host buffers asynchronously and the writer
 waits on a CUDA event, so compute, the device-to-host copy and the disk overlap.
 
 Batches are fixed by ``batch_size`` and always start at multiples of it, so a resumed
 run recomputes exactly the batches an uninterrupted run computes (this matters for
-``--bn batch``), and re-estimated BN statistics are kept in the partial file.
+``--bn batch``), and what the source prepared (BN statistics, a K-means dictionary) is
+kept in the partial file.
 
 >>> import tempfile, os
 >>> out = os.path.join(tempfile.mkdtemp(), "f.h5")
@@ -21,7 +23,6 @@ run recomputes exactly the batches an uninterrupted run computes (this matters f
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import signal
@@ -33,14 +34,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
-from .architectures import get_arch
 from .atomic import check_writable_dir
 from .devices import resolve_device
 from .errors import FeatureFileError, UserError
-from .features import BN_MODES, FeatureExtractor, bn_state, recompute_bn_stats, to_model_input
 from .feature_writer import FeatureWriter
+from .sources.base import FeatureSource, Plan, PrepareContext
+from .sources.discriminator import Model, checkpoint_model, random_init_model, random_init_sha256  # noqa: F401
 from .store import DTYPES, FileMeta
 
 KILL_ENV = "DCGAN_FEATURES_TEST_KILL_AFTER_ROWS"  # tests only: SIGKILL itself once this many rows went to the writer
@@ -63,34 +63,8 @@ class ExtractConfig:
     overwrite: bool = False
 
 
-@dataclass
-class Model:
-    """A discriminator and where it came from."""
-
-    D: nn.Module
-    arch: str
-    width: int
-    sha256: str
-    imported: bool = False
-
-
-def random_init_sha256(arch: str, width: int, seed: int) -> str:
-    """The ``checkpoint_sha256`` of a random-init model: sha256 of ``random-init:<arch>:<width>:<seed>``."""
-    return hashlib.sha256(f"random-init:{arch}:{width}:{seed}".encode()).hexdigest()
-
-
-def random_init_model(arch: str, width: int | None = None, seed: int = 0) -> Model:
-    spec = get_arch(arch)
-    width = spec.default_width if width is None else int(width)
-    _, D = spec.build(width, seed=seed)
-    return Model(D, arch, width, random_init_sha256(arch, width, seed))
-
-
-def checkpoint_model(path: str | os.PathLike) -> Model:
-    from .checkpoint import load_models, sha256
-
-    _, D, ckpt = load_models(path)
-    return Model(D, ckpt["arch"], int(ckpt["width"]), sha256(path), bool(ckpt.get("imported", False)))
+# Our discriminators are sources like any other; their builders keep their old import path.
+__all__ = ["ExtractConfig", "extract", "Model", "checkpoint_model", "random_init_model", "random_init_sha256"]
 
 
 # ---------------------------------------------------------------------- writer thread
@@ -189,44 +163,41 @@ def _disk_error(e: OSError, out: Path, writer: FeatureWriter | None) -> FeatureF
     return FeatureFileError(f"{what} while writing features to {out}{kept}")
 
 
-def extract(model: Model, out: str | os.PathLike, cfg: ExtractConfig, data: dict | None = None,
+def extract(model: FeatureSource, out: str | os.PathLike, cfg: ExtractConfig, data: dict | None = None,
             log: Callable[[str], None] = lambda m: None, progress: bool = False) -> dict:
     """Write the features of ``cfg.splits`` to ``out``; resume a partial run; return a summary.
 
-    ``data`` may hold already loaded :class:`~dcgan_features.data.ImageSet` s by split name
-    (benchmarks); otherwise they are loaded here. Summary keys: path, state (new, resume
-    or done), rows (per split), seconds, images_per_s.
+    ``model`` is any :class:`~dcgan_features.sources.FeatureSource` (a D from
+    :func:`checkpoint_model` or :func:`random_init_model`, ``pixels``, ``kmeans:K``, a
+    torchvision or user model). ``data`` may hold already loaded
+    :class:`~dcgan_features.data.ImageSet` s by split name (benchmarks); otherwise they are
+    loaded here. Summary keys: path, state (new, resume or done), rows (per split),
+    seconds, images_per_s.
     """
     from .data import load
 
     out = Path(out)
-    if cfg.bn not in BN_MODES:
-        raise UserError(f"unknown bn mode {cfg.bn!r}; choose one of {', '.join(BN_MODES)}")
     if cfg.dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
     if cfg.batch_size < 1 or (cfg.limit is not None and cfg.limit < 1):
         raise UserError("batch size and limit must be positive")
-    if cfg.bn == "running" and model.imported:
-        raise UserError("this checkpoint was imported from Theano and holds no BatchNorm running statistics; "
-                        "use --bn recompute (the authors' way) or --bn batch")
     device = resolve_device(cfg.device)
-    D = model.D
-    fx0 = FeatureExtractor(D, cfg.layers, cfg.grid)  # checks layers and grid; installs nothing
+    plan = model.plan(cfg.layers, cfg.grid, cfg.bn)  # checks layers, grid and bn mode; installs nothing
     check_writable_dir(out.parent if str(out.parent) else ".")
-    spec = get_arch(model.arch)
 
-    # (1) data: the requested splits (+ train for BN re-estimation), first `limit` rows
+    # (1) data: the requested splits (+ train when the source prepares on it), first `limit` rows
     data = dict(data or {})
-    need = list(cfg.splits) + (["train"] if cfg.bn == "recompute" and "train" not in cfg.splits else [])
+    need = list(cfg.splits) + (["train"] if model.needs_train(plan) and "train" not in cfg.splits else [])
     for split in need:
         if split not in data:
-            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=spec.image_size)
+            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=model.image_size)
     images = {s: data[s].images[:cfg.limit] for s in need}
     labels = {s: data[s].labels[:cfg.limit].numpy() for s in need}
 
     # (2) the file: done already, resume, or new
-    meta = FileMeta(cfg.dataset, model.arch, model.width, tuple(fx0.layers), tuple(fx0.layer_dims), cfg.grid,
-                    cfg.bn, model.sha256, cfg.dtype)
+    grid = cfg.grid if plan.grid is None else plan.grid
+    meta = FileMeta(cfg.dataset, model.architecture, model.width, tuple(plan.layers), tuple(plan.layer_dims), grid,
+                    plan.bn_mode, model.sha256, cfg.dtype, model.spec)
     splits = {s: (labels[s], np.arange(len(labels[s]), dtype=np.int64)) for s in cfg.splits}
     writer = FeatureWriter(out, meta, splits, resume_key={"batch_size": cfg.batch_size}, overwrite=cfg.overwrite,
                            log=log)
@@ -240,39 +211,30 @@ def extract(model: Model, out: str | os.PathLike, cfg: ExtractConfig, data: dict
         return {"path": str(out), "state": "done", "rows": rows, "seconds": 0.0, "images_per_s": 0.0}
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     try:
-        return _run(D, device, cfg, writer, images, rows, (fx0.layers, fx0.dim), t0, kill_after, log, progress)
+        return _run(model, plan, device, cfg, writer, images, rows, t0, kill_after, log, progress)
     except OSError as e:
         raise _disk_error(e, out, writer) from None
     finally:
         writer.close()
 
 
-def _run(D: nn.Module, device: torch.device, cfg: ExtractConfig, writer: FeatureWriter, images: dict, rows: dict,
-         layers_dim: tuple[list[str], int], t0: float, kill_after: int, log, progress: bool) -> dict:
+def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractConfig, writer: FeatureWriter,
+         images: dict, rows: dict, t0: float, kill_after: int, log, progress: bool) -> dict:
     from tqdm import tqdm
 
-    # channels-last: faster convs on GPU and CPU (oneDNN), and vectorised pooling in the hooks
-    D.to(device=device, memory_format=torch.channels_last)
+    model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         images = {s: x.to(device) for s, x in images.items()}  # uint8: 150 MB for CIFAR-10
     bs = cfg.batch_size
-    mode = "batch" if cfg.bn == "batch" else "running"
-    layers, dim = layers_dim
 
     def batches(x: torch.Tensor, start: int = 0):
         for lo in range(start, x.shape[0], bs):
-            yield to_model_input(x[lo:lo + bs], device).contiguous(memory_format=torch.channels_last)
+            yield x[lo:lo + bs].to(device, non_blocking=True)
 
-    # (3) BatchNorm: re-estimate over train once, keep the statistics for a resume
-    if cfg.bn == "recompute":
-        saved = writer.saved_state("bn_stats")
-        if saved is not None:
-            D.load_state_dict({**D.state_dict(), **saved})
-        else:
-            log(f"re-estimating BatchNorm statistics over {images['train'].shape[0]} train images")
-            recompute_bn_stats(D, batches(images["train"]), upto=layers[-1])
-            writer.save_state("bn_stats", bn_state(D))
+    # (3) the source's own preparation (BN re-estimation, a K-means fit), kept for a resume
+    model.prepare(plan, PrepareContext(images, device, lambda s: batches(images[s]), writer.saved_state,
+                                       writer.save_state, log))
 
     # (4) batches -> features -> writer thread; resume at the batch holding the first missing row
     done_rows = [0]
@@ -291,9 +253,9 @@ def _run(D: nn.Module, device: torch.device, cfg: ExtractConfig, writer: Feature
             os.kill(os.getpid(), signal.SIGKILL)
 
     out_dtype = getattr(torch, cfg.dtype)
-    bw = _BackgroundWriter(writer, device, bs, dim, out_dtype, on_commit)
+    bw = _BackgroundWriter(writer, device, bs, plan.dim, out_dtype, on_commit)
     try:
-        with FeatureExtractor(D, cfg.layers, cfg.grid, mode, dtype=out_dtype) as fx:
+        with model.extractor(plan, cfg.grid, out_dtype) as fx:
             for split in cfg.splits:
                 if writer.is_complete(split):
                     continue
@@ -309,4 +271,3 @@ def _run(D: nn.Module, device: torch.device, cfg: ExtractConfig, writer: Feature
     seconds = time.perf_counter() - t0
     return {"path": str(writer.path), "state": writer.state, "rows": rows, "seconds": seconds,
             "images_per_s": done_rows[0] / seconds if seconds > 0 else 0.0}
-

@@ -32,7 +32,7 @@ import torch
 
 from .atomic import atomic_path, check_writable_dir
 from .errors import FeatureFileError
-from .store import DTYPES, RESUME, FeatureFile, FileMeta, _decode, _fmt, _size, chunk_rows, partial_path
+from .store import DTYPES, RESUME, SOURCE, FeatureFile, FileMeta, _decode, _fmt, _size, chunk_rows, partial_path
 
 
 # -------------------------------------------------------------------------- writer
@@ -223,16 +223,29 @@ class FeatureWriter:
         self._f[split].attrs["complete"] = True
         self._f.flush()
 
-    def saved_state(self, name: str) -> dict[str, torch.Tensor] | None:
-        """Tensors stored by :meth:`save_state` in this partial file, or None."""
-        g = self._f[RESUME].get(name) if self._f is not None else None
-        return None if g is None else {k: torch.from_numpy(v[...]) for k, v in g.items()}
+    def saved_state(self, name: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """Tensors and attrs stored by :meth:`save_state` in this partial file, or None."""
+        if self._f is None:
+            return None
+        g = self._f[RESUME].get(name)
+        if g is None:
+            g = self._f.get(f"{SOURCE}/{name}")
+        if g is None:
+            return None
+        return {k: torch.from_numpy(v[...]) for k, v in g.items()}, {k: _decode(v) for k, v in g.attrs.items()}
 
-    def save_state(self, name: str, tensors: Mapping[str, torch.Tensor]) -> None:
-        """Keep tensors (e.g. re-estimated BN statistics) so a resumed run reuses them exactly."""
-        g = self._f[RESUME].create_group(name)
+    def save_state(self, name: str, tensors: Mapping[str, torch.Tensor], attrs: Mapping | None = None,
+                   keep: bool = False) -> None:
+        """Keep tensors (e.g. re-estimated BN statistics) so a resumed run reuses them exactly.
+
+        ``keep``: they also stay in the finished file, under ``/_source/<name>`` (a fitted
+        K-means dictionary that a later extraction reuses); otherwise they go with ``/_resume``.
+        """
+        parent = self._f.require_group(SOURCE) if keep else self._f[RESUME]
+        g = parent.create_group(name)
         for k, v in tensors.items():
             g.create_dataset(k, data=v.detach().cpu().numpy())
+        g.attrs.update(dict(attrs or {}))
         self._f.flush()
 
     # (3) finish: drop the resume group, close, move onto the final name

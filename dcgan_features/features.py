@@ -24,7 +24,7 @@ True
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -138,8 +138,28 @@ class PoolHook:
         self.out[:, self.offset:self.offset + self.dim].copy_(pooled)
 
 
-def _batchnorms(D: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+def batchnorms(D: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def set_extraction_modes(model: nn.Module, bn: str) -> Callable[[], None]:
+    """Eval mode, with batch-statistics BN when ``bn == "batch"``; returns what restores the caller's modes."""
+    saved = [(m, m.training) for m in model.modules()]
+    saved_bn = [(m, m.track_running_stats) for m in batchnorms(model)]
+
+    def restore() -> None:
+        for m, track in saved_bn:
+            m.track_running_stats = track
+        for m, training in saved:
+            m.training = training
+
+    model.eval()
+    if bn == "batch":
+        for m in batchnorms(model):
+            # train mode + no tracking: normalise by batch statistics, update nothing
+            m.train()
+            m.track_running_stats = False
+    return restore
 
 
 class FeatureExtractor:
@@ -164,21 +184,14 @@ class FeatureExtractor:
         self.dim = sum(self.layer_dims)
         self._hooks: list[PoolHook] = []
         self._handles: list = []
-        self._saved: list | None = None
+        self._saved: Callable[[], None] | None = None  # restores the modes while active
 
     # (1) install: remember modes, set the BN mode, register one hook per chosen block
     def __enter__(self) -> "FeatureExtractor":
         if self._saved is not None:
             raise RuntimeError("FeatureExtractor is already active")
-        self._saved = [(m, m.training) for m in self.D.modules()]
-        self._saved_bn = [(m, m.track_running_stats) for m in _batchnorms(self.D)]
+        self._saved = set_extraction_modes(self.D, self.bn)
         try:
-            self.D.eval()
-            if self.bn == "batch":
-                for m in _batchnorms(self.D):
-                    # train mode + no tracking: normalise by batch statistics, update nothing
-                    m.train()
-                    m.track_running_stats = False
             offset = 0
             for name, dim in zip(self.layers, self.layer_dims):
                 hook = PoolHook(self.grid, offset, dim)
@@ -195,10 +208,8 @@ class FeatureExtractor:
         for h in self._handles:
             h.remove()
         self._handles, self._hooks = [], []
-        for m, track in getattr(self, "_saved_bn", []):
-            m.track_running_stats = track
-        for m, training in self._saved or []:
-            m.training = training
+        if self._saved is not None:
+            self._saved()
         self._saved = None
 
     @torch.no_grad()
@@ -239,14 +250,16 @@ def extract_features(D: nn.Module, x: torch.Tensor, layers: str | Sequence[str] 
 
 
 @torch.no_grad()
-def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str | None = None) -> int:
+def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str | None = None,
+                       forward: Callable[[torch.Tensor], object] | None = None) -> int:
     """Re-estimate every BN layer's population mean and variance over ``batches``.
 
     Each BN layer's running statistics are reset and re-accumulated as the plain average
     over batches (``momentum=None``) in train mode, so every layer sees the batch-normalised
     output of the layers before it, as in the authors' script. Weights are not touched; the
     running statistics of D are replaced (copy D first to keep the old ones). Only blocks up
-    to ``upto`` (default: all) run. The caller's modes and momenta are restored.
+    to ``upto`` (default: all) run; a model without named ``blocks`` (any nn.Module) runs
+    ``forward`` (default: the model itself) instead. The caller's modes and momenta are restored.
     Returns the number of batches used.
 
     >>> from dcgan_features.architectures import build
@@ -256,7 +269,7 @@ def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str 
     >>> int(D.blocks.d2[1].num_batches_tracked)
     2
     """
-    bns = _batchnorms(D)
+    bns = batchnorms(D)
     saved = [(m, m.training) for m in D.modules()]
     momenta = [(m, m.momentum) for m in bns]
     n = 0
@@ -266,10 +279,13 @@ def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str 
             m.momentum = None  # cumulative average over batches
         D.train()
         for x in batches:
-            for name, block in D.blocks.items():
-                x = block(x)
-                if name == upto:
-                    break
+            if forward is not None:
+                forward(x)
+            else:
+                for name, block in D.blocks.items():
+                    x = block(x)
+                    if name == upto:
+                        break
             n += 1
     finally:
         for m, mom in momenta:

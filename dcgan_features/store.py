@@ -7,8 +7,9 @@ Schema, one file per model x dataset, one group per split::
     /<split>/indices    (N,) int64, row -> index in the source split
     attrs on /:         format_version, dataset, architecture, width, layers (JSON list),
                         layer_dims (JSON list), grid, bn_mode, checkpoint_sha256,
-                        package_version, created
+                        source (the --model SPEC), package_version, created
     attrs on /<split>:  n_rows, complete (bool)
+    /_source/<name>/    what a source fitted and keeps (kmeans: mean, whitening, centroids)
 
 Writing is :class:`~dcgan_features.feature_writer.FeatureWriter`'s job (its own module).
 Crash safety: it writes ``<out>.partial`` beside ``<out>`` and moves it
@@ -36,7 +37,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -50,6 +51,7 @@ from .errors import FeatureFileError
 FORMAT_VERSION = 1
 CHUNK_BYTES = 1 << 20  # target size of one HDF5 chunk of whole rows
 RESUME = "_resume"  # group that exists only in partial files
+SOURCE = "_source"  # what a source fitted and keeps with its features (a K-means dictionary)
 DTYPES = ("float16", "float32")
 
 
@@ -77,6 +79,7 @@ class FileMeta:
     bn_mode: str
     checkpoint_sha256: str
     dtype: str = "float16"
+    source: str = field(default="", compare=False)  # the --model SPEC; informative, never refused on
 
     @property
     def dim(self) -> int:
@@ -88,12 +91,14 @@ class FileMeta:
                 "width": int(self.width), "layers": json.dumps(list(self.layers)),
                 "layer_dims": json.dumps([int(d) for d in self.layer_dims]), "grid": int(self.grid),
                 "bn_mode": self.bn_mode, "checkpoint_sha256": self.checkpoint_sha256,
-                "package_version": __version__}
+                "source": self.source, "package_version": __version__}
 
     def differences(self, other: "FileMeta") -> list[str]:
         """Human-readable ``field X (asked Y)`` for each field that differs."""
         out = []
         for f in fields(self):
+            if not f.compare:
+                continue
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if mine != theirs:
                 show = (lambda v: v[:12]) if f.name == "checkpoint_sha256" else (lambda v: v)
@@ -160,7 +165,7 @@ class FeatureFile:
         self._f = _open_h5(self.path, "r")
         try:
             self.meta = _read_meta(self._f, str(self.path))
-            self.splits = [k for k, v in self._f.items() if isinstance(v, h5py.Group) and k != RESUME]
+            self.splits = [k for k, v in self._f.items() if isinstance(v, h5py.Group) and not k.startswith("_")]
             for s in self.splits:
                 g = self._f[s]
                 if "features" not in g or "labels" not in g or "n_rows" not in g.attrs:
@@ -192,7 +197,8 @@ class FeatureFile:
     def file_meta(self) -> FileMeta:
         m = self.meta
         return FileMeta(m["dataset"], m["architecture"], int(m.get("width", 0)), tuple(m["layers"]),
-                        tuple(m["layer_dims"]), int(m["grid"]), m["bn_mode"], m["checkpoint_sha256"], self.dtype)
+                        tuple(m["layer_dims"]), int(m["grid"]), m["bn_mode"], m["checkpoint_sha256"], self.dtype,
+                        m.get("source", ""))
 
     def is_complete(self, split: str) -> bool:
         return split in self.splits and bool(self._f[split].attrs.get("complete", False))

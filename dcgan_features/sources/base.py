@@ -1,0 +1,125 @@
+"""What every feature source gives the extraction pipeline.
+
+A :class:`FeatureSource` turns uint8 images (N, 3, S, S) into one feature row per image.
+:func:`dcgan_features.extract.extract` asks it for its metadata (what the HDF5 file
+records), lets it :meth:`~FeatureSource.prepare` (re-estimate BatchNorm statistics, fit a
+K-means dictionary) with a place to keep state across a resume, then streams batches
+through the function its :meth:`~FeatureSource.extractor` context returns. The file
+schema, the resumable writer and the atomic rename are the pipeline's, the same for
+every source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping
+
+import torch
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Options of ``extract`` that some source kinds take (``None``: the kind's default)."""
+
+    seed: int = 0
+    width: int | None = None
+    weights: str | None = None
+    image_size: int | None = None
+    normalize: str | None = None
+    kmeans_from: str | None = None
+
+    def given(self) -> list[str]:
+        """Flag names of the options set away from their defaults."""
+        return [f"--{k.replace('_', '-')}" for k, v in vars(self).items()
+                if v is not None and not (k == "seed" and v == 0)]
+
+
+@dataclass
+class Plan:
+    """The features a source will write: layer names, their dims, the BN mode and the grid recorded."""
+
+    layers: list[str]
+    layer_dims: list[int]
+    bn_mode: str = "none"
+    grid: int | None = None  # None: the --grid asked for; sources with their own pooling set it
+
+    @property
+    def dim(self) -> int:
+        return int(sum(self.layer_dims))
+
+
+@dataclass
+class PrepareContext:
+    """What :meth:`FeatureSource.prepare` may use.
+
+    ``batches(split)`` yields the uint8 images of a split in extraction batches on
+    ``device``; ``saved(name)`` returns tensors (and attrs) a previous, interrupted run
+    kept with ``save(name, tensors, attrs, keep)`` (``keep``: also in the final file).
+    """
+
+    images: Mapping[str, torch.Tensor]
+    device: torch.device
+    batches: Callable[[str], Iterator[torch.Tensor]]
+    saved: Callable[[str], tuple[dict, dict] | None]
+    save: Callable[..., None]
+    log: Callable[[str], None] = field(default=lambda m: None)
+
+
+class FeatureSource:
+    """Base of every source; subclasses set the attributes and override what they need.
+
+    Attributes: ``spec`` (the SPEC it was made from, recorded in the file), ``architecture``
+    and ``width`` (the file's ``architecture``/``width`` attrs), ``image_size`` (images are
+    loaded at this size), ``sha256`` (of the weights, or of what determines them).
+    """
+
+    spec: str = ""
+    architecture: str = ""
+    width: int = 0
+    image_size: int = 32
+    sha256: str = ""
+    imported: bool = False  # a Theano import: no running BN statistics
+
+    def plan(self, layers: str, grid: int, bn: str) -> Plan:
+        """Resolve ``--layer``/``--grid``/``--bn`` for this source (raise UserError if invalid)."""
+        raise NotImplementedError
+
+    def needs_train(self, plan: Plan) -> bool:
+        """Whether :meth:`prepare` needs the train split (loaded even when not extracted)."""
+        return False
+
+    def prepare(self, plan: Plan, ctx: PrepareContext) -> None:
+        """Work before extraction (fits, BN statistics); keep its result with ``ctx.save``."""
+
+    def to(self, device: torch.device) -> "FeatureSource":
+        return self
+
+    @contextlib.contextmanager
+    def extractor(self, plan: Plan, grid: int, dtype: torch.dtype) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+        """A function uint8 batch on the device -> (B, plan.dim) features in ``dtype``."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+
+def text_sha256(text: str) -> str:
+    """sha256 of a text: what identifies a source made without a weights file."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def no_layers(kind: str, layers: str, grid: int | None = None) -> None:
+    """Sources with one fixed feature set accept only ``--layer all``."""
+    if layers.strip() != "all":
+        raise UserError(f"{kind} has one fixed feature set; --layer applies to models (checkpoint, random, "
+                        f"torchvision, python), got --layer {layers}")

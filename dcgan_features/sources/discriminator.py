@@ -1,0 +1,96 @@
+"""Our discriminators as feature sources: ``checkpoint:PATH`` and ``random:ARCH``.
+
+Features are D's named blocks (``d1, d2, ...``), each post-activation output max-pooled to
+the grid inside its forward hook (:class:`~dcgan_features.features.FeatureExtractor`),
+with BatchNorm re-estimated over train (``recompute``), stored (``running``) or per batch.
+
+>>> src = random_init_model("dcgan32", width=2, seed=0)
+>>> src.spec, src.plan("d2..d3", 4, "batch").layer_dims
+('random:dcgan32', [64, 128])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ..architectures import get_arch
+from ..errors import UserError
+from ..features import BN_MODES, FeatureExtractor, bn_state, check_grid, parse_layers, recompute_bn_stats, \
+    to_model_input
+from .base import FeatureSource, Plan, PrepareContext, text_sha256
+
+
+class Model(FeatureSource):
+    """A discriminator and where it came from."""
+
+    def __init__(self, D: nn.Module, arch: str, width: int, sha256: str, imported: bool = False, spec: str = ""):
+        self.D, self.arch, self.width, self.sha256, self.imported = D, arch, int(width), sha256, imported
+        self.architecture = arch
+        self.spec = spec or f"random:{arch}"
+        self.image_size = get_arch(arch).image_size
+
+    def plan(self, layers: str, grid: int, bn: str) -> Plan:
+        if bn not in BN_MODES:
+            raise UserError(f"unknown bn mode {bn!r}; choose one of {', '.join(BN_MODES)}")
+        if bn == "running" and self.imported:
+            raise UserError("this checkpoint was imported from Theano and holds no BatchNorm running statistics; "
+                            "use --bn recompute (the authors' way) or --bn batch")
+        names = parse_layers(layers, [fi.name for fi in self.D.feature_info])
+        check_grid(self.D, names, grid)
+        info = {fi.name: fi for fi in self.D.feature_info}
+        return Plan(names, [info[n].pooled_dim(grid) for n in names], bn)
+
+    def needs_train(self, plan: Plan) -> bool:
+        return plan.bn_mode == "recompute"
+
+    def to(self, device: torch.device) -> "Model":
+        # channels-last: faster convs on GPU and CPU (oneDNN), and vectorised pooling in the hooks
+        self.D.to(device=device, memory_format=torch.channels_last)
+        return self
+
+    def prepare(self, plan: Plan, ctx: PrepareContext) -> None:
+        """``recompute``: re-estimate BN over train once; a resumed run reuses the saved statistics."""
+        if plan.bn_mode != "recompute":
+            return
+        saved = ctx.saved("bn_stats")
+        if saved is not None:
+            self.D.load_state_dict({**self.D.state_dict(), **saved[0]})
+            return
+        ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
+        recompute_bn_stats(self.D, (_input(x) for x in ctx.batches("train")), upto=plan.layers[-1])
+        ctx.save("bn_stats", bn_state(self.D))
+
+    @contextlib.contextmanager
+    def extractor(self, plan: Plan, grid: int, dtype: torch.dtype) -> Iterator:
+        mode = "batch" if plan.bn_mode == "batch" else "running"
+        with FeatureExtractor(self.D, plan.layers, grid, mode, dtype=dtype) as fx:
+            yield lambda x: fx(_input(x))
+
+
+def _input(x: torch.Tensor) -> torch.Tensor:
+    return to_model_input(x, x.device).contiguous(memory_format=torch.channels_last)
+
+
+def random_init_sha256(arch: str, width: int, seed: int) -> str:
+    """The ``checkpoint_sha256`` of a random-init model: sha256 of ``random-init:<arch>:<width>:<seed>``."""
+    return text_sha256(f"random-init:{arch}:{width}:{seed}")
+
+
+def random_init_model(arch: str, width: int | None = None, seed: int = 0) -> Model:
+    spec = get_arch(arch)
+    width = spec.default_width if width is None else int(width)
+    _, D = spec.build(width, seed=seed)
+    return Model(D, arch, width, random_init_sha256(arch, width, seed), spec=f"random:{arch}")
+
+
+def checkpoint_model(path: str | os.PathLike) -> Model:
+    from ..checkpoint import load_models, sha256
+
+    _, D, ckpt = load_models(path)
+    return Model(D, ckpt["arch"], int(ckpt["width"]), sha256(path), bool(ckpt.get("imported", False)),
+                 spec=f"checkpoint:{path}")
