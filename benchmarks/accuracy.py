@@ -3,11 +3,16 @@
 For one dataset and one trained checkpoint, every feature set goes through the same probes
 under the dataset's protocol (dcgan_features.probes.protocols; C always chosen on validation rows):
 
-* ``pixels``     the raw model input (3 x S x S in [-1, 1]);
+* ``pixels``     the raw model input (3 x S x S in [-1, 1]): source ``pixels``;
 * ``random D``   every block of a randomly initialised D of the checkpoint's architecture
-                 and width (seed 0), BN re-estimated on train like the trained one;
-* ``trained D``  every block of the checkpoint's D (``--bn``, default recompute);
-* ``trained D`` each block alone: the columns of that block, read from the same file.
+                 and width (seed 0), BN re-estimated on train like the trained one: ``random:ARCH``;
+* ``trained D``  every block of the checkpoint's D (``--bn``, default recompute): ``checkpoint:PATH``;
+* ``trained D`` each block alone: the columns of that block, read from the same file;
+* ``K-means``    the 1-layer K-means network of Coates, Lee & Ng (2011), K = ``--kmeans-k``,
+                 fitted on the train split, features standardized as in their recipe: ``kmeans:K``.
+
+``--rows`` picks which (default: pixels, random, trained; the K-means fit and encoding
+take minutes on a CPU, so it is asked for by name).
 
 Features go through HDF5 files in ``--work-dir`` (rewritten on every run: the checkpoint may
 have changed under the same name), exactly as
@@ -19,6 +24,7 @@ only. ``--plot`` redraws results/per_block.png from the CSV.
 
     python benchmarks/accuracy.py --dataset digits --checkpoint runs/quickstart/checkpoints/last.pt
     python benchmarks/accuracy.py --dataset fashion-mnist --checkpoint runs/fm/checkpoints/last.pt --device cuda
+    python benchmarks/accuracy.py --dataset fashion-mnist --rows kmeans --kmeans-k 1600
     python benchmarks/accuracy.py --plot-only
 """
 
@@ -40,6 +46,7 @@ from dcgan_features.atomic import write_csv_atomic  # noqa: E402
 from dcgan_features.records import CSV_COLUMNS, csv_value  # noqa: E402
 
 EXTRA_COLUMNS = ("notes", "date", "command")
+ROWS = ("pixels", "random", "trained", "kmeans")
 
 # Radford, Metz & Chintala (2015), Table 1 (CIFAR-10, accuracy %, features of a DCGAN
 # trained on ImageNet-1k; the paper's column "Accuracy (400 per class)" is mean +- std of 10
@@ -84,18 +91,37 @@ def block_rows(ff, split: str, lo: int, hi: int):
     return ArrayRows(X, ff.labels(split), split=split)
 
 
+# --rows names -> (row label, SPEC of the feature source); every row's features come from
+# `extract --model SPEC` (dcgan_features.sources), written to HDF5 and read back by the probes.
+def row_sources(args, arch: str | None, width: int | None) -> dict[str, tuple[str, object]]:
+    from dcgan_features.sources import SourceOptions, from_spec
+    from dcgan_features.sources.discriminator import checkpoint_model, random_init_model
+
+    size = SourceOptions(image_size=args.image_size)
+    makers = {
+        "pixels": ("pixels", lambda: from_spec("pixels", size)),
+        "random": ("random D", lambda: random_init_model(arch, width, seed=0)),
+        "trained": ("trained D", lambda: checkpoint_model(args.checkpoint)),
+        "kmeans": ("K-means", lambda: from_spec(f"kmeans:{args.kmeans_k}",
+                                                 SourceOptions(seed=args.seed, image_size=args.image_size))),
+    }
+    return {row: makers[row] for row in args.rows}
+
+
 def run_dataset(args) -> list[dict]:
     from dcgan_features.architectures import get_arch
     from dcgan_features.checkpoint import load as load_ckpt
     from dcgan_features.data import load
-    from dcgan_features.extract import ExtractConfig, checkpoint_model, extract, random_init_model
-    from dcgan_features.features import to_model_input
-    from dcgan_features.probes.protocols import Features, from_arrays, from_file, get_protocol, run_protocol
+    from dcgan_features.extract import ExtractConfig, extract
+    from dcgan_features.probes.protocols import Features, from_file, get_protocol, run_protocol
     from dcgan_features.store import FeatureFile
 
-    ckpt = load_ckpt(args.checkpoint)
-    arch, width = ckpt["arch"], int(ckpt["width"])
-    spec = get_arch(arch)
+    arch = width = None
+    if args.checkpoint:
+        ckpt = load_ckpt(args.checkpoint)
+        arch, width = ckpt["arch"], int(ckpt["width"])
+        args.image_size = args.image_size or get_arch(arch).image_size
+    args.image_size = args.image_size or 32
     # --no-full keeps only the few-labels column: on a 2-core CPU the full column (C grid on
     # 50000 rows, refit on all) of six feature sets takes hours; the draws take minutes.
     cfg = get_protocol(args.dataset, draws=args.draws, full=False if args.no_full else None)
@@ -105,39 +131,43 @@ def run_dataset(args) -> list[dict]:
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
 
     splits = (cfg.train_split, cfg.test_split)
-    data = {s: load(args.dataset, s, data_dir=args.data_dir, image_size=spec.image_size) for s in splits}
+    data = {s: load(args.dataset, s, data_dir=args.data_dir, image_size=args.image_size) for s in splits}
     ecfg = ExtractConfig(dataset=args.dataset, splits=splits, bn=args.bn, device=args.device,
-                         data_dir=args.data_dir, batch_size=args.batch_size, overwrite=True)
-    files = {"trained D": work / f"trained_{Path(args.checkpoint).stem}.h5", "random D": work / "random.h5"}
-    for name, model in (("trained D", checkpoint_model(args.checkpoint)),
-                        ("random D", random_init_model(arch, width, seed=0))):
-        say(f"extract {name} -> {files[name]}")
-        extract(model, files[name], ecfg, data=data, log=say)
-
+                         data_dir=args.data_dir, batch_size=args.batch_size, overwrite=not args.reuse_features)
     run_kw = dict(config=cfg, seed=args.seed, device=args.device, log=say)
-    described = {"architecture": arch, "checkpoint": Path(args.checkpoint).name}
     records: list[dict] = []
 
-    def probe(feats, name: str, notes: str) -> None:
+    def probe(feats, name: str, notes: str, standardize: bool = False) -> None:
         t0 = time.perf_counter()
-        recs = run_protocol(args.dataset, feats, probes, **run_kw)
+        recs = run_protocol(args.dataset, feats, probes, standardize=standardize, **run_kw)
         for r in recs:
             r.update(features=name, notes=notes)
         records.extend(recs)
         say(f"{name} [{feats.describe.get('layers', '')}]: done in {time.perf_counter() - t0:.0f} s")
 
-    tr, te = data[cfg.train_split], data[cfg.test_split]
-    flat = lambda im: to_model_input(im, "cpu").flatten(1)  # noqa: E731  (the model's input, flattened)
-    probe(from_arrays(flat(tr.images), tr.labels.numpy(), flat(te.images), te.labels.numpy(), name="pixels",
-                      dataset=args.dataset, layers="pixels"), "pixels", f"raw input 3x{spec.image_size}^2")
-    for name in ("random D", "trained D"):
-        with FeatureFile(files[name]) as ff:
+    for row, (name, make) in row_sources(args, arch, width).items():
+        source = make()
+        path = work / (f"trained_{Path(args.checkpoint).stem}.h5" if row == "trained" else f"{row}.h5")
+        say(f"extract {name} ({source.spec}) -> {path}")
+        t0 = time.perf_counter()
+        extract(source, path, ecfg, data=data, log=say)
+        say(f"extract {name}: {time.perf_counter() - t0:.0f} s")
+        with FeatureFile(path) as ff:
             bn = ff.meta.get("bn_mode")
             feats = from_file(ff, cfg, device=args.device)
-            feats.describe.update(described if name == "trained D"
-                                  else {"architecture": arch, "checkpoint": "random-init seed 0"})
-            probe(feats, name, f"all blocks, bn {bn}, width {width}")
-            if name == "trained D" and args.blocks:
+            if row == "pixels":
+                feats.describe.update(architecture="", checkpoint="", layers="pixels")
+                probe(feats, name, f"raw input 3x{args.image_size}^2")
+            elif row == "kmeans":
+                feats.describe.update(architecture="", checkpoint="", layers=source.spec)
+                # Coates et al. standardise every feature (train statistics) before their L2-SVM
+                probe(feats, name, f"Coates, Lee & Ng 2011 recipe: 6x6 patches at {args.image_size}x"
+                      f"{args.image_size}, K={args.kmeans_k}, 4 quadrants; features standardized", standardize=True)
+            else:
+                feats.describe.update(architecture=arch, checkpoint=Path(args.checkpoint).name if row == "trained"
+                                      else "random-init seed 0")
+                probe(feats, name, f"all blocks, bn {bn}, width {width}")
+            if row == "trained" and args.blocks:
                 lo = 0
                 for layer, dim in zip(ff.meta["layers"], ff.meta["layer_dims"]):
                     one = Features(block_rows(ff, cfg.train_split, lo, lo + dim),
@@ -200,7 +230,7 @@ def plot(csv_path: Path, png: Path) -> None:
                 continue
             line, = ax.plot([r["layers"] for r in blocks], [float(r["mean"]) for r in blocks], style,
                             label=f"{probe}: one block")
-            for feat, ls in (("trained D", "-"), ("random D", ":"), ("pixels", "-.")):
+            for feat, ls in (("trained D", "-"), ("random D", ":"), ("pixels", "-."), ("K-means", (0, (1, 3)))):
                 ref = [r for r in pr if r["features"] == feat and not is_block(r)]
                 if ref:
                     ax.axhline(float(ref[0]["mean"]), color=line.get_color(), ls=ls, lw=1,
@@ -219,7 +249,13 @@ def plot(csv_path: Path, png: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=["digits", "fashion-mnist", "cifar10", "svhn"])
-    ap.add_argument("--checkpoint", help="trained checkpoint (train or import-theano)")
+    ap.add_argument("--checkpoint", help="trained checkpoint (train or import-theano); needed by the random "
+                    "and trained rows")
+    ap.add_argument("--rows", default="pixels,random,trained",
+                    help=f"feature sets to measure, from {','.join(ROWS)} [default: %(default)s]")
+    ap.add_argument("--kmeans-k", type=int, default=1600, help="K of the kmeans row [default: %(default)s]")
+    ap.add_argument("--image-size", type=int, default=None,
+                    help="input size of pixels and kmeans [default: the checkpoint architecture's, else 32]")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--probes", default="svm,logreg")
@@ -232,14 +268,22 @@ def main() -> None:
                     help="only the few-labels column (no fit on every label); for CPU-sized runs")
     ap.add_argument("--notes", default="", help="free text added to every row (machine load, training run, ...)")
     ap.add_argument("--work-dir", default="runs/accuracy", help="feature files (rewritten on every run)")
+    ap.add_argument("--reuse-features", action="store_true",
+                    help="keep a feature file in --work-dir made with the same settings (e.g. by "
+                         "benchmarks/kmeans_speed.py); one made otherwise is then an error")
     ap.add_argument("--out", default=str(REPO / "results" / "accuracy.csv"))
     ap.add_argument("--plot", default=str(REPO / "results" / "per_block.png"))
     ap.add_argument("--plot-only", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
     if not args.plot_only:
-        if not (args.dataset and args.checkpoint):
-            ap.error("--dataset and --checkpoint are required (or --plot-only)")
+        args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+        if not args.dataset:
+            ap.error("--dataset is required (or --plot-only)")
+        if any(r not in ROWS for r in args.rows):
+            ap.error(f"--rows takes names from {','.join(ROWS)}")
+        if not args.checkpoint and {"random", "trained"} & set(args.rows):
+            ap.error("the random and trained rows need --checkpoint (or choose --rows pixels,kmeans)")
         command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         stamp = time.strftime("%Y-%m-%d")
         recs = run_dataset(args)
