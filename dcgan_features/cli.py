@@ -381,20 +381,44 @@ def arithmetic_cmd(ctx: click.Context, checkpoint: str, out: str, seed: int, bn:
 # ----------------------------------------------------------------------- extract
 
 
+def _model_help() -> str:
+    from .sources import SOURCES
+
+    return "What to take features from: " + "; ".join(f"{k.usage} ({k.help})" for k in SOURCES.values()) + "."
+
+
+def _normalize_choices() -> list[str]:
+    from .sources import NORMALIZE
+
+    return list(NORMALIZE)
+
+
 @cli.command("extract")
+@click.option("--model", "model_spec", default=None, metavar="SPEC", help=_model_help())
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint written by `train` or `import-theano`.")
-@click.option("--random-init", is_flag=True, help="Use a randomly initialised D (a baseline) instead of a checkpoint.")
+              help="Same as --model checkpoint:PATH.")
+@click.option("--random-init", is_flag=True, help="Same as --model random:ARCH with --arch ARCH.")
 @click.option("--arch", default=None, help="With --random-init: architecture (see `dcgan-features architectures`).")
 @click.option("--width", type=click.IntRange(min=1), default=None,
-              help="With --random-init: width. [default: the architecture's own]")
-@click.option("--seed", type=int, default=0, help="With --random-init: seed of the initialisation.")
-@click.option("--dataset", required=True, help="Dataset name (see `dcgan-features datasets`).")
+              help="With random:ARCH: width. [default: the architecture's own]")
+@click.option("--seed", type=int, default=0, help="Seed of a random init (random, torchvision, python) or of the K-means fit.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="torchvision/python models: a state dict file, loaded with weights_only (never runs code).")
+@click.option("--image-size", type=click.IntRange(min=1), default=None,
+              help="Input size for pixels, kmeans and generic models. [default: 32]")
+@click.option("--normalize", type=click.Choice(_normalize_choices()), default=None,
+              help="Input scaling of generic models. [default: imagenet for torchvision, minus1to1 for python]")
+@click.option("--kmeans-from", type=click.Path(dir_okay=False), default=None,
+              help="kmeans:K: encode with the dictionary stored in this feature file instead of fitting one.")
+@click.option("--list-layers", is_flag=True,
+              help="Print every module's name, type and output shape (one forward) and exit.")
+@click.option("--dataset", default=None, help="Dataset name (see `dcgan-features datasets`).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the datasets. [default: ./data]")
 @click.option("--splits", default="train,test", help="Comma-separated splits to extract, one HDF5 group each.")
 @click.option("--layer", "layers", default="all", metavar="all|NAMES",
-              help="D blocks: all, a comma list (d1,d3) or a range (d2..d4).")
+              help="D blocks: all, a comma list (d1,d3) or a range (d2..d4); generic models: module names "
+                   "or globs (layer1,layer2.*.conv2), all = every Conv2d after its activation.")
 @click.option("--grid", type=click.IntRange(min=1), default=4, help="Max-pool each block's output to GRID x GRID.")
 @click.option("--bn", type=click.Choice(["recompute", "running", "batch"]), default="recompute",
               help="BatchNorm: re-estimate statistics over train (the paper's way), the checkpoint's, or per batch.")
@@ -403,45 +427,66 @@ def arithmetic_cmd(ctx: click.Context, checkpoint: str, out: str, seed: int, bn:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N images of each split (quick runs, benchmarks). [default: all]")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HDF5 feature file to write.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="HDF5 feature file to write.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a file (or unfinished run) made with other settings; the old file stays until the new one is whole.")
 @click.pass_context
-def extract_cmd(ctx: click.Context, checkpoint: str | None, random_init: bool, arch: str | None, width: int | None,
-                seed: int, dataset: str, data_dir: str | None, splits: str, layers: str, grid: int, bn: str,
-                dtype: str, batch_size: int, device: str, limit: int | None, out: str, overwrite: bool) -> None:
-    """Discriminator features of a dataset -> HDF5: every chosen D block max-pooled to GRID x GRID,
-    concatenated. Killed at any point, the same command again resumes where it stopped.
+def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | None, random_init: bool,
+                arch: str | None, width: int | None, seed: int, weights: str | None, image_size: int | None,
+                normalize: str | None, kmeans_from: str | None, list_layers: bool, dataset: str | None,
+                data_dir: str | None, splits: str, layers: str, grid: int, bn: str, dtype: str, batch_size: int,
+                device: str, limit: int | None, out: str | None, overwrite: bool) -> None:
+    """Features of a dataset -> HDF5: every chosen layer max-pooled to GRID x GRID, concatenated.
+    Killed at any point, the same command again resumes where it stopped.
 
     \b
       dcgan-features extract --checkpoint runs/d/checkpoints/last.pt --dataset digits --out f.h5
-      dcgan-features extract --random-init --arch imagenet32 --dataset cifar10 --out rand.h5
-      dcgan-features extract --checkpoint svhn.pt --dataset svhn --layer d2..d3 --bn recompute --out s.h5
-      dcgan-features extract --checkpoint m.pt --dataset cifar10 --device cuda --batch-size 1024 --out c.h5
+      dcgan-features extract --model random:imagenet32 --dataset cifar10 --out rand.h5
+      dcgan-features extract --model kmeans:1600 --dataset fashion-mnist --out km.h5
+      dcgan-features extract --model torchvision:resnet18 --list-layers
+      dcgan-features extract --model python:my_net.py:make --weights w.pt --layer 'layer1,layer2.*' --dataset cifar10 --out m.h5
     """
-    from .extract import ExtractConfig, checkpoint_model, extract, random_init_model
+    from .extract import ExtractConfig, extract
+    from .sources import SourceOptions, from_spec
 
-    if (checkpoint is None) == (not random_init):
-        ctx.fail("give exactly one of --checkpoint CKPT or --random-init --arch A")
+    if sum(x is not None and x is not False for x in (model_spec, checkpoint, random_init or None)) != 1:
+        ctx.fail("give exactly one of --checkpoint CKPT, --random-init --arch A or --model SPEC")
     if checkpoint is not None:
         given = [f"--{p}" for p in ("arch", "width", "seed")
                  if ctx.get_parameter_source(p) != click.core.ParameterSource.DEFAULT]
         if given:
             ctx.fail(f"{', '.join(given)} only apply with --random-init; a checkpoint fixes its own architecture")
-    elif arch is None:
-        ctx.fail("--random-init needs --arch (see `dcgan-features architectures`)")
+        model_spec = f"checkpoint:{checkpoint}"
+    elif random_init:
+        if arch is None:
+            ctx.fail("--random-init needs --arch (see `dcgan-features architectures`)")
+        model_spec = f"random:{arch}"
+    elif arch is not None:
+        ctx.fail("--arch goes with --random-init; with --model write random:ARCH")
+    opts = SourceOptions(seed=seed, width=width, weights=weights, image_size=image_size, normalize=normalize,
+                         kmeans_from=kmeans_from)
+    model = from_spec(model_spec, opts)
+    if list_layers:
+        from .sources.generic import list_layers as layer_table
+
+        rows = [("name", "type", f"output at 3x{model.image_size}x{model.image_size}")] + layer_table(model)
+        w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
+        for name, kind, shape in rows:
+            click.echo(f"{name:<{w0}}  {kind:<{w1}}  {shape}")
+        return
+    if dataset is None or out is None:
+        ctx.fail("extract needs --dataset and --out (or --list-layers)")
     split_list = tuple(dict.fromkeys(s.strip() for s in splits.split(",") if s.strip()))
     if not split_list:
         ctx.fail(f"--splits needs at least one split name, got {splits!r}")
     cfg = ExtractConfig(dataset=dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
                         batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite)
-    model = checkpoint_model(checkpoint) if checkpoint else random_init_model(arch, width, seed)
     res = extract(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)
     rows = " + ".join(f"{s} {n}" for s, n in res["rows"].items())
     if res["state"] == "done":
         click.echo(f"{out} already holds {rows} rows with these settings; nothing to do")
     else:
-        click.echo(f"wrote {rows} rows of {model.arch} features to {out} "
+        click.echo(f"wrote {rows} rows of {model.architecture} features to {out} "
                    f"({res['seconds']:.1f} s, {res['images_per_s']:.0f} img/s)")
 
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
-from .base import FeatureSource, Plan, PrepareContext, SourceOptions
+from .base import NORMALIZE, FeatureSource, Plan, PrepareContext, SourceOptions
 
-__all__ = ["SOURCES", "SourceKind", "FeatureSource", "Plan", "PrepareContext", "SourceOptions", "from_spec"]
+__all__ = ["SOURCES", "NORMALIZE", "SourceKind", "FeatureSource", "Plan", "PrepareContext", "SourceOptions",
+           "from_spec"]
 
 
 @dataclass(frozen=True)

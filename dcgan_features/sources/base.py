@@ -14,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from ..errors import UserError
+
+if TYPE_CHECKING:  # torch-free at import: the CLI reads the registry without loading torch
+    import torch
+
+NORMALIZE = ("minus1to1", "imagenet", "unit")  # how generic models are fed (sources.generic.normalize)
 
 
 @dataclass(frozen=True)

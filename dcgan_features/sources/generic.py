@@ -40,11 +40,10 @@ from torch import nn
 
 from ..errors import UserError
 from ..features import BN_MODES, batchnorms, bn_state, grid_max_pool, recompute_bn_stats, set_extraction_modes
-from .base import FeatureSource, Plan, PrepareContext, SourceOptions, file_sha256, text_sha256
+from .base import NORMALIZE, FeatureSource, Plan, PrepareContext, SourceOptions, file_sha256, text_sha256
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-NORMALIZE = ("minus1to1", "imagenet", "unit")
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm,
           nn.LocalResponseNorm)
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
