@@ -11,6 +11,10 @@ shared machine shows up as a gap between them (both are in the CSV). Rows are ap
     python benchmarks/extract_speed.py                                  # CPU, imagenet32 w32, Fashion-MNIST
     python benchmarks/extract_speed.py --dataset digits --n 1297 --width 16
     python benchmarks/extract_speed.py --device cuda --width 128 --n 50000 --batch-size 1024 --dataset synthetic-big
+    python benchmarks/extract_speed.py --model torchvision:resnet18 --layer all --grid 1   # any feature source
+
+With ``--model SPEC`` the bare forward is the source's whole module on the same input
+(normalised as the source feeds it); the extraction hooks ``--layer`` at ``--grid``.
 """
 
 from __future__ import annotations
@@ -50,15 +54,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def d_forward(D: torch.nn.Module, device: torch.device):
+    """D(x) of a uint8 batch, scaled on the device and channels-last, as extract runs it."""
+    return lambda x: D(to_model_input(x, device).contiguous(memory_format=torch.channels_last))
+
+
 @torch.no_grad()
-def bare_forward(D: torch.nn.Module, images: torch.Tensor, batch: int, device: torch.device) -> float:
-    """Seconds for D(x) over every image, batch by batch, input scaled on the device as extract does."""
+def bare_forward(forward, images: torch.Tensor, batch: int, device: torch.device) -> float:
+    """Seconds for ``forward`` over every image, batch by batch."""
     if device.type == "cuda":
         images = images.to(device)
     sync(device)
     t0 = time.perf_counter()
     for lo in range(0, images.shape[0], batch):
-        D(to_model_input(images[lo:lo + batch], device).contiguous(memory_format=torch.channels_last))
+        forward(images[lo:lo + batch].to(device))
     sync(device)
     return time.perf_counter() - t0
 
@@ -66,6 +75,10 @@ def bare_forward(D: torch.nn.Module, images: torch.Tensor, batch: int, device: t
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="imagenet32")
+    ap.add_argument("--model", default=None, metavar="SPEC",
+                    help="a feature source (extract --model) instead of a random-init --arch")
+    ap.add_argument("--layer", default="all", help="with --model: layers to hook")
+    ap.add_argument("--grid", type=int, default=4)
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--dataset", default="fashion-mnist",
                     help="a dataset name, or synthetic-big (generated, --n images, no files needed)")
@@ -83,12 +96,21 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = random_init_model(args.arch, args.width, seed=0)
-    # channels-last for the bare forward too: the fastest plain forward, as extract runs it
-    D = model.D.to(device=device, memory_format=torch.channels_last).eval()
+    if args.model:
+        from dcgan_features.sources import from_spec
+        from dcgan_features.sources.generic import normalize
+
+        model = from_spec(args.model)
+        net = model.module.to(device).eval()
+        forward = lambda x: net(normalize(x, model.normalize))  # noqa: E731
+        size, args.arch, args.width = model.image_size, args.model, ""
+    else:
+        model = random_init_model(args.arch, args.width, seed=0)
+        # channels-last for the bare forward too: the fastest plain forward, as extract runs it
+        forward = d_forward(model.D.to(device=device, memory_format=torch.channels_last).eval(), device)
+        size = model.image_size
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    size = 64 if args.arch == "dcgan64" else 32
     if args.dataset == "synthetic-big":
         x, y = make_synthetic(args.n, size=size)
         ds = ImageSet(torch.from_numpy(x), torch.from_numpy(y), "synthetic", "train")
@@ -99,21 +121,21 @@ def main() -> None:
     n = min(args.n, len(ds))
     data = {"train": ImageSet(ds.images[:n].contiguous(), ds.labels[:n], name, "train")}
 
-    bare_forward(D, data["train"].images[:2 * args.batch_size], args.batch_size, device)  # warm up
-    before = bare_forward(D, data["train"].images, args.batch_size, device)
+    bare_forward(forward, data["train"].images[:2 * args.batch_size], args.batch_size, device)  # warm up
+    before = bare_forward(forward, data["train"].images, args.batch_size, device)
     runs = []
     with tempfile.TemporaryDirectory(dir=args.tmp_dir) as tmp:
         for dtype in args.dtypes.split(","):
             out = Path(tmp) / f"f_{dtype}.h5"
             cfg = ExtractConfig(dataset=name, splits=("train",), bn=args.bn, dtype=dtype, batch_size=args.batch_size,
-                                device=str(device))
+                                device=str(device), layers=args.layer, grid=args.grid)
             res = extract(model, out, cfg, data=data)
             runs.append((dtype, res["seconds"], out.stat().st_size))
             out.unlink()
-    after = bare_forward(D, data["train"].images, args.batch_size, device)
+    after = bare_forward(forward, data["train"].images, args.batch_size, device)
     bare = (before + after) / 2
 
-    dim = model.D.feature_dim(4)
+    dim = model.plan(args.layer, args.grid, args.bn).dim
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     rows = []
     for dtype, seconds, size_bytes in runs:
