@@ -93,7 +93,7 @@ class FeatureSource:
 
     def needs_train(self, plan: Plan) -> bool:
         """Whether :meth:`prepare` needs the train split (loaded even when not extracted)."""
-        return False
+        return plan.bn_mode == "recompute"
 
     def prepare(self, plan: Plan, ctx: PrepareContext) -> None:
         """Work before extraction (fits, BN statistics); keep its result with ``ctx.save``."""
@@ -106,6 +106,21 @@ class FeatureSource:
         """A function uint8 batch on the device -> (B, plan.dim) features in ``dtype``."""
         raise NotImplementedError
         yield  # pragma: no cover
+
+
+def recompute_bn_once(model, plan: Plan, ctx: PrepareContext, to_input: Callable, **kw) -> None:
+    """``--bn recompute``: re-estimate BN over train once; a resumed run reuses the saved statistics."""
+    from ..features import bn_state, recompute_bn_stats
+
+    if plan.bn_mode != "recompute":
+        return
+    saved = ctx.saved("bn_stats")
+    if saved is not None:
+        model.load_state_dict({**model.state_dict(), **saved[0]})
+        return
+    ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
+    recompute_bn_stats(model, (to_input(x) for x in ctx.batches("train")), **kw)
+    ctx.save("bn_stats", bn_state(model))
 
 
 def text_sha256(text: str) -> str:

@@ -20,9 +20,8 @@ from torch import nn
 
 from ..architectures import get_arch
 from ..errors import UserError
-from ..features import BN_MODES, FeatureExtractor, bn_state, check_grid, parse_layers, recompute_bn_stats, \
-    to_model_input
-from .base import FeatureSource, Plan, PrepareContext, text_sha256
+from ..features import BN_MODES, FeatureExtractor, check_grid, parse_layers, to_model_input
+from .base import FeatureSource, Plan, PrepareContext, recompute_bn_once, text_sha256
 
 
 class Model(FeatureSource):
@@ -45,25 +44,13 @@ class Model(FeatureSource):
         info = {fi.name: fi for fi in self.D.feature_info}
         return Plan(names, [info[n].pooled_dim(grid) for n in names], bn)
 
-    def needs_train(self, plan: Plan) -> bool:
-        return plan.bn_mode == "recompute"
-
     def to(self, device: torch.device) -> "Model":
         # channels-last: faster convs on GPU and CPU (oneDNN), and vectorised pooling in the hooks
         self.D.to(device=device, memory_format=torch.channels_last)
         return self
 
     def prepare(self, plan: Plan, ctx: PrepareContext) -> None:
-        """``recompute``: re-estimate BN over train once; a resumed run reuses the saved statistics."""
-        if plan.bn_mode != "recompute":
-            return
-        saved = ctx.saved("bn_stats")
-        if saved is not None:
-            self.D.load_state_dict({**self.D.state_dict(), **saved[0]})
-            return
-        ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
-        recompute_bn_stats(self.D, (_input(x) for x in ctx.batches("train")), upto=plan.layers[-1])
-        ctx.save("bn_stats", bn_state(self.D))
+        recompute_bn_once(self.D, plan, ctx, _input, upto=plan.layers[-1])
 
     @contextlib.contextmanager
     def extractor(self, plan: Plan, grid: int, dtype: torch.dtype) -> Iterator:

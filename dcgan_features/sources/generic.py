@@ -39,8 +39,9 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..features import BN_MODES, batchnorms, bn_state, grid_max_pool, recompute_bn_stats, set_extraction_modes
-from .base import NORMALIZE, FeatureSource, Plan, PrepareContext, SourceOptions, file_sha256, text_sha256
+from ..features import BN_MODES, batchnorms, grid_max_pool, set_extraction_modes
+from .base import NORMALIZE, FeatureSource, Plan, PrepareContext, SourceOptions, file_sha256, recompute_bn_once, \
+    text_sha256
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -205,24 +206,12 @@ class ModuleSource(FeatureSource):
         has_bn = bool(batchnorms(self.module))
         return Plan([n for n, _ in chosen], dims, bn if has_bn else "none")
 
-    def needs_train(self, plan: Plan) -> bool:
-        return plan.bn_mode == "recompute"
-
     def to(self, device: torch.device) -> "ModuleSource":
         self.module.to(device)
         return self
 
     def prepare(self, plan: Plan, ctx: PrepareContext) -> None:
-        if plan.bn_mode != "recompute":
-            return
-        saved = ctx.saved("bn_stats")
-        if saved is not None:
-            self.module.load_state_dict({**self.module.state_dict(), **saved[0]})
-            return
-        ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
-        recompute_bn_stats(self.module, (normalize(x, self.normalize) for x in ctx.batches("train")),
-                           forward=self.module)
-        ctx.save("bn_stats", bn_state(self.module))
+        recompute_bn_once(self.module, plan, ctx, lambda x: normalize(x, self.normalize), forward=self.module)
 
     @contextlib.contextmanager
     def extractor(self, plan: Plan, grid: int, dtype: torch.dtype) -> Iterator:
