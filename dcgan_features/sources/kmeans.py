@@ -41,6 +41,16 @@ def _tensors(d: Dictionary) -> dict[str, torch.Tensor]:
     return {"mean": d.mean, "whitening": d.whitening, "centroids": d.centroids}
 
 
+def dictionary_sha256(d: Dictionary) -> str:
+    """sha256 of the dictionary's values (mean, whitening, centroids as float32): what a reuse is made from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in _tensors(d).values():
+        h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _dictionary(tensors: dict, attrs: dict) -> Dictionary:
     return Dictionary(tensors["mean"].float(), tensors["whitening"].float(), tensors["centroids"].float(),
                       int(attrs["patch"]), int(attrs["channels"]), float(attrs["norm_eps"]))
@@ -83,8 +93,8 @@ class KMeansSource(FeatureSource):
             if self.fitted.k != self.cfg.k:
                 raise UserError(f"--kmeans-from {kmeans_from} holds K = {self.fitted.k} centroids, "
                                 f"not the {self.cfg.k} of kmeans:{self.cfg.k}")
-            self.sha256 = attrs.get("dictionary_sha256") or text_sha256(str(attrs))
-        else:
+            self.sha256 = dictionary_sha256(self.fitted)
+        else:  # fitted on the train split of the dataset the file names, with this configuration
             self.sha256 = text_sha256(f"kmeans:{sorted(asdict(self.cfg).items())}:{self.image_size}")
         self.device = torch.device("cpu")
 
@@ -108,7 +118,7 @@ class KMeansSource(FeatureSource):
             self.fitted = fit_dictionary(ctx.images["train"], self.cfg, ctx.device, ctx.log)
         d = self.fitted
         attrs = {**asdict(self.cfg), "channels": d.channels, "image_size": self.image_size,
-                 "dictionary_sha256": self.sha256}
+                 "dictionary_sha256": dictionary_sha256(d)}
         ctx.save(GROUP, {k: v.cpu() for k, v in _tensors(d).items()}, attrs=attrs, keep=True)
 
     @contextlib.contextmanager

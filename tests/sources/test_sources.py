@@ -74,7 +74,10 @@ def test_kmeans_features_dictionary_and_reuse(tmp_path):
     # --kmeans-from: the stored dictionary encodes other rows identically, with no fit
     again = from_spec("kmeans:6", SourceOptions(kmeans_from=str(tmp_path / "k.h5")))
     extract(again, tmp_path / "k2.h5", cfg(splits=("test",)))
-    assert np.array_equal(read(tmp_path / "k2.h5")[0], X)
+    X2, meta2 = read(tmp_path / "k2.h5")
+    assert np.array_equal(X2, X)
+    with h5py.File(tmp_path / "k.h5") as f:  # the reuse is identified by the dictionary's own sha256
+        assert meta2["checkpoint_sha256"] == f["_source/kmeans"].attrs["dictionary_sha256"]
     # same seed, same features; another seed, another dictionary
     extract(KMeansSource(6, seed=2, config=TINY_KMEANS), tmp_path / "k3.h5", cfg())
     assert np.array_equal(read(tmp_path / "k3.h5")[0], X)
