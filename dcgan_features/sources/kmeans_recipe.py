@@ -138,7 +138,7 @@ def whiten_(x: torch.Tensor, mean: torch.Tensor, P: torch.Tensor) -> torch.Tenso
 
 
 def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: torch.Generator,
-          chunk: int = 8192) -> torch.Tensor:
+          chunk: int = 8192, log=lambda m: None) -> torch.Tensor:
     """Lloyd's K-means from ``centroids`` for a fixed number of iterations; empty clusters re-seeded.
 
     A patch goes to the centroid maximising ``x.c - |c|^2 / 2`` (nearest, as the demo computes
@@ -148,7 +148,7 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: 
     n, d = x.shape
     k = centroids.shape[0]
     c = centroids.clone()
-    for _ in range(iterations):
+    for it in range(iterations):
         half_sq = 0.5 * (c * c).sum(1)
         sums = torch.zeros((k, d), dtype=torch.float64, device=x.device)
         counts = torch.zeros(k, dtype=torch.float64, device=x.device)
@@ -162,6 +162,8 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: 
         if empty.any():
             pick = torch.randint(0, n, (int(empty.sum()),), generator=generator)
             c[empty] = x[pick.to(x.device)]
+        if (it + 1) % 10 == 0 or it + 1 == iterations:
+            log(f"K-means: iteration {it + 1}/{iterations}, {int(empty.sum())} empty clusters re-seeded")
     return c
 
 
@@ -180,7 +182,7 @@ def fit_dictionary(images: torch.Tensor, cfg: KMeansConfig, device: torch.device
     x = whiten_(x, mean, P)
     init = x[torch.randperm(x.shape[0], generator=g)[:cfg.k].to(x.device)]
     log(f"K-means: Lloyd's algorithm, K = {cfg.k}, {cfg.iterations} iterations")
-    c = lloyd(x, init, cfg.iterations, g)
+    c = lloyd(x, init, cfg.iterations, g, log=log)
     return Dictionary(mean, P, c, cfg.patch, images.shape[1], cfg.norm_eps)
 
 
