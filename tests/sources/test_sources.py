@@ -173,3 +173,30 @@ def test_bad_weights_and_layers_are_one_line_and_write_nothing(tmp_path, user_py
         with pytest.raises(UserError, match=match):
             extract(src, out, cfg(layers=layers, grid=64 if layers == "0" else 4))
         assert not out.exists() and not partial_path(out).exists()
+
+
+def test_kmeans_resume_reuses_the_dictionary_of_the_partial_file(tmp_path, monkeypatch):
+    import dcgan_features.sources.kmeans as km
+
+    out = tmp_path / "k.h5"
+    calls = {"n": 0}
+    real_encode = km.encode
+
+    def crash_after_one_batch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt  # as if killed after the fit and one batch
+        return real_encode(*a, **kw)
+
+    monkeypatch.setattr(km, "encode", crash_after_one_batch)
+    first = KMeansSource(5, seed=4, config=TINY_KMEANS)
+    with pytest.raises(KeyboardInterrupt):
+        extract(first, out, cfg())
+    assert partial_path(out).exists() and not out.exists()
+    monkeypatch.setattr(km, "encode", real_encode)
+    monkeypatch.setattr(km, "fit_dictionary", lambda *a, **kw: pytest.fail("a resumed run fitted again"))
+    again = KMeansSource(5, seed=4, config=TINY_KMEANS)
+    assert extract(again, out, cfg())["state"] == "resume"
+    assert torch.equal(again.fitted.centroids, first.fitted.centroids)
+    test = load("synthetic", "test", image_size=32).images[:12]
+    np.testing.assert_allclose(read(out)[0], encode(test, first.fitted).numpy(), rtol=1e-6)
