@@ -99,13 +99,18 @@ def grid_max_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
     PyTorch's NCHW CPU max-pool kernels loop over each window; when the windows tile the
     map (H, W divisible by ``grid``) an elementwise max over row slices followed by a
     reduction over the innermost axis gives the same values with vectorised loops.
-    Channels-last input (fast already) and uneven windows use adaptive_max_pool2d.
+    Channels-last input (fast already) and uneven windows use adaptive_max_pool2d; a 1x1
+    grid is one reduction over both spatial axes, in any memory format.
 
     >>> x = torch.randn(2, 3, 8, 8)
     >>> torch.equal(grid_max_pool(x, 4), F.adaptive_max_pool2d(x, 4))
     True
+    >>> torch.equal(grid_max_pool(x, 1), F.adaptive_max_pool2d(x, 1))
+    True
     """
     B, C, H, W = x.shape
+    if grid == 1:
+        return x.amax((2, 3), keepdim=True)
     if (x.device.type != "cpu" or H % grid or W % grid or not x.is_contiguous()
             or x.is_contiguous(memory_format=torch.channels_last) and C > 1):
         return F.adaptive_max_pool2d(x, grid)
