@@ -79,12 +79,18 @@ def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Iter
     >>> write_csv_atomic(out, ["a", "b"], [{"a": 2, "b": None}, {"b": "x"}], append=True)
     >>> out.read_text().splitlines()
     ['a,b', '1,', '2,', ',x']
+    >>> write_csv_atomic(out, ["a", "b", "c"], [{"c": 3}], append=True)  # a new column: the old rows follow it
+    >>> out.read_text().splitlines()
+    ['a,b,c', '1,,', '2,,', ',x,', ',,3']
     """
     import csv
     import io
 
     path = Path(path)
     old = path.read_text() if append and path.exists() else ""
+    if old and next(csv.reader(io.StringIO(old)), None) != list(columns):  # written before a column was added
+        rows = [*csv.DictReader(io.StringIO(old)), *rows]
+        old = ""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if not old:

@@ -124,6 +124,9 @@ def _parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
               type=click.Choice(["svm", "logreg", "knn", "all"]), help="Probe(s); repeat the flag or use all.")
 @click.option("--C", "c_grid", default=None, metavar="GRID",
               help="Comma-separated C grid. [default: the protocol's: 1e-5..1e-1, svhn 1e-4..1e-2]")
+@click.option("--extend-C", "c_extend", type=click.IntRange(min=0), default=None,
+              help="When C lands on the grid's first or last value, add a decade that way and choose again (on validation), "
+                   "at most this many times (0: never). [default: the protocol's: 2, svhn 0 as the authors]")
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Seeded label draws of the few-labels column. [default: the protocol's: 10, svhn 100]")
 @click.option("--seed", type=int, default=0, help="Seed of the validation split and the label draws.")
@@ -139,7 +142,7 @@ def _parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
               help="Folder for one JSON per record and the rows appended to probes.csv.")
 @click.pass_context
 def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tuple[str, ...], c_grid: str | None,
-              draws: int | None, seed: int, standardize: bool, device: str, backend: str, val_size: int | None,
+              c_extend: int | None, draws: int | None, seed: int, standardize: bool, device: str, backend: str, val_size: int | None,
               labels_per_class: int | None, out_dir: str) -> None:
     """Linear probes on extracted features under DATASET's protocol (C chosen on validation rows).
 
@@ -162,7 +165,7 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         ctx.fail("--backend sklearn runs on the CPU only; drop --device cuda")
     if not Path(features_path).is_file():
         raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
-    cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class)
+    cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend)
     with FeatureFile(features_path) as ff:
         made_from = ff.meta.get("dataset")
         if made_from and made_from != dataset:

@@ -4,8 +4,8 @@ A record is one dict per (features, protocol column, probe) as :func:`~dcgan_fea
 returns it; :data:`CSV_COLUMNS` is the fixed column order of every probes CSV (DESIGN.md section 6).
 The ``probe`` command, the quickstart and ``benchmarks/accuracy.py`` all write through here.
 
->>> csv_value(None), csv_value(0.1 + 0.2), csv_value("svm")
-('', '0.3', 'svm')
+>>> csv_value(None), csv_value(0.1 + 0.2), csv_value("svm"), csv_value([1e-5, 1e-4])
+('', '0.3', 'svm', '1e-05;0.0001')
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from .atomic import write_csv_atomic, write_text_atomic
 from .errors import UserError
 
 CSV_COLUMNS = ("dataset", "protocol", "features", "architecture", "checkpoint", "layers", "dim", "probe", "C",
-               "n_labels", "metric", "mean", "ci95", "n_runs", "fit_seconds", "device", "paper_value")
+               "n_labels", "metric", "mean", "ci95", "n_runs", "fit_seconds", "device", "paper_value",
+               "c_at_edge", "c_grid")
 
 
 def format_table(records: Sequence[dict]) -> str:
@@ -40,6 +41,8 @@ def csv_value(v) -> str:
         return ""
     if isinstance(v, float):
         return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):  # a C grid: 1e-05;0.0001;0.001
+        return ";".join(csv_value(x) for x in v)
     return str(v)
 
 

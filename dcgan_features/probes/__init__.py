@@ -12,6 +12,7 @@ Objectives (scikit-learn's, so a C means the same in both backends):
 Modules (imports point down this list, never up):
 
 - :mod:`.protocols`   which rows fit, which choose C (validation, never test), which measure
+- :mod:`.c_search`    choosing C on validation, widening the grid when C lands on its edge
 - :mod:`.estimators`  the probe interface the protocols use; :func:`fit` picks the backend
 - :mod:`.knn`         the weighted kNN probe
 - :mod:`.newton`      the torch solver: Newton loop, CG, line search

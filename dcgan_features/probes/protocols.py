@@ -14,6 +14,11 @@ over any probe of :mod:`.estimators`. Each column is optional per protocol:
   authors' protocol) C is chosen on that many draws and ``draws`` fresh draws are measured.
   ``mean +- ci95`` is mean +- 1.96 std over draws, as the SVHN paper reports it.
 
+When the chosen C is the first or last value of its grid, the grid grows by a decade in that
+direction and C is chosen again, at most ``c_extend`` times (:mod:`.c_search`; 2, except svhn:
+0, as the authors searched their grid only); every record carries the grid actually searched
+(``c_grid``) and whether C is still at its edge (``c_at_edge``).
+
 Sizes (:data:`PROTOCOLS`, overridable field by field with :func:`get_protocol`):
 
 ============== ======== ============== ================ ===== =========================
@@ -47,6 +52,7 @@ import numpy as np
 
 from ..devices import resolve_device
 from ..errors import UserError
+from .c_search import CSearch, search_C
 from .estimators import get_probe
 from .linear import check_Cs
 from .rows import ArrayRows, Standardized, open_split, standardizer
@@ -66,6 +72,7 @@ class ProtocolConfig:
     draws: int = 10
     select_draws: int = 0
     c_grid: tuple[float, ...] = WIDE_GRID
+    c_extend: int = 2  # decades the grid may grow by when C lands on its edge
     metric: str = "accuracy"  # or "error" (= 100 - accuracy), both in percent
     n_classes: int = 10
     paper_full: float | None = None
@@ -78,7 +85,7 @@ PROTOCOLS = {
     "cifar10": ProtocolConfig("cifar10", val_size=10000, labels_per_class=400, draws=10,
                               paper_full=82.8, paper_draws=73.8),
     "svhn": ProtocolConfig("svhn", val_size=10000, full=False, labels_per_class=100, draws=100,
-                           select_draws=10, c_grid=SVHN_GRID, metric="error", paper_draws=22.48),
+                           select_draws=10, c_grid=SVHN_GRID, c_extend=0, metric="error", paper_draws=22.48),
     "fashion-mnist": ProtocolConfig("fashion-mnist", val_size=10000, labels_per_class=100, draws=10),
     "digits": ProtocolConfig("digits", val_size=300, labels_per_class=20, draws=10),
 }
@@ -95,6 +102,8 @@ def get_protocol(name: str, **overrides) -> ProtocolConfig:
         raise UserError(f"--labels-per-class must be >= 1, got {cfg.labels_per_class}")
     if cfg.draws < 1:
         raise UserError(f"--draws must be >= 1, got {cfg.draws}")
+    if cfg.c_extend < 0:
+        raise UserError(f"--extend-C must be >= 0, got {cfg.c_extend}")
     return cfg
 
 
@@ -185,9 +194,8 @@ def _score(acc: float, metric: str) -> float:
     return 100.0 * acc if metric == "accuracy" else 100.0 * (1.0 - acc)
 
 
-def _pick(val_acc: np.ndarray) -> int:
-    """Index of the best mean validation accuracy; ties go to the smaller C (the grid's order)."""
-    return int(np.flatnonzero(val_acc >= val_acc.max() - 1e-12)[0])
+def _val_scores(search: CSearch, metric: str) -> dict:
+    return {f"{c:g}": _score(a, metric) for c, a in zip(search.grid, search.val_acc)}
 
 
 @dataclass
@@ -215,19 +223,28 @@ class Split:
                                              d, stream=stream, split=cfg.train_split))
 
 
-def full_column(probe, split: Split, grid: np.ndarray) -> dict:
+def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None] = lambda m: None) -> dict:
     """The ``all`` column: C by validation accuracy, then one refit on every labelled row, measured on test."""
     t0 = time.perf_counter()
     train, metric = split.train, split.cfg.metric
-    C, val_scores, conv = None, {}, True
+    C, val_scores, conv, searched = None, {}, True, {"c_at_edge": None, "c_grid": None}
     if probe.has_C:
-        sel = probe.fit(train.subset(split.pool_idx), grid)  # every C, validation rows held out
-        val_acc = probe.accuracy(sel, train.subset(split.val_idx))
-        best = _pick(val_acc)  # C is chosen here, on validation rows only
-        final = probe.fit(train.subset(split.labelled_idx), grid[best:best + 1], warm=sel.select(best))
-        C = float(grid[best])
-        val_scores = {f"{c:g}": _score(a, metric) for c, a in zip(grid, val_acc)}
-        conv = bool(sel.converged.all() and final.converged.all())
+        pool, val_rows = train.subset(split.pool_idx), train.subset(split.val_idx)  # validation rows held out
+        fits: dict[float, object] = {}  # C -> its one-C selection fit, the refit's warm start
+
+        def evaluate(Cs: list[float]) -> np.ndarray:
+            nonlocal conv
+            edge = fits[min(fits, key=lambda c: abs(math.log(c / Cs[0])))] if fits else None
+            sel = probe.fit(pool, Cs, warm=edge)
+            conv &= bool(sel.converged.all())
+            fits.update({c: sel.select(i) for i, c in enumerate(Cs)})
+            return probe.accuracy(sel, val_rows)
+
+        search = search_C(grid, evaluate, split.cfg.c_extend, say)  # C is chosen here, on validation rows only
+        C = search.C
+        final = probe.fit(train.subset(split.labelled_idx), [C], warm=fits[C])
+        val_scores, searched = _val_scores(search, metric), search.record()
+        conv &= bool(final.converged.all())
     else:
         final = probe.fit(train.subset(split.labelled_idx), None)
     acc = float(probe.accuracy(final, split.test)[0])  # test rows: measured once, C fixed
@@ -235,7 +252,7 @@ def full_column(probe, split: Split, grid: np.ndarray) -> dict:
     return {"C": C, "n_labels": len(split.labelled_idx), "metric": metric, "mean": _score(acc, metric),
             "ci95": 100 * 1.96 * math.sqrt(acc * (1 - acc) / n_test), "n_runs": 1,
             "fit_seconds": time.perf_counter() - t0, "paper_value": split.cfg.paper_full, "std": 0.0,
-            "val_scores": val_scores, "converged": conv}
+            "val_scores": val_scores, "converged": conv, **searched}
 
 
 def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None]) -> dict:
@@ -247,40 +264,50 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
     """
     t0 = time.perf_counter()
     cfg = split.cfg
-    best, C, val_scores, conv = 0, None, {}, True
+    C, val_scores, conv, searched = None, {}, True, {"c_at_edge": None, "c_grid": None}
     if not probe.has_C:
         test_acc = np.array([probe.accuracy(probe.fit(split.draw(d), None), split.test)[0]
-                             for d in range(cfg.draws)])[:, None]
+                             for d in range(cfg.draws)])
     else:
         sel_draws = cfg.select_draws or cfg.draws
         val_src = split.train.subset(split.val_idx)
-        test_acc = np.zeros((cfg.draws, len(grid)))
-        val_acc = np.zeros((sel_draws, len(grid)))
-        # warm starts: each draw's grid starts from the previous draw's solutions (same C,
-        # same distribution of rows): fewer Newton steps, same optimum
-        f = None
-        for d in range(sel_draws):
-            f = probe.fit(split.draw(d), grid, warm=f)
-            val_acc[d] = probe.accuracy(f, val_src)
-            conv &= bool(f.converged.all())
-            if not cfg.select_draws:
-                test_acc[d] = probe.accuracy(f, split.test)
-            say(f"selection draw {d + 1}/{sel_draws}")
-        best = _pick(val_acc.mean(0))  # C is chosen here, on validation rows only
-        C = float(grid[best])
-        val_scores = {f"{c:g}": _score(a, cfg.metric) for c, a in zip(grid, val_acc.mean(0))}
+        draws = [split.draw(d) for d in range(sel_draws)]
+        last: dict[float, object] = {}  # C -> the last selection draw's one-C fit
+        test_by_C: dict[float, np.ndarray] = {}  # without select_draws: each draw's test accuracy per C
+
+        def evaluate(Cs: list[float]) -> np.ndarray:
+            nonlocal conv
+            val_acc, test_acc = np.zeros((sel_draws, len(Cs))), np.zeros((sel_draws, len(Cs)))
+            # warm starts: each draw's grid starts from the previous draw's solutions (same
+            # C, same distribution of rows): fewer Newton steps, same optimum
+            f = last[min(last, key=lambda c: abs(math.log(c / Cs[0])))] if last else None  # widening: the edge's
+            for d, rows in enumerate(draws):
+                f = probe.fit(rows, Cs, warm=f)
+                val_acc[d] = probe.accuracy(f, val_src)
+                conv &= bool(f.converged.all())
+                if not cfg.select_draws:
+                    test_acc[d] = probe.accuracy(f, split.test)
+                say(f"selection draw {d + 1}/{sel_draws}" + (f" at C={Cs[0]:g}" if len(Cs) == 1 else ""))
+            last.update({c: f.select(i) for i, c in enumerate(Cs)})
+            test_by_C.update({c: test_acc[:, i] for i, c in enumerate(Cs)})
+            return val_acc.mean(0)
+
+        search = search_C(grid, evaluate, cfg.c_extend, say)  # C is chosen here, on validation rows only
+        C, val_scores, searched = search.C, _val_scores(search, cfg.metric), search.record()
         if cfg.select_draws:  # fresh draws (another seed stream) at the chosen C only
-            f = f.select(best)
+            f, test_acc = last[C], np.zeros(cfg.draws)
             for d in range(cfg.draws):
                 f = probe.fit(split.draw(d, stream=2), [C], warm=f)
-                test_acc[d, best] = float(probe.accuracy(f, split.test)[0])
+                test_acc[d] = float(probe.accuracy(f, split.test)[0])
                 conv &= bool(f.converged.all())
-    scores = np.array([_score(a, cfg.metric) for a in test_acc[:, best]])
+        else:
+            test_acc = test_by_C[C]
+    scores = np.array([_score(a, cfg.metric) for a in test_acc])
     mean, std = float(scores.mean()), float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
     return {"C": C, "n_labels": cfg.labels_per_class * cfg.n_classes, "metric": cfg.metric, "mean": mean,
             "ci95": 1.96 * std, "n_runs": cfg.draws, "fit_seconds": time.perf_counter() - t0,
             "paper_value": cfg.paper_draws, "std": std, "val_scores": val_scores, "per_draw": scores.tolist(),
-            "converged": conv}
+            "converged": conv, **searched}
 
 
 def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, standardize: bool) -> Split:
@@ -329,7 +356,7 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
 
     for probe in kinds:
         if cfg.full:
-            col = full_column(probe, split, grid)
+            col = full_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/all: {m}"))
             records.append({**base, "protocol": f"{name}/all", "probe": probe.name, **col, **tail})
             shown = "-" if col["C"] is None else f"{col['C']:g}"
             say(f"{probe.name} {name}/all: {cfg.metric} {col['mean']:.2f}% (C={shown})")

@@ -84,7 +84,9 @@ def test_digits_protocol_chooses_C_on_validation_only(digits, monkeypatch):
     for r in recs:
         assert set(CSV_COLUMNS) <= set(r)
         if r["probe"] != "knn":
-            assert r["C"] in (1e-3, 1e-1, 10.0)
+            grid = r["c_grid"]  # the grid asked for, widened by a decade where C landed on its edge
+            assert r["C"] in grid and 3 <= len(grid) <= 5 and [1e-3, 1e-1, 10.0] == [c for c in grid if c in (1e-3, 1e-1, 10.0)]
+            assert r["c_at_edge"] == (r["C"] in (grid[0], grid[-1]))
             best = max(r["val_scores"], key=lambda c: r["val_scores"][c])
             assert float(best) == r["C"]  # accuracy: higher is better
     full_svm = recs[0]
@@ -123,6 +125,11 @@ def test_probe_command_end_to_end(capsys, tmp_path, digits_file):
     assert len(rows) == 4 and {r["probe"] for r in rows} == {"svm", "logreg"}
     assert all(r["dataset"] == "digits" and r["dim"] == "64" and r["device"] == "cpu" for r in rows)
     assert float(rows[0]["mean"]) > 85
+    code, out, err = run(capsys, "probe", "digits", "--features", str(digits_file), "--draws", "2", "--probe", "svm",
+                         "--C", "1e-5,1e-4", "--extend-C", "0", "--device", "cpu", "--out", str(tmp_path / "o"))
+    rows = list(csv.DictReader(open(tmp_path / "o" / "probes.csv")))
+    assert code == 0 and len(rows) == 6 and "still at the edge of the searched grid 1e-05, 0.0001" in err
+    assert [(r["c_grid"], r["c_at_edge"]) for r in rows[4:]] == [("1e-05;0.0001", "True")] * 2
 
 
 def _one_line_error(capsys, *args, match):
@@ -186,3 +193,48 @@ def test_warm_started_draws_reach_the_same_optimum(digits):
         f_c = objective("logreg", cold.coef[i].numpy(), cold.intercept[i].numpy(), Xtr[b], ytr[b], C)
         f_w = objective("logreg", warm.coef[i].numpy(), warm.intercept[i].numpy(), Xtr[b], ytr[b], C)
         assert abs(f_c - f_w) <= 1e-4 * f_c
+
+
+# ----------------------------------------------------------------- C at the grid's edge
+
+
+def test_C_on_the_grid_edge_widens_it_by_decades_on_validation_only(digits, monkeypatch):
+    """Pixels want a larger C than 1e-4: the choice sits on the top edge, so the grid grows
+    twice by a decade (fits of pool rows only), is recorded, and is said."""
+    Xtr, ytr, Xte, yte = digits
+    from dcgan_features.probes import estimators
+    from dcgan_features.records import csv_value
+
+    seen, real_fit = [], estimators.fit
+    monkeypatch.setattr(estimators, "fit", lambda p, src, Cs, *a, **kw: seen.append((src, list(Cs))) or
+                        real_fit(p, src, Cs, *a, **kw))
+    said = []
+    cfg = get_protocol("digits", draws=2, labels_per_class=5)
+    recs = run_protocol("digits", from_arrays(Xtr, ytr, Xte, yte), ("svm",), cfg, Cs=[1e-5, 1e-4], seed=0,
+                        device="cpu", log=said.append)
+    val, _ = split_validation(ytr, cfg.val_size, 10, seed=0)
+    for r in recs:
+        assert r["c_grid"] == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2]) and r["c_at_edge"] is True
+        assert set(r["val_scores"]) == {"1e-05", "0.0001", "0.001", "0.01"}
+        assert r["C"] == pytest.approx(1e-2) and max(r["val_scores"].values()) == r["val_scores"]["0.01"]
+        assert csv_value(r["c_grid"]) == "1e-05;0.0001;0.001;0.01"
+    assert sum("adding C=0.001 (1 of at most 2)" in m for m in said) == 2  # once per column
+    assert sum("still at the edge" in m for m in said) == 2
+    # each added decade was fitted alone, on training rows outside validation only
+    added = [src for src, Cs in seen if len(Cs) == 1 and Cs[0] in (1e-3, 1e-2) and len(src.rows) != len(ytr)]
+    assert len(added) == 2 * (1 + 2) and all(len(np.intersect1d(s.rows, val)) == 0 for s in added)
+    assert all(s.split == "train" for s, _ in seen)
+
+
+def test_C_inside_the_grid_or_fixed_is_not_widened(digits):
+    Xtr, ytr, Xte, yte = digits
+    feats = from_arrays(Xtr, ytr, Xte, yte)
+    cfg = get_protocol("digits", draws=2, labels_per_class=5, full=False)
+    (inside,) = run_protocol("digits", feats, ("svm",), cfg, Cs=[1e-2, 1e-1, 1.0], device="cpu")
+    assert inside["c_grid"] == [1e-2, 1e-1, 1.0] and inside["C"] == 1e-1 and inside["c_at_edge"] is False
+    (fixed,) = run_protocol("digits", feats, ("svm",), cfg, Cs=[1e-5], device="cpu")
+    assert fixed["c_grid"] == [1e-5] and fixed["c_at_edge"] is False
+    off = get_protocol("digits", draws=2, labels_per_class=5, full=False, c_extend=0)
+    (r,) = run_protocol("digits", feats, ("svm",), off, Cs=[1e-5, 1e-4], device="cpu")
+    assert r["c_grid"] == [1e-5, 1e-4] and r["c_at_edge"] is True and r["C"] == 1e-4
+    assert PROTOCOLS["svhn"].c_extend == 0 and PROTOCOLS["cifar10"].c_extend == 2
