@@ -125,8 +125,8 @@ def _parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 @click.option("--C", "c_grid", default=None, metavar="GRID",
               help="Comma-separated C grid. [default: the protocol's: 1e-5..1e-1, svhn 1e-4..1e-2]")
 @click.option("--extend-C", "c_extend", type=click.IntRange(min=0), default=None,
-              help="When C lands on the grid's first or last value, add a decade that way and choose again (on validation), "
-                   "at most this many times (0: never). [default: the protocol's: 2, svhn 0 as the authors]")
+              help="When C lands on the grid's first or last value, add a decade that way and choose again "
+                   "(on validation), at most this many times (0: never). [default: the protocol's: 2, svhn 0]")
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Seeded label draws of the few-labels column. [default: the protocol's: 10, svhn 100]")
 @click.option("--seed", type=int, default=0, help="Seed of the validation split and the label draws.")
