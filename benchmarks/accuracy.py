@@ -262,7 +262,7 @@ def main() -> None:
     ap.add_argument("--bn", default="recompute", choices=["recompute", "running", "batch"])
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--draws", type=int, default=None, help="few-labels draws [default: the protocol's]")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=None, help="protocol seed [default: the protocol's: 0, svhn 42]")
     ap.add_argument("--no-blocks", dest="blocks", action="store_false", help="skip the one-block rows")
     ap.add_argument("--no-full", action="store_true",
                     help="only the few-labels column (no fit on every label); for CPU-sized runs")

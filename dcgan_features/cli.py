@@ -129,7 +129,16 @@ def _parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
                    "(on validation), at most this many times (0: never). [default: the protocol's: 2, svhn 0]")
 @click.option("--draws", type=click.IntRange(min=1), default=None,
               help="Seeded label draws of the few-labels column. [default: the protocol's: 10, svhn 100]")
-@click.option("--seed", type=int, default=0, help="Seed of the validation split and the label draws.")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the validation split and the label draws. [default: the protocol's: 0, svhn 42]")
+@click.option("--validation", type=click.Choice(["per-class", "uniform"]), default=None,
+              help="Validation rows: val-size/classes of each class, or val-size drawn uniformly (the SVHN "
+                   "authors'). [default: the protocol's: per-class, svhn uniform]")
+@click.option("--selection", type=click.Choice(["shared", "fresh"]), default=None,
+              help="Choosing C: the same draws for every C, or fresh draws for each C from one stream that "
+                   "then gives the measured draws (the SVHN authors'). [default: shared, svhn fresh]")
+@click.option("--ci-ddof", type=click.Choice(["0", "1"]), default=None,
+              help="The interval is 1.96 x std over draws with this ddof. [default: 1, svhn 0 as the authors]")
 @click.option("--standardize", is_flag=True, help="Scale every feature to zero mean, unit variance (train rows).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--backend", type=click.Choice(["torch", "sklearn"]), default="torch",
@@ -142,7 +151,8 @@ def _parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
               help="Folder for one JSON per record and the rows appended to probes.csv.")
 @click.pass_context
 def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tuple[str, ...], c_grid: str | None,
-              c_extend: int | None, draws: int | None, seed: int, standardize: bool, device: str, backend: str, val_size: int | None,
+              c_extend: int | None, draws: int | None, seed: int | None, validation: str | None,
+              selection: str | None, ci_ddof: str | None, standardize: bool, device: str, backend: str, val_size: int | None,
               labels_per_class: int | None, out_dir: str) -> None:
     """Linear probes on extracted features under DATASET's protocol (C chosen on validation rows).
 
@@ -165,7 +175,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         ctx.fail("--backend sklearn runs on the CPU only; drop --device cuda")
     if not Path(features_path).is_file():
         raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
-    cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend)
+    cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,
+                       validation=validation, selection=selection, ci_ddof=None if ci_ddof is None else int(ci_ddof))
     with FeatureFile(features_path) as ff:
         made_from = ff.meta.get("dataset")
         if made_from and made_from != dataset:
@@ -423,9 +434,13 @@ def _normalize_choices() -> list[str]:
               help="D blocks: all, a comma list (d1,d3) or a range (d2..d4); generic models: module names "
                    "or globs (layer1,layer2.*.conv2), all = every Conv2d after its activation.")
 @click.option("--grid", type=click.IntRange(min=1), default=4, help="Max-pool each block's output to GRID x GRID.")
-@click.option("--bn", type=click.Choice(["recompute", "running", "batch"]), default="recompute",
-              help="BatchNorm: re-estimate statistics over train (the paper's way), the checkpoint's, or per batch.")
-@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", help="Stored feature dtype.")
+@click.option("--bn", type=click.Choice(["recompute", "authors", "running", "batch"]), default=None,
+              help="BatchNorm: re-estimate statistics over train (the paper's way), over train as the SVHN "
+                   "authors' script does it exactly, the checkpoint's, or per batch. [default: svhn authors, "
+                   "others recompute]")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
+              help="Stored feature dtype. [default: float32 for the paper's protocols (cifar10, svhn, also "
+                   "with TF32 off on a GPU), float16 otherwise]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Images per forward pass.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
@@ -449,7 +464,7 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
       dcgan-features extract --model torchvision:resnet18 --list-layers
       dcgan-features extract --model python:my_net.py:make --weights w.pt --layer 'layer1,layer2.*' --dataset cifar10 --out m.h5
     """
-    from .extract import ExtractConfig, extract
+    from .extract import extract, extract_config
     from .sources import SourceOptions, from_spec
 
     if sum(x is not None and x is not False for x in (model_spec, checkpoint, random_init or None)) != 1:
@@ -482,8 +497,8 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
     split_list = tuple(dict.fromkeys(s.strip() for s in splits.split(",") if s.strip()))
     if not split_list:
         ctx.fail(f"--splits needs at least one split name, got {splits!r}")
-    cfg = ExtractConfig(dataset=dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
-                        batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite)
+    cfg = extract_config(dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
+                         batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite)
     res = extract(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)
     rows = " + ".join(f"{s} {n}" for s, n in res["rows"].items())
     if res["state"] == "done":

@@ -23,6 +23,7 @@ kept in the partial file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -30,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -61,6 +62,31 @@ class ExtractConfig:
     data_dir: str | None = None
     limit: int | None = None  # first N rows of each split (quick runs, benchmarks)
     overwrite: bool = False
+    tf32: bool = True  # TF32 convs/matmuls on a GPU; off under the paper's protocols
+    bn_holdout: int = 10000  # bn "authors": the validation rows their BN statistics leave out
+    bn_seed: int = 42  # bn "authors": the seed of their shuffle (lib/rng.py)
+    bn_batch_size: int = 128  # bn "authors": their batch size (infer_bnorm_stats)
+
+
+# Extraction under the paper's protocols (``extract_config``): features kept in float32 and
+# no TF32, so the probe sees the model's float32 features; SVHN's BatchNorm statistics as
+# the authors' script estimates them. Elsewhere float16 and TF32 (faster, smaller) stay.
+PAPER_EXTRACTION: dict[str, dict] = {
+    "svhn": {"bn": "authors", "dtype": "float32", "tf32": False},
+    "cifar10": {"dtype": "float32", "tf32": False},
+}
+
+
+def extract_config(dataset: str, **overrides) -> ExtractConfig:
+    """The ExtractConfig for ``dataset``: the paper protocol's settings where it has one, then
+    ``overrides`` (``None`` values ignored).
+
+    >>> c = extract_config("svhn", device="cpu")
+    >>> c.bn, c.dtype, c.tf32, extract_config("digits", dtype=None).dtype
+    ('authors', 'float32', False, 'float16')
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return ExtractConfig(dataset=dataset, **{**PAPER_EXTRACTION.get(dataset, {}), **given})
 
 
 # Our discriminators are sources like any other; their builders keep their old import path.
@@ -199,8 +225,10 @@ def extract(model: FeatureSource, out: str | os.PathLike, cfg: ExtractConfig, da
     meta = FileMeta(cfg.dataset, model.architecture, model.width, tuple(plan.layers), tuple(plan.layer_dims), grid,
                     plan.bn_mode, model.sha256, cfg.dtype, model.spec)
     splits = {s: (labels[s], np.arange(len(labels[s]), dtype=np.int64)) for s in cfg.splits}
-    writer = FeatureWriter(out, meta, splits, resume_key={"batch_size": cfg.batch_size}, overwrite=cfg.overwrite,
-                           log=log)
+    key = {"batch_size": cfg.batch_size, "tf32": cfg.tf32}
+    if plan.bn_mode == "authors":
+        key.update(bn_holdout=cfg.bn_holdout, bn_seed=cfg.bn_seed, bn_batch_size=cfg.bn_batch_size)
+    writer = FeatureWriter(out, meta, splits, resume_key=key, overwrite=cfg.overwrite, log=log)
     t0 = time.perf_counter()
     try:
         writer.open()
@@ -211,11 +239,38 @@ def extract(model: FeatureSource, out: str | os.PathLike, cfg: ExtractConfig, da
         return {"path": str(out), "state": "done", "rows": rows, "seconds": 0.0, "images_per_s": 0.0}
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     try:
-        return _run(model, plan, device, cfg, writer, images, rows, t0, kill_after, log, progress)
+        with _tf32(cfg.tf32):
+            return _run(model, plan, device, cfg, writer, images, rows, t0, kill_after, log, progress)
     except OSError as e:
         raise _disk_error(e, out, writer) from None
     finally:
         writer.close()
+
+
+@contextlib.contextmanager
+def _tf32(allowed: bool):
+    """TF32 for cuDNN convolutions and CUDA matmuls as asked, restored afterwards."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def _authors_bn_batches(cfg: ExtractConfig, train: torch.Tensor, device: torch.device, log) -> Iterator:
+    """``--bn authors``: the train rows the SVHN authors' validation split leaves (their
+    RandomState(seed) shuffle, the first ``bn_holdout`` rows out), in that shuffled order,
+    in batches of ``bn_batch_size`` (their 128)."""
+    from .probes.authors import validation_split
+
+    _, rows = validation_split(train.shape[0], cfg.bn_holdout, cfg.bn_seed)
+    rows = torch.from_numpy(rows).to(train.device)
+    bs = cfg.bn_batch_size
+    log(f"re-estimating BatchNorm statistics as the SVHN authors: {len(rows)} train images outside their "
+        f"{cfg.bn_holdout} validation rows, shuffled (seed {cfg.bn_seed}), batches of {bs}, biased variance")
+    for lo in range(0, len(rows), bs):
+        yield train[rows[lo:lo + bs]].to(device, non_blocking=True)
 
 
 def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractConfig, writer: FeatureWriter,
@@ -233,8 +288,9 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
             yield x[lo:lo + bs].to(device, non_blocking=True)
 
     # (3) the source's own preparation (BN re-estimation, a K-means fit), kept for a resume
+    bn_batches = (lambda: _authors_bn_batches(cfg, images["train"], device, log)) if plan.bn_mode == "authors" else None
     model.prepare(plan, PrepareContext(images, device, lambda s: batches(images[s]), writer.saved_state,
-                                       writer.save_state, log))
+                                       writer.save_state, log, bn_batches))
 
     # (4) batches -> features -> writer thread; resume at the batch holding the first missing row
     done_rows = [0]

@@ -6,11 +6,14 @@ concatenated in block order. Each hook pools and copies *inside the hook*, strai
 the output matrix: the blocks end in an in-place LeakyReLU, so a hook that kept a
 reference to its tensor could see it overwritten by whatever in-place op runs next.
 
-BatchNorm has three modes (``BN_MODES``): ``running`` uses the stored statistics (eval
+BatchNorm has four modes (``BN_MODES``): ``running`` uses the stored statistics (eval
 mode); ``batch`` normalises with each batch's own statistics without touching the stored
 ones; ``recompute`` first re-estimates every BN layer's population statistics over the
 training images with :func:`recompute_bn_stats` (a cumulative average over batches,
-as the authors' script did), then extracts as ``running``.
+as the authors' script did), then extracts as ``running``; ``authors`` is ``recompute`` as
+the SVHN authors' script does it exactly (the train rows outside their validation split,
+in their shuffled order, batches of 128, the biased variance of each batch: see
+``extract``).
 
 >>> from dcgan_features.architectures import build
 >>> _, D = build("imagenet32", width=4, seed=0)
@@ -32,7 +35,7 @@ from torch import nn
 
 from .errors import UserError
 
-BN_MODES = ("recompute", "running", "batch")
+BN_MODES = ("recompute", "authors", "running", "batch")
 
 
 # ------------------------------------------------------------------------- layers
@@ -256,16 +259,18 @@ def extract_features(D: nn.Module, x: torch.Tensor, layers: str | Sequence[str] 
 
 @torch.no_grad()
 def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str | None = None,
-                       forward: Callable[[torch.Tensor], object] | None = None) -> int:
+                       forward: Callable[[torch.Tensor], object] | None = None, biased: bool = False) -> int:
     """Re-estimate every BN layer's population mean and variance over ``batches``.
 
     Each BN layer's running statistics are reset and re-accumulated as the plain average
     over batches (``momentum=None``) in train mode, so every layer sees the batch-normalised
-    output of the layers before it, as in the authors' script. Weights are not touched; the
-    running statistics of D are replaced (copy D first to keep the old ones). Only blocks up
-    to ``upto`` (default: all) run; a model without named ``blocks`` (any nn.Module) runs
-    ``forward`` (default: the model itself) instead. The caller's modes and momenta are restored.
-    Returns the number of batches used.
+    output of the layers before it, as in the authors' script. Each batch's variance is
+    PyTorch's unbiased one (n/(n-1) times the one it normalises with); ``biased=True``
+    averages the biased ones instead, as Theano's ``T.mean(T.sqr(X - u))`` in the authors'
+    script. Weights are not touched; the running statistics of D are replaced (copy D first
+    to keep the old ones). Only blocks up to ``upto`` (default: all) run; a model without
+    named ``blocks`` (any nn.Module) runs ``forward`` (default: the model itself) instead.
+    The caller's modes and momenta are restored. Returns the number of batches used.
 
     >>> from dcgan_features.architectures import build
     >>> _, D = build("dcgan32", width=2, seed=0)
@@ -277,6 +282,13 @@ def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str 
     bns = batchnorms(D)
     saved = [(m, m.training) for m in D.modules()]
     momenta = [(m, m.momentum) for m in bns]
+    sums = {m: torch.zeros_like(m.running_var, dtype=torch.float64) for m in bns} if biased else {}
+
+    def add_biased(m, inputs):  # the input's per-channel variance as the layer normalises with it
+        x = inputs[0].detach()
+        sums[m] += x.transpose(0, 1).reshape(x.shape[1], -1).double().var(1, unbiased=False)
+
+    hooks = [m.register_forward_pre_hook(add_biased) for m in bns] if biased else []
     n = 0
     try:
         for m in bns:
@@ -292,7 +304,12 @@ def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str 
                     if name == upto:
                         break
             n += 1
+        for m in sums:  # only batches that reached the layer count (all do, up to `upto`)
+            if int(m.num_batches_tracked):
+                m.running_var.copy_(sums[m] / int(m.num_batches_tracked))
     finally:
+        for h in hooks:
+            h.remove()
         for m, mom in momenta:
             m.momentum = mom
         for m, training in saved:

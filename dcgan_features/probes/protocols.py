@@ -10,9 +10,15 @@ over any probe of :mod:`.estimators`. Each column is optional per protocol:
 - ``<n>-per-class``: ``labels_per_class`` labelled rows per class drawn (seeded, class
   balanced) from the non-validation rows. With ``select_draws == 0`` every draw is fitted
   on the whole grid, C is the best mean validation accuracy over the draws and the test
-  numbers of those same draws at that C are reported; with ``select_draws > 0`` (the SVHN
-  authors' protocol) C is chosen on that many draws and ``draws`` fresh draws are measured.
-  ``mean +- ci95`` is mean +- 1.96 std over draws, as the SVHN paper reports it.
+  numbers of those same draws at that C are reported; with ``select_draws > 0`` C is chosen
+  on that many draws and ``draws`` fresh draws are measured. ``mean +- ci95`` is mean +- 1.96
+  std over draws (``ci_ddof``), as the SVHN paper reports it.
+
+``svhn`` is the SVHN authors' procedure exactly (:mod:`.authors`): ``validation="uniform"``
+(10000 train rows drawn uniformly, their shuffle), ``selection="fresh"`` (10 new draws for
+every C of the grid, from the one stream that then gives the 100 measured draws; lowest mean
+validation error, ties to the smaller C), ``ci_ddof=0`` and seed 42. The others use ours,
+each a named option: a class-balanced validation split, the same draws for every C, ddof 1.
 
 When the chosen C is the first or last value of its grid, the grid grows by a decade in that
 direction and C is chosen again, at most ``c_extend`` times (:mod:`.c_search`; 2, except svhn:
@@ -52,12 +58,15 @@ import numpy as np
 
 from ..devices import resolve_device
 from ..errors import UserError
+from . import authors
 from .c_search import CSearch, search_C
 from .estimators import get_probe
 from .linear import check_Cs
 from .rows import ArrayRows, Standardized, open_split, standardizer
 
 WIDE_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+VALIDATIONS = ("per-class", "uniform")
+SELECTIONS = ("shared", "fresh")
 SVHN_GRID = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)  # the authors' grid
 
 
@@ -73,6 +82,10 @@ class ProtocolConfig:
     select_draws: int = 0
     c_grid: tuple[float, ...] = WIDE_GRID
     c_extend: int = 2  # decades the grid may grow by when C lands on its edge
+    validation: str = "per-class"  # or "uniform": val_size rows drawn uniformly (the SVHN authors')
+    selection: str = "shared"  # or "fresh": select_draws new draws for every C (the SVHN authors')
+    ci_ddof: int = 1  # the interval is 1.96 x std(ddof) over draws; the SVHN authors' is ddof 0
+    seed: int = 0  # the default seed of the validation split and the draws (svhn: the authors' 42)
     metric: str = "accuracy"  # or "error" (= 100 - accuracy), both in percent
     n_classes: int = 10
     paper_full: float | None = None
@@ -85,7 +98,8 @@ PROTOCOLS = {
     "cifar10": ProtocolConfig("cifar10", val_size=10000, labels_per_class=400, draws=10,
                               paper_full=82.8, paper_draws=73.8),
     "svhn": ProtocolConfig("svhn", val_size=10000, full=False, labels_per_class=100, draws=100,
-                           select_draws=10, c_grid=SVHN_GRID, c_extend=0, metric="error", paper_draws=22.48),
+                           select_draws=10, c_grid=SVHN_GRID, c_extend=0, metric="error", paper_draws=22.48,
+                           validation="uniform", selection="fresh", ci_ddof=0, seed=authors.AUTHORS_SEED),
     "fashion-mnist": ProtocolConfig("fashion-mnist", val_size=10000, labels_per_class=100, draws=10),
     "digits": ProtocolConfig("digits", val_size=300, labels_per_class=20, draws=10),
 }
@@ -104,6 +118,11 @@ def get_protocol(name: str, **overrides) -> ProtocolConfig:
         raise UserError(f"--draws must be >= 1, got {cfg.draws}")
     if cfg.c_extend < 0:
         raise UserError(f"--extend-C must be >= 0, got {cfg.c_extend}")
+    for field, choices in (("validation", VALIDATIONS), ("selection", SELECTIONS), ("ci_ddof", (0, 1))):
+        if getattr(cfg, field) not in choices:
+            raise UserError(f"{field} must be one of {', '.join(map(str, choices))}, got {getattr(cfg, field)!r}")
+    if cfg.selection == "fresh" and not cfg.select_draws:
+        raise UserError("fresh selection draws need select_draws > 0 (the draws per C)")
     return cfg
 
 
@@ -179,12 +198,28 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
                 "layers": "+".join(layers) if isinstance(layers, (list, tuple)) else str(layers), "dim": ff.dim}
     if describe["features"] is not None:
         describe["features"] = Path(str(describe["features"])).name
+    describe.update(bn_mode=meta.get("bn_mode"), feature_dtype=ff.dtype,
+                    extraction_departures=_extraction_departures(cfg.name, meta.get("bn_mode"), ff.dtype))
     for split in (cfg.train_split, cfg.test_split):
         if split not in ff.splits:
             raise UserError(f"feature file has no {split!r} split (has: {', '.join(ff.splits) or 'none'}); "
                             f"the {cfg.name} protocol needs {cfg.train_split!r} and {cfg.test_split!r}")
     return Features(open_split(ff, cfg.train_split, device, cache), open_split(ff, cfg.test_split, device, cache),
                     describe)
+
+
+def _extraction_departures(protocol: str, bn_mode: str | None, dtype: str) -> str:
+    """Where a feature file's extraction differs from the paper protocol's (``extract.PAPER_EXTRACTION``):
+    e.g. ``"bn recompute (paper: authors); float16 (paper: float32)"``, empty when it does not."""
+    from ..extract import PAPER_EXTRACTION
+
+    paper = PAPER_EXTRACTION.get(protocol, {})
+    out = []
+    if "bn" in paper and bn_mode != paper["bn"]:
+        out.append(f"bn {bn_mode} (paper: {paper['bn']})")
+    if "dtype" in paper and dtype != paper["dtype"]:
+        out.append(f"{dtype} (paper: {paper['dtype']})")
+    return "; ".join(out)
 
 
 # ------------------------------------------------------------------------ running
@@ -268,6 +303,8 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
     if not probe.has_C:
         test_acc = np.array([probe.accuracy(probe.fit(split.draw(d), None), split.test)[0]
                              for d in range(cfg.draws)])
+    elif cfg.selection == "fresh":
+        C, val_scores, searched, test_acc, conv = _fresh_draws(probe, split, grid, say)
     else:
         sel_draws = cfg.select_draws or cfg.draws
         val_src = split.train.subset(split.val_idx)
@@ -303,11 +340,46 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
         else:
             test_acc = test_by_C[C]
     scores = np.array([_score(a, cfg.metric) for a in test_acc])
-    mean, std = float(scores.mean()), float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
+    mean, std = float(scores.mean()), float(scores.std(ddof=cfg.ci_ddof)) if len(scores) > 1 else 0.0
     return {"C": C, "n_labels": cfg.labels_per_class * cfg.n_classes, "metric": cfg.metric, "mean": mean,
             "ci95": 1.96 * std, "n_runs": cfg.draws, "fit_seconds": time.perf_counter() - t0,
             "paper_value": cfg.paper_draws, "std": std, "val_scores": val_scores, "per_draw": scores.tolist(),
             "converged": conv, **searched}
+
+
+def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], None]) -> tuple:
+    """The SVHN authors' selection: ``select_draws`` fresh draws for every C in turn, from one
+    stream (:class:`.authors.Draws`) that then gives the ``draws`` measured at the chosen C."""
+    cfg, conv = split.cfg, True
+    draws = authors.Draws(split.y, split.pool_idx, cfg.labels_per_class, cfg.n_classes, split.seed, cfg.train_split)
+    val_src = split.train.subset(split.val_idx)
+    last: dict[float, object] = {}
+
+    def fit_next(C: float, warm):
+        nonlocal conv
+        f = probe.fit(split.train.subset(np.sort(draws.next())), [C], warm=warm)
+        conv &= bool(f.converged.all())
+        return f
+
+    def evaluate(Cs: list[float]) -> np.ndarray:
+        means = []
+        for C in Cs:
+            f, acc = None, []
+            for d in range(cfg.select_draws):
+                f = fit_next(C, f)
+                acc.append(float(probe.accuracy(f, val_src)[0]))
+            say(f"C={C:g}: mean validation {cfg.metric} {_score(float(np.mean(acc)), cfg.metric):.2f}% "
+                f"over {cfg.select_draws} fresh draws")
+            last[C] = f
+            means.append(float(np.mean(acc)))
+        return np.array(means)
+
+    search = search_C(grid, evaluate, cfg.c_extend, say)  # C is chosen here, on validation rows only
+    f, test_acc = last[search.C], np.zeros(cfg.draws)
+    for d in range(cfg.draws):  # the same stream goes on: the draws measured are fresh ones
+        f = fit_next(search.C, f)
+        test_acc[d] = float(probe.accuracy(f, split.test)[0])
+    return search.C, _val_scores(search, cfg.metric), search.record(), test_acc, conv
 
 
 def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, standardize: bool) -> Split:
@@ -317,9 +389,16 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
     y = np.asarray(train.labels)
     if y.size and y.max() >= K:
         raise UserError(f"split {cfg.train_split!r} has label {int(y.max())} but the {name} protocol has {K} classes")
-    val, pool = split_validation(y, cfg.val_size, K, seed, cfg.train_split)
+    if cfg.validation == "uniform":  # the authors' shuffle: val and pool in its order, labelled rows only
+        labelled_rows = np.flatnonzero(y >= 0)
+        val, pool = (labelled_rows[i] for i in authors.validation_split(len(labelled_rows), cfg.val_size, seed))
+    else:
+        val, pool = split_validation(y, cfg.val_size, K, seed, cfg.train_split)
     if cfg.labels_per_class:  # refuse a protocol that cannot be drawn before any fitting starts
-        draw_labels(y, pool, cfg.labels_per_class, K, seed, 0, split=cfg.train_split)
+        if cfg.selection == "fresh":
+            authors.Draws(y, pool, cfg.labels_per_class, K, seed, cfg.train_split)
+        else:
+            draw_labels(y, pool, cfg.labels_per_class, K, seed, 0, split=cfg.train_split)
     labelled = np.flatnonzero(y >= 0)
     if standardize:  # unsupervised statistics of every labelled training row; never test
         mean, inv = standardizer(train.subset(labelled), dev)
@@ -331,14 +410,16 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
 
 
 def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", "logreg"),
-                 config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int = 0,
+                 config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int | None = None,
                  device: str = "auto", backend: str = "torch", standardize: bool = False,
                  log: Callable[[str], None] | None = None) -> list[dict]:
     """Run protocol ``name`` for each probe; one record (dict with ``records.CSV_COLUMNS`` + extras) per column.
 
-    ``features``: :func:`from_arrays` or :func:`from_file`. ``Cs`` overrides the grid.
+    ``features``: :func:`from_arrays` or :func:`from_file`. ``Cs`` overrides the grid, ``seed``
+    the protocol's seed.
     """
     cfg = config or get_protocol(name)
+    seed = cfg.seed if seed is None else seed
     grid = check_Cs(Cs if Cs is not None else cfg.c_grid)
     dev = resolve_device(device)
     kinds = [get_probe(p, backend, cfg.n_classes, dev) for p in probes]
@@ -346,7 +427,8 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
     base = {"dataset": features.describe.get("dataset", name), "features": "arrays", "architecture": "",
             "checkpoint": "", "layers": "", "dim": split.train.dim, "device": str(dev), **features.describe}
     base["device"] = str(dev) if backend == "torch" else "cpu"
-    tail = {"seed": seed, "backend": backend, "standardize": standardize, "val_rows": len(split.val_idx)}
+    tail = {"seed": seed, "backend": backend, "standardize": standardize, "val_rows": len(split.val_idx),
+            "validation": cfg.validation, "selection": cfg.selection, "ci_ddof": cfg.ci_ddof}
     draw_kind = f"{cfg.labels_per_class}-per-class"
     records = []
 
@@ -354,6 +436,9 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
         if log:
             log(msg)
 
+    if features.describe.get("extraction_departures"):
+        say(f"{name}: these features depart from the paper's extraction: {features.describe['extraction_departures']} "
+            f"(re-extract with `extract --dataset {name}` and its defaults to follow it)")
     for probe in kinds:
         if cfg.full:
             col = full_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/all: {m}"))

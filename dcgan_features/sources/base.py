@@ -60,7 +60,8 @@ class PrepareContext:
     """What :meth:`FeatureSource.prepare` may use.
 
     ``batches(split)`` yields the uint8 images of a split in extraction batches on
-    ``device``; ``saved(name)`` returns tensors (and attrs) a previous, interrupted run
+    ``device``; ``bn_batches()``, when set, the batches BatchNorm statistics are re-estimated
+    over instead of the train split's (``--bn authors``); ``saved(name)`` returns tensors (and attrs) a previous, interrupted run
     kept with ``save(name, tensors, attrs, keep)`` (``keep``: also in the final file).
     """
 
@@ -70,6 +71,7 @@ class PrepareContext:
     saved: Callable[[str], tuple[dict, dict] | None]
     save: Callable[..., None]
     log: Callable[[str], None] = field(default=lambda m: None)
+    bn_batches: Callable[[], Iterator[torch.Tensor]] | None = None
 
 
 class FeatureSource:
@@ -93,7 +95,7 @@ class FeatureSource:
 
     def needs_train(self, plan: Plan) -> bool:
         """Whether :meth:`prepare` needs the train split (loaded even when not extracted)."""
-        return plan.bn_mode == "recompute"
+        return plan.bn_mode in ("recompute", "authors")
 
     def prepare(self, plan: Plan, ctx: PrepareContext) -> None:
         """Work before extraction (fits, BN statistics); keep its result with ``ctx.save``."""
@@ -109,17 +111,20 @@ class FeatureSource:
 
 
 def recompute_bn_once(model, plan: Plan, ctx: PrepareContext, to_input: Callable, **kw) -> None:
-    """``--bn recompute``: re-estimate BN over train once; a resumed run reuses the saved statistics."""
+    """``--bn recompute``: re-estimate BN over train once; a resumed run reuses the saved statistics.
+    ``--bn authors``: the same over ``ctx.bn_batches()``, with biased batch variances."""
     from ..features import bn_state, recompute_bn_stats
 
-    if plan.bn_mode != "recompute":
+    if plan.bn_mode not in ("recompute", "authors"):
         return
     saved = ctx.saved("bn_stats")
     if saved is not None:
         model.load_state_dict({**model.state_dict(), **saved[0]})
         return
-    ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
-    recompute_bn_stats(model, (to_input(x) for x in ctx.batches("train")), **kw)
+    if ctx.bn_batches is None:
+        ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
+    batches = ctx.bn_batches() if ctx.bn_batches is not None else ctx.batches("train")
+    recompute_bn_stats(model, (to_input(x) for x in batches), biased=plan.bn_mode == "authors", **kw)
     ctx.save("bn_stats", bn_state(model))
 
 
