@@ -283,6 +283,18 @@ class _Run:
 
     # --------------------------------------------------------------- one step
 
+    def take_step(self, index: torch.Tensor) -> None:
+        """One step on the images ``index`` (this rank's share, on the device): a graph replay,
+        or the eager step; its statistics go to ``self.stats``. Never syncs the device."""
+        if self.graph is not None:
+            self.graph.step(index)
+            return
+        b, r = self.local_batch, self.dist.rank
+        real = self.data.batch(index)
+        # z for the whole global batch from the shared generator; each rank takes its slice.
+        z = sample_z(self.spec, self.cfg.batch_size, self.cfg.nz, generator=self.z_gen, device=self.device)
+        self.stats.add(self._train_step(real, z[r * b:(r + 1) * b]))
+
     def _train_step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One eager step (train_step.TrainStep); its four statistics, detached."""
         return self.stepper(real, z)
@@ -327,13 +339,7 @@ class _Run:
         perm = torch.randperm(self.n_images, generator=self.data_gen).to(self.device)
         for i in range(i0, self.steps_per_epoch):
             start = i * cfg.batch_size + r * b
-            if self.graph is not None:
-                self.graph.step(perm[start:start + b])
-            else:
-                real = self.data.batch(perm[start:start + b])
-                # z for the whole global batch from the shared generator; each rank takes its slice.
-                z = sample_z(self.spec, cfg.batch_size, cfg.nz, generator=self.z_gen, device=self.device)[r * b:(r + 1) * b]
-                self.stats.add(self._train_step(real, z))
+            self.take_step(perm[start:start + b])
             self.step += 1
             self.window.steps += 1
             self.bar.update(1)
