@@ -79,6 +79,17 @@ else
     --dataset fashion-mnist --data-dir "$FMNIST_DIR" --tmp-dir "$WORK" --note "$NOTE" --out "$RESULTS/extract_speed.csv"
   "$PY" benchmarks/disk_speed.py --device "$DEVICE" --dir "$WORK" --mb 64 --note "$NOTE" --csv "$RESULTS/disk_speed.csv"
 fi
+# The target compares the two last rows of this machine: extraction MB/s over the disk's own MB/s.
+"$PY" - "$RESULTS/extract_speed.csv" "$RESULTS/disk_speed.csv" "$DEVICE_NAME" <<'PYEOF'
+import csv, sys
+ext, disk, name = sys.argv[1:]
+e = [r for r in csv.DictReader(open(ext)) if name in r["device"]]
+d = [r for r in csv.DictReader(open(disk)) if name in r["device"]]
+if e and d:
+    best = max(float(r["mb_written_per_s"]) for r in e[-2:])
+    print(f"extraction writes {best:.1f} MB/s = {100 * best / float(d[-1]['mb_per_s']):.0f}% of the disk's "
+          f"{float(d[-1]['mb_per_s']):.1f} MB/s (target >= 90%)")
+PYEOF
 }
 
 step3() {
