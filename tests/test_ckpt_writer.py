@@ -48,16 +48,16 @@ def test_a_failed_background_write_is_raised_at_the_next_wait(tmp_path):
 
 
 def test_background_and_synchronous_checkpoints_are_identical(tmp_path):
-    # The same 12 steps (checkpoints every 5) with the background writer and pre-normalised
+    # The same 6 steps (checkpoints every 3) with the background writer and pre-normalised
     # data, and with neither: every tensor of last.pt equal, bit for bit.
     ckpts = []
     for name, fast in (("fast", True), ("plain", False)):
         train(TrainConfig(dataset="synthetic", arch="dcgan32", width=4, batch_size=100, device="cpu",
-                          progress=False, out=str(tmp_path / name), epochs=2, max_steps=12, ckpt_every=5,
-                          log_every=5, sample_every=100, async_ckpt=fast, prenormalize=fast))
+                          progress=False, out=str(tmp_path / name), epochs=1, max_steps=6, ckpt_every=3,
+                          log_every=3, sample_every=100, async_ckpt=fast, prenormalize=fast))
         ckpts.append(checkpoint.load(tmp_path / name / "checkpoints" / "last.pt"))
     a, b = ckpts
-    assert a["step"] == b["step"] == 12
+    assert a["step"] == b["step"] == 6
     flat = {}
     for part in ("G", "D", "optimizer_G", "optimizer_D"):
         sa, sb = (c[part] if part in "GD" else {f"{i}.{k}": v for i, st in c[part]["state"].items()
