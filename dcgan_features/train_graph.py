@@ -100,9 +100,7 @@ class GraphedStep:
             stepper.opt_d.zero_grad(set_to_none=True)
             stepper.opt_g.zero_grad(set_to_none=True)
             torch.cuda.synchronize(device)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self._body()
+            self._capture()
         except torch.cuda.OutOfMemoryError:
             raise UserError(_oom_message(device, self.local)) from None
         except RuntimeError as e:  # e.g. an op that cannot be captured: undo the warm-up, say why
@@ -112,6 +110,12 @@ class GraphedStep:
             stats.reset(step)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise CaptureFailed(first[:200]) from e
+
+    def _capture(self) -> None:
+        """Record :meth:`_body` once; :meth:`step` replays it. (Recording runs no kernel.)"""
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._body()
 
     # ----------------------------------------------------------------- the step
 
