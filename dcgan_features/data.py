@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import pickle
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import safe_pickle
 from .errors import DatasetError
 
 DEFAULT_DATA_DIR = "data"
@@ -98,12 +98,11 @@ def _read_cifar10(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for name in names:
         path = root / name
+        batch = _read_cifar10_pickle(path)
         try:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             labels = np.asarray(batch[b"labels"], dtype=np.int64)
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({type(e).__name__}); "
                                "re-download it with --download") from None
         if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
@@ -114,12 +113,24 @@ def _read_cifar10(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def _read_cifar10_pickle(path: Path) -> dict:
+    """One CIFAR-10 file (a pickle by its format) through the restricted unpickler."""
+    try:
+        batch = safe_pickle.load(path, encoding="bytes")
+    except safe_pickle.UnreadablePickleError as e:
+        raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({e.reason}); "
+                           "re-download it with --download") from None
+    if not isinstance(batch, dict):
+        raise DatasetError(f"{path} is not a CIFAR-10 batch (a pickled {type(batch).__name__}, not a dict); "
+                           "re-download it with --download")
+    return batch
+
+
 def _read_cifar10_classes(root: Path) -> list[str] | None:
     try:
-        with open(root / "batches.meta", "rb") as f:
-            meta = pickle.load(f, encoding="bytes")
+        meta = _read_cifar10_pickle(root / "batches.meta")
         return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"]]
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError):
+    except (DatasetError, KeyError, TypeError):  # the class names are optional; a payload still refuses
         return None
 
 
