@@ -15,6 +15,9 @@ A checkpoint is a ``torch.save``'d dict::
     ...             train adds optimizers, step, epoch and RNG states
 
 It is written atomically (temp file + ``os.replace``), so a reader never sees half a file.
+It is read with ``torch.load(weights_only=True)``: a checkpoint holds only tensors and
+plain containers (RNG states are tensors too), so loading a crafted file can never run
+code from it; a file that names any other global is refused in one line.
 
 >>> import tempfile, os
 >>> from dcgan_features.architectures import build
@@ -28,17 +31,21 @@ It is written atomically (temp file + ``os.replace``), so a reader never sees ha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from . import __version__, safe_pickle
 from .architectures import Discriminator, Generator, get_arch
 from .atomic import atomic_path
 from .errors import CheckpointError
@@ -82,22 +89,52 @@ def save(path: str | os.PathLike, payload: dict) -> None:
             os.fsync(f.fileno())
 
 
+# Training checkpoints written before RNG states became tensors hold numpy's MT19937 key
+# array (uint32); these are exactly the globals one such array needs, resolved to the
+# restricted reconstructors of safe_pickle. Nothing else beyond torch's own allow-list loads.
+_LEGACY_RNG_GLOBALS = [
+    *((fn, f"{module}.{name}") for (module, name), fn in safe_pickle.ALLOWED_GLOBALS.items()
+      if name == "_reconstruct" or (module, name) in (("numpy", "ndarray"), ("numpy", "dtype"))),
+    type(np.dtype(np.uint32)),  # what numpy.dtype returns; torch builds only allow-listed types
+]
+
+
+def _torch_load(path: Path, map_location: str | torch.device) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error says it all
+        allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5; older: no legacy files
+        with allow(_LEGACY_RNG_GLOBALS) if allow else contextlib.nullcontext():
+            return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read and validate a checkpoint; any problem is a one-line CheckpointError."""
+    """Read and validate a checkpoint without executing anything from it; any problem is a
+    one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
     try:
-        # weights_only=False: the payload holds RNG states and optimizer state, which
-        # are plain containers but include numpy arrays; files are the user's own.
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        ckpt = _torch_load(path, map_location)
+    except pickle.UnpicklingError as e:
+        # The weights-only unpickler refused something: a foreign global (maybe a payload),
+        # or an opcode torch.save never writes (a plain pickle).
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"it names {found.group(1)}, which a checkpoint never contains" if found else "not a torch.save file"
+        raise CheckpointError(f"{str(path)!r} is not a dcgan-features checkpoint ({what}); refused without "
+                              "loading it") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, TypeError, KeyError,
+            AttributeError, IndexError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a dcgan-features checkpoint")
-    if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {str(path)!r} has format version {ckpt['format_version']}; "
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"checkpoint {str(path)!r} has a non-integer format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {str(path)!r} has format version {version}; "
                               f"this package reads up to {FORMAT_VERSION}: upgrade dcgan-features")
+    if not isinstance(ckpt.get("arch"), str):
+        raise CheckpointError(f"checkpoint {str(path)!r} names no architecture")
     get_arch(ckpt["arch"])  # unknown architecture -> UserError with the list
     return ckpt
 
@@ -112,6 +149,11 @@ def models_from_payload(ckpt: dict, path: str = "<checkpoint>") -> tuple[Generat
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"checkpoint {path!r}: its {name} does not fit architecture "
                                   f"{ckpt['arch']} width {ckpt['width']} ({first})") from None
+    for name, model in (("G", G), ("D", D)):
+        bad = next((k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        if bad is not None:
+            raise CheckpointError(f"checkpoint {path!r}: {name}'s {bad} holds NaN or infinite weights "
+                                  "(a diverged run?); use an earlier checkpoint")
     if ckpt.get("bn_eps") is not None:
         # eps is not in a state dict; imported Theano weights were trained with 1e-8
         for m in (*G.modules(), *D.modules()):

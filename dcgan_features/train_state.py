@@ -36,15 +36,29 @@ RESUME_MUST_MATCH = ("arch", "width", "nz", "dataset", "batch_size", "seed", "lr
 
 
 def capture_rng(data_gen: torch.Generator, z_gen: torch.Generator) -> dict[str, Any]:
-    """Every RNG state a run depends on, as plain CPU tensors / tuples (picklable)."""
+    """Every RNG state a run depends on, as CPU tensors, ints, floats and tuples: nothing a
+    ``weights_only`` load refuses (numpy's key array is stored as a tensor)."""
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state_as_tensors(np.random.get_state()),
         "python": random.getstate(),
         "data": data_gen.get_state(),
         "z": z_gen.get_state(),
     }
+
+
+def _numpy_state_as_tensors(state: tuple) -> dict[str, Any]:
+    algorithm, keys, pos, has_gauss, cached = state
+    return {"algorithm": str(algorithm), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_tensors(state: dict | tuple) -> tuple:
+    if isinstance(state, tuple):  # a checkpoint written before the state became tensors
+        return state
+    return (state["algorithm"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
+            state["cached_gaussian"])
 
 
 def restore_rng(state: dict[str, Any], data_gen: torch.Generator, z_gen: torch.Generator,
@@ -62,7 +76,7 @@ def restore_rng(state: dict[str, Any], data_gen: torch.Generator, z_gen: torch.G
     if state.get("cuda") is not None and torch.cuda.is_available():
         cuda_states = state["cuda"][: torch.cuda.device_count()]
         torch.cuda.set_rng_state_all(cuda_states)
-    np.random.set_state(state["numpy"])
+    np.random.set_state(_numpy_state_from_tensors(state["numpy"]))
     random.setstate(state["python"])
 
 
