@@ -118,10 +118,12 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     except pickle.UnpicklingError as e:
         # The weights-only unpickler refused something: a foreign global (maybe a payload),
         # or an opcode torch.save never writes (a plain pickle).
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = f"it names {found.group(1)}, which a checkpoint never contains" if found else "not a torch.save file"
-        raise CheckpointError(f"{str(path)!r} is not a dcgan-features checkpoint ({what}); refused without "
-                              "loading it") from None
+        found = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", str(e))
+        if found is None:
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated, or not a torch.save file "
+                                  "(refused without loading it)") from None
+        raise CheckpointError(f"{str(path)!r} is not a dcgan-features checkpoint (it names {found.group(1) or found.group(2)}, "
+                              "which a checkpoint never contains); refused without loading it") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, TypeError, KeyError,
             AttributeError, IndexError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__})") from None

@@ -46,23 +46,25 @@ def tiny_payload(**extra) -> dict:
 
 @pytest.fixture
 def evil(tmp_path):
-    """(a .pt whose payload opens a file, a plain pickle doing the same, the marker they create)."""
+    """(a .pt whose payload opens a file, plain pickles doing the same, the marker they create)."""
     marker = tmp_path / "ran"
     pt = tmp_path / "evil.pt"
     torch.save({**tiny_payload(), "format": Payload(marker)}, pt)
     plain = tmp_path / "plain.pkl"
-    plain.write_bytes(pickle.dumps(Payload(marker)))
-    return pt, plain, marker
+    plain.write_bytes(pickle.dumps(Payload(marker), protocol=2))
+    framed = tmp_path / "framed.pkl"  # protocol 5: torch's unpickler stops at its first opcode
+    framed.write_bytes(pickle.dumps(Payload(marker), protocol=5))
+    return pt, plain, framed, marker
 
 
 def test_control_the_payload_runs_under_a_plain_load(evil):
-    pt, plain, marker = evil
+    pt, plain, framed, marker = evil
     torch.load(pt, weights_only=False)
     assert marker.exists()  # so the tests below, which check that it does not, can fail
 
 
 def test_payload_refused_by_every_command(evil, tmp_path, capsys):
-    pt, plain, marker = evil
+    pt, plain, framed, marker = evil
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.pt").write_bytes(pt.read_bytes())
@@ -78,6 +80,9 @@ def test_payload_refused_by_every_command(evil, tmp_path, capsys):
         code, err = run_cli(capsys, *argv)
         assert_one_line(code, err, "not a dcgan-features checkpoint", "refused")
         assert not marker.exists(), argv
+    code, err = run_cli(capsys, "sample", framed, "--out", tmp_path / "s.png", "--device", "cpu")
+    assert_one_line(code, err, "not a torch.save file", "refused")
+    assert not marker.exists()
     assert "it names io.open" in run_cli(capsys, *commands[0])[1]
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "f.h5").exists()
 
