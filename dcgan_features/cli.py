@@ -165,6 +165,7 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
     """
     from pathlib import Path
 
+    from .locks import output_lock
     from .probes.protocols import from_file, get_protocol, run_protocol
     from .records import format_table, write_records
     from .store import FeatureFile
@@ -177,7 +178,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
     cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,
                        validation=validation, selection=selection, ci_ddof=None if ci_ddof is None else int(ci_ddof))
-    with FeatureFile(features_path) as ff:
+    # the table this run appends to is held from the start: a second probe on it is refused
+    with output_lock(Path(out_dir) / "probes.csv", parents=True), FeatureFile(features_path) as ff:
         made_from = ff.meta.get("dataset")
         if made_from and made_from != dataset:
             raise UserError(f"{features_path} holds features of {made_from!r}, not {dataset!r}; "
@@ -185,8 +187,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
         records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,
                                backend=backend, standardize=standardize, log=lambda m: click.echo(m, err=True))
-    click.echo(format_table(records))
-    paths = write_records(records, out_dir)
+        click.echo(format_table(records))
+        paths = write_records(records, out_dir)
     click.echo(f"wrote {len(paths) - 1} JSON record(s) and appended to {paths[-1]}")
 
 

@@ -39,6 +39,7 @@ import torch
 from .atomic import check_writable_dir
 from .devices import resolve_device
 from .errors import FeatureFileError, UserError
+from .locks import output_lock
 from .feature_writer import FeatureWriter
 from .sources.base import FeatureSource, Plan, PrepareContext
 from .sources.discriminator import Model, checkpoint_model, random_init_model, random_init_sha256  # noqa: F401
@@ -198,11 +199,17 @@ def extract(model: FeatureSource, out: str | os.PathLike, cfg: ExtractConfig, da
     torchvision or user model). ``data`` may hold already loaded
     :class:`~dcgan_features.data.ImageSet` s by split name (benchmarks); otherwise they are
     loaded here. Summary keys: path, state (new, resume or done), rows (per split),
-    seconds, images_per_s.
+    seconds, images_per_s. ``out`` is locked for the whole run
+    (:func:`~dcgan_features.locks.output_lock`): a second extraction to it is refused.
     """
+    with output_lock(out):
+        return _extract(model, Path(out), cfg, data, log, progress)
+
+
+def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | None, log: Callable[[str], None],
+             progress: bool) -> dict:
     from .data import load
 
-    out = Path(out)
     if cfg.dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
     if cfg.batch_size < 1 or (cfg.limit is not None and cfg.limit < 1):

@@ -64,6 +64,7 @@ class FeatureWriter:
         self._dsets: dict[str, h5py.Dataset] = {}
         self._staged: dict[str, tuple[int, np.ndarray]] = {}  # split -> (first row, rows of an open chunk)
         self._saved: dict[str, int] = {}  # split -> rows written to the file (not yet committed)
+        self._identity: os.stat_result | None = None  # the partial file this writer opened
 
     # (1) decide: nothing to do, resume the partial file, or start a new one
     def open(self) -> "FeatureWriter":
@@ -110,7 +111,9 @@ class FeatureWriter:
 
     def _open_partial(self) -> h5py.File:
         # no chunk cache: whole-chunk writes go straight to disk and fail (disk full) right there
-        return h5py.File(self.partial, "r+", rdcc_nbytes=0)
+        f = h5py.File(self.partial, "r+", rdcc_nbytes=0)
+        self._identity = os.stat(self.partial)
+        return f
 
     def _mismatch(self, path: Path, final: bool) -> str | None:
         with FeatureFile(path) as ff:
@@ -262,6 +265,10 @@ class FeatureWriter:
         self._f = None
         with open(self.partial, "rb+") as fh:
             os.fsync(fh.fileno())
+            # only the file this writer filled goes onto the final name, never another's
+            if self._identity is None or not os.path.samestat(os.fstat(fh.fileno()), self._identity):
+                raise FeatureFileError(f"{str(self.partial)!r} was replaced by another process while this one "
+                                       f"wrote it; {str(self.path)!r} was left as it was: run the command again")
         os.replace(self.partial, self.path)
         return self.path
 

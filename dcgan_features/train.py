@@ -43,6 +43,7 @@ from .architectures import get_arch, sample_z
 from .ckpt_writer import CheckpointWriter, snapshot
 from .devices import DistContext, device_name, init_distributed, resolve_device
 from .errors import UserError
+from .locks import output_lock
 from .train_config import TrainConfig
 from .train_state import RunFolder, capture_rng, catch_signals, load_resumable, restore_rng
 from .train_step import DeviceImages, StepStats, TrainStep, to_unit_range
@@ -98,8 +99,15 @@ def train(config: TrainConfig, images: torch.Tensor | None = None) -> TrainResul
     cfg.width = spec.default_width if cfg.width is None else int(cfg.width)
     cfg.nz = spec.nz if cfg.nz is None else int(cfg.nz)
     cfg.out = str(cfg.out)
+    # Rank 0 owns the run folder: a second run on it is refused before any work (the lock's
+    # folder is removed again if this run fails before writing anything).
+    with output_lock(cfg.out, folder=True) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
+        return _train_locked(cfg, spec, images)
+
+
+def _train_locked(cfg: TrainConfig, spec, images: torch.Tensor | None) -> TrainResult:
     folder = RunFolder(cfg.out)
-    # A bad --resume or a taken --out fails before any data is loaded or any folder is created.
+    # A bad --resume or a taken --out fails before any data is loaded.
     ckpt = load_resumable(folder.last, dataclasses.asdict(cfg)) if cfg.resume else None
     if not cfg.resume and folder.last.exists():
         raise UserError(f"{cfg.out!r} already holds a run; pass --resume to continue it or choose another --out")
