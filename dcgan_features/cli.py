@@ -223,6 +223,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
 @click.option("--async-ckpt/--no-async-ckpt", default=True, show_default=True,
               help="Write checkpoints from a snapshot on a background thread.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt, exactly.")
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh in an --out that holds another run or files this tool did not write.")
 @click.option("--sample-every", type=click.IntRange(min=1), default=1, help="Epochs between sample grids.")
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=500,
               help="Steps between writes of checkpoints/last.pt (also written at every epoch end).")
@@ -234,7 +236,7 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
 def train_cmd(dataset: str, data_dir: str | None, arch: str, width: int | None, epochs: int,
               out: str, batch_size: int, lr: float, beta1: float, nz: int | None, seed: int, device: str,
               amp: bool, compile_: bool, cuda_graph: bool | None, joint_d: bool, prenormalize: bool | None,
-              async_ckpt: bool, resume: bool, sample_every: int, ckpt_every: int, keep_every: int,
+              async_ckpt: bool, resume: bool, overwrite: bool, sample_every: int, ckpt_every: int, keep_every: int,
               log_every: int, max_steps: int | None) -> None:
     """Train a DCGAN (paper defaults: Adam 2e-4, beta1 0.5, batch 128, BCE, one D step per G step).
 
@@ -259,8 +261,8 @@ def train_cmd(dataset: str, data_dir: str | None, arch: str, width: int | None, 
     cfg = TrainConfig(dataset=dataset, arch=arch, out=out, epochs=epochs, width=width, data_dir=data_dir,
                       batch_size=batch_size, lr=lr, beta1=beta1, nz=nz, seed=seed, device=device, amp=amp,
                       compile=compile_, cuda_graph=cuda_graph, joint_d=joint_d, prenormalize=prenormalize,
-                      async_ckpt=async_ckpt, resume=resume, sample_every=sample_every, ckpt_every=ckpt_every,
-                      keep_every=keep_every, log_every=log_every, max_steps=max_steps)
+                      async_ckpt=async_ckpt, resume=resume, overwrite=overwrite, sample_every=sample_every,
+                      ckpt_every=ckpt_every, keep_every=keep_every, log_every=log_every, max_steps=max_steps)
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports
         m = result.last_metrics

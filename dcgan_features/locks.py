@@ -96,7 +96,7 @@ def _make_dirs(folder: Path) -> list[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create folder {str(folder)!r} ({e.strerror or type(e).__name__}); "
+        raise UserError(f"cannot create output folder {str(folder)!r} ({e.strerror or type(e).__name__}); "
                         "choose a writable output") from None
     if not folder.is_dir():
         raise UserError(f"{str(folder)!r} is not a folder; choose another output")

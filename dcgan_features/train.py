@@ -45,7 +45,8 @@ from .devices import DistContext, device_name, init_distributed, resolve_device
 from .errors import UserError
 from .locks import output_lock
 from .train_config import TrainConfig
-from .train_state import RunFolder, capture_rng, catch_signals, load_resumable, restore_rng
+from .train_state import (RunFolder, capture_rng, catch_signals, check_same_data, data_fingerprint,
+                          load_resumable, restore_rng)
 from .train_step import DeviceImages, StepStats, TrainStep, to_unit_range
 
 __all__ = ["TrainConfig", "TrainResult", "Interrupted", "NonFiniteLoss", "train", "make_generators", "to_unit_range"]
@@ -109,8 +110,8 @@ def _train_locked(cfg: TrainConfig, spec, images: torch.Tensor | None) -> TrainR
     folder = RunFolder(cfg.out)
     # A bad --resume or a taken --out fails before any data is loaded.
     ckpt = load_resumable(folder.last, dataclasses.asdict(cfg)) if cfg.resume else None
-    if not cfg.resume and folder.last.exists():
-        raise UserError(f"{cfg.out!r} already holds a run; pass --resume to continue it or choose another --out")
+    if not cfg.resume:
+        folder.check_fresh(cfg.overwrite)
     if cfg.cuda_graph is not False and int(os.environ.get("WORLD_SIZE", "1")) > 1 and cfg.device != "cpu":
         from .train_graph import prepare_distributed_env
 
@@ -183,6 +184,9 @@ class _Run:
             raise UserError(f"{cfg.arch} trains on uint8 images of shape (N, 3, {spec.image_size}, "
                             f"{spec.image_size}), got {images.dtype} {tuple(images.shape)}")
         self.n_images = int(images.shape[0])
+        self.data_fingerprint = data_fingerprint(images)
+        if ckpt is not None:
+            check_same_data(ckpt, self.data_fingerprint, folder.last)
         if cfg.batch_size > self.n_images:
             raise UserError(f"--batch-size {cfg.batch_size} is larger than the {self.n_images} images of "
                             f"{cfg.dataset} train; use a smaller --batch-size")
@@ -313,6 +317,8 @@ class _Run:
         cfg = self.cfg
         if self.is_main:
             self.folder.create()
+            if self.step == 0:
+                self.folder.start_fresh()
             self.folder.write_config(self._config_record())
         progress = sys.stdout.isatty() if cfg.progress is None else cfg.progress
         from tqdm import tqdm
@@ -433,7 +439,8 @@ class _Run:
         payload = snapshot(checkpoint.make_payload(
             self.cfg.arch, self.cfg.width, self.G, self.D, nz=self.cfg.nz, config=dataclasses.asdict(self.cfg),
             optimizer_G=self.opt_g.state_dict(), optimizer_D=self.opt_d.state_dict(),
-            step=self.step, epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch, rng=rng))
+            step=self.step, epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch, rng=rng,
+            data_fingerprint=self.data_fingerprint))
         paths = [self.folder.last]
         if epoch_end and self.cfg.keep_every and (epoch + 1) % self.cfg.keep_every == 0:
             paths.append(self.folder.checkpoints / f"epoch_{epoch + 1:03d}.pt")
@@ -459,5 +466,5 @@ class _Run:
                 "python_version": platform.python_version(), "argv": sys.argv,
                 "device": str(self.device), "device_name": dev, "amp_effective": self.amp,
                 "cuda_graph_effective": self.graph is not None, "prenormalized": self.data.prenormalized,
-                "world_size": self.dist.world, "n_images": self.n_images,
+                "world_size": self.dist.world, "n_images": self.n_images, "data_fingerprint": self.data_fingerprint,
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}

@@ -41,6 +41,7 @@ class TrainConfig:
     prenormalize: bool | None = None  # data on the device in the compute dtype; None: when it fits
     async_ckpt: bool = True  # checkpoints written from a snapshot on a background thread
     resume: bool = False
+    overwrite: bool = False  # start afresh in an --out holding another run or files this tool did not write
     sample_every: int = 1  # epochs
     ckpt_every: int = 500  # steps; last.pt is also written at every epoch end
     keep_every: int = 10  # epochs; keep checkpoints/epoch_NNN.pt (0: never)
@@ -53,7 +54,7 @@ class TrainConfig:
         parts = ["dcgan-features train", f"--dataset {shlex.quote(self.dataset)}", f"--arch {shlex.quote(self.arch)}"]
         defaults = TrainConfig(dataset="", arch="", out="")
         for f in dataclasses.fields(self):
-            if f.name in ("dataset", "arch", "out", "resume", "progress"):
+            if f.name in ("dataset", "arch", "out", "resume", "overwrite", "progress"):
                 continue
             value = getattr(self, f.name)
             if value != getattr(defaults, f.name) and value is not None:

@@ -13,7 +13,9 @@ the run that wants to resume from it, and the files of ``--out`` (``config.json`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import os
 import random
 import signal
@@ -28,8 +30,9 @@ from .atomic import atomic_path, check_writable_dir, write_text_atomic
 from .errors import CheckpointError, UserError
 
 # Settings a resumed run must share with the checkpoint: they define the model, the data
-# order and the optimisation, so continuing with other values would not be "the same run".
-RESUME_MUST_MATCH = ("arch", "width", "nz", "dataset", "batch_size", "seed", "lr", "beta1")
+# (name and folder; the images themselves are compared by data_fingerprint), the data order
+# and the optimisation, so continuing with other values would not be "the same run".
+RESUME_MUST_MATCH = ("arch", "width", "nz", "dataset", "data_dir", "batch_size", "seed", "lr", "beta1")
 
 
 # ------------------------------------------------------------------------------ RNG
@@ -92,8 +95,50 @@ def check_resumable(ckpt: dict, config: dict, path: str | os.PathLike) -> None:
     for key in RESUME_MUST_MATCH:
         if key in stored and stored[key] != config[key]:
             flag = "--" + key.replace("_", "-")
+            if stored[key] is None:
+                raise CheckpointError(f"checkpoint {str(path)!r} was trained without {flag}, this run asks for "
+                                      f"{config[key]}; drop {flag} or use a fresh --out")
             raise CheckpointError(f"checkpoint {str(path)!r} was trained with {flag} {stored[key]}, "
                                   f"this run asks for {config[key]}; pass {flag} {stored[key]} or use a fresh --out")
+
+
+def check_epochs(ckpt: dict, config: dict, path: str | os.PathLike) -> None:
+    """Asking a resumed run for fewer epochs (or steps) than it has done is an error, not a rewrite."""
+    step, per_epoch = int(ckpt["step"]), ckpt.get("steps_per_epoch")
+    if per_epoch and config["epochs"] * int(per_epoch) < step:
+        done = step / int(per_epoch)
+        raise CheckpointError(f"checkpoint {str(path)!r} has already trained {done:g} epochs (step {step}); "
+                              f"--epochs {config['epochs']} is fewer: pass --epochs {math.ceil(done)} or more "
+                              "to continue, or use a fresh --out")
+    if config.get("max_steps") is not None and config["max_steps"] < step:
+        raise CheckpointError(f"checkpoint {str(path)!r} is at step {step}; --max-steps {config['max_steps']} "
+                              "is fewer: raise it to continue, or use a fresh --out")
+
+
+def data_fingerprint(images: torch.Tensor, rows: int = 64) -> str:
+    """The identity of the training images: their shape and a hash of ``rows`` evenly spaced ones.
+
+    Cheap at any size (64 images are read), and it changes when a resumed run is pointed at
+    other images under the same dataset name.
+
+    >>> x = torch.zeros(10, 3, 2, 2, dtype=torch.uint8)
+    >>> a = data_fingerprint(x); x[9, 0, 0, 0] = 1
+    >>> a.split(":")[0], a == data_fingerprint(x)
+    ('10x3x2x2', False)
+    """
+    n = int(images.shape[0])
+    idx = torch.linspace(0, max(n - 1, 0), min(n, rows)).round().long().unique()
+    h = hashlib.sha256(repr(tuple(images.shape)).encode())
+    h.update(images[idx.to(images.device)].contiguous().cpu().numpy().tobytes())
+    return f"{'x'.join(map(str, images.shape))}:{h.hexdigest()[:16]}"
+
+
+def check_same_data(ckpt: dict, fingerprint: str, path: str | os.PathLike) -> None:
+    """The resumed run trains on the very images the checkpoint was trained on."""
+    stored = ckpt.get("data_fingerprint")
+    if stored is not None and stored != fingerprint:
+        raise CheckpointError(f"checkpoint {str(path)!r} was trained on other images ({stored}; these are "
+                              f"{fingerprint}): point --data-dir at the run's data, or use a fresh --out")
 
 
 def load_resumable(path: str | os.PathLike, config: dict) -> dict:
@@ -103,6 +148,7 @@ def load_resumable(path: str | os.PathLike, config: dict) -> dict:
         raise CheckpointError(f"--resume: no checkpoint at {str(path)!r}; run without --resume to start")
     ckpt = checkpoint.load(path)
     check_resumable(ckpt, config, path)
+    check_epochs(ckpt, config, path)
     checkpoint.models_from_payload(ckpt, str(path))  # weights that do not fit fail here, in one line
     return ckpt
 
@@ -130,7 +176,14 @@ def catch_signals(flag: dict) -> Iterator[None]:
 
 
 class RunFolder:
-    """The files of one run's ``--out``; only rank 0 constructs one."""
+    """The files of one run's ``--out``; only rank 0 constructs one.
+
+    ``OWN`` are the names a run writes; anything else in the folder (or a ``config.json``
+    this tool did not write) is foreign, and a new run refuses such a folder unless told to
+    overwrite.
+    """
+
+    OWN = frozenset({"config.json", "metrics.jsonl", "losses.png", "checkpoints", "samples", ".lock"})
 
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out)
@@ -147,6 +200,33 @@ class RunFolder:
             raise UserError(f"cannot create output folder {str(self.out)!r} ({e.strerror or type(e).__name__}); "
                             "choose a writable --out") from None
         check_writable_dir(self.out)
+
+    def check_fresh(self, overwrite: bool) -> None:
+        """A new run may start here: no run of ours, nothing foreign (unless ``overwrite``)."""
+        if overwrite:
+            return
+        if self.last.exists():
+            raise UserError(f"{str(self.out)!r} already holds a run; pass --resume to continue it, --overwrite "
+                            "to replace it, or choose another --out")
+        foreign = sorted(p.name for p in self.out.iterdir() if p.name not in self.OWN) if self.out.is_dir() else []
+        if not foreign and (self.out / "config.json").exists() and not self._config_is_ours():
+            foreign = ["config.json"]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise UserError(f"{str(self.out)!r} holds files this tool did not write ({shown}); choose another "
+                            "--out or pass --overwrite")
+
+    def _config_is_ours(self) -> bool:
+        try:
+            record = json.loads((self.out / "config.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(record, dict) and isinstance(record.get("config"), dict) and "package_version" in record
+
+    def start_fresh(self) -> None:
+        """A new run begins: an earlier run's last checkpoint and metric lines go (--overwrite)."""
+        self.last.unlink(missing_ok=True)  # never resumed by accident under the new config.json
+        self.truncate_metrics(0)
 
     def create(self) -> None:
         for d in (self.out, self.checkpoints, self.samples):

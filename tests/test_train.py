@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from dcgan_features import checkpoint, data
 from dcgan_features.architectures import get_arch, sample_z
 from dcgan_features.cli import main
+from dcgan_features.errors import CheckpointError
 from dcgan_features.train import KILL_ENV, TrainConfig, _Run, make_generators, to_unit_range, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,6 +329,50 @@ def test_out_not_writable_and_existing_run(tmp_path, capsys, finished_run):
     assert "cannot create output folder" in _one_line_error(code, err)
     code, _, err = cli(capsys, "train", *TINY, "--out", str(finished_run))
     assert "already holds a run" in _one_line_error(code, err)
+
+
+def test_resume_means_the_same_run(tmp_path, capsys, finished_run):
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(finished_run, run)
+    config = (run / "config.json").read_text()
+    code, _, err = cli(capsys, "train", *TINY, "--epochs", "1", "--out", str(run), "--resume")
+    assert "already trained 2 epochs (step 20); --epochs 1 is fewer" in _one_line_error(code, err)
+    code, _, err = cli(capsys, "train", *TINY, "--epochs", "3", "--max-steps", "5", "--out", str(run), "--resume")
+    assert "--max-steps 5 is fewer" in _one_line_error(code, err)
+    code, _, err = cli(capsys, "train", *TINY, "--epochs", "3", "--data-dir", str(tmp_path), "--out", str(run),
+                       "--resume")
+    assert "trained without --data-dir" in _one_line_error(code, err)
+    other = torch.from_numpy(data.make_synthetic(1000, seed=5)[0])  # same name and count, other images
+    with pytest.raises(CheckpointError, match=r"trained on other images \(1000x3x32x32:"):
+        train(tiny_config(run, epochs=3, resume=True), images=other)
+    assert (run / "config.json").read_text() == config  # nothing rewritten by a refused resume
+
+
+def test_out_with_foreign_files_is_refused_unless_overwrite(tmp_path, capsys, finished_run):
+    import shutil
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "config.json").write_text('{"lr": 1}')
+    (theirs / "metrics.jsonl").write_text('{"their": "metrics"}\n')
+    code, _, err = cli(capsys, "train", *TINY, "--out", str(theirs))
+    assert "holds files this tool did not write (config.json)" in _one_line_error(code, err)
+    (theirs / "notes.txt").write_text("mine")
+    code, _, err = cli(capsys, "train", *TINY, "--out", str(theirs))
+    assert "(notes.txt)" in _one_line_error(code, err)
+    assert (theirs / "config.json").read_text() == '{"lr": 1}'
+    code, _, err = cli(capsys, "train", *TINY, "--max-steps", "1", "--out", str(theirs), "--overwrite")
+    assert code == 0, err
+    assert json.loads((theirs / "config.json").read_text())["config"]["max_steps"] == 1
+    assert [json.loads(line)["step"] for line in (theirs / "metrics.jsonl").read_text().splitlines()] == [1]
+    # --overwrite on a finished run of ours starts it afresh: its old last.pt can no longer be resumed
+    run = tmp_path / "r"
+    shutil.copytree(finished_run, run)
+    code, _, err = cli(capsys, "train", *TINY, "--max-steps", "1", "--out", str(run), "--overwrite")
+    assert code == 0, err
+    assert checkpoint.load(run / "checkpoints" / "last.pt")["step"] == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when CUDA is absent")
