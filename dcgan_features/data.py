@@ -145,7 +145,12 @@ def _read_svhn(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                            "re-download it with --download") from None
     if "X" not in mat or "y" not in mat:
         raise DatasetError(f"{path} has no 'X' and 'y' arrays (found: {', '.join(k for k in mat if not k.startswith('__')) or 'none'})")
-    X, y = mat["X"], mat["y"].reshape(-1).astype(np.int64)
+    X, y_raw = mat["X"], mat["y"].reshape(-1)
+    if X.dtype != np.uint8:  # the format's pixels are bytes; a cast would wrap floats around silently
+        raise DatasetError(f"{path}: X holds {X.dtype} pixels, SVHN's are uint8; re-download it with --download")
+    if y_raw.dtype.kind not in "iuf" or not np.isin(y_raw, np.arange(1, 11)).all():
+        raise DatasetError(f"{path}: y must hold the digit classes 1..10 (10 meaning 0); re-download it with --download")
+    y = y_raw.astype(np.int64)
     if X.ndim != 4 or X.shape[:3] != (32, 32, 3) or X.shape[3] != len(y):
         raise DatasetError(f"{path}: expected X of shape (32, 32, 3, N) and N labels, found X {X.shape} and {len(y)} labels")
     y[y == 10] = 0  # SVHN stores digit 0 as label 10

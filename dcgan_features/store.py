@@ -129,15 +129,48 @@ def _read_meta(f: h5py.File, path: str) -> dict:
     if any(k not in meta for k in required):
         raise FeatureFileError(f"{path!r} is an HDF5 file but not a dcgan-features feature file "
                                f"(root attrs {', '.join(required[:3])}, ... missing)")
+    for key in ("format_version", "grid", "width"):
+        if key in meta and not _is_int(meta[key]):
+            raise FeatureFileError(f"{path!r}: root attr {key} is {meta[key]!r}, not an integer; the file is "
+                                   "damaged or foreign: extract it again")
     if int(meta["format_version"]) > FORMAT_VERSION:
         raise FeatureFileError(f"{path!r} has feature format version {meta['format_version']}; this package "
                                f"reads up to {FORMAT_VERSION}: upgrade dcgan-features")
     try:
-        meta["layers"] = [str(x) for x in json.loads(meta["layers"])]
-        meta["layer_dims"] = [int(x) for x in json.loads(meta["layer_dims"])]
+        layers, dims = json.loads(meta["layers"]), json.loads(meta["layer_dims"])
+        if not isinstance(layers, list) or not isinstance(dims, list) or not all(_is_int(d) for d in dims):
+            raise TypeError
+        meta["layers"] = [str(x) for x in layers]
+        meta["layer_dims"] = [int(x) for x in dims]
     except (ValueError, TypeError):
-        raise FeatureFileError(f"{path!r}: root attrs layers/layer_dims are not JSON lists") from None
+        raise FeatureFileError(f"{path!r}: root attrs layers/layer_dims are not JSON lists (of integer "
+                               "dims)") from None
+    if len(meta["layers"]) != len(meta["layer_dims"]) or any(d < 1 for d in meta["layer_dims"]):
+        raise FeatureFileError(f"{path!r}: root attrs name {len(meta['layers'])} layers but give "
+                               f"{len(meta['layer_dims'])} dims {meta['layer_dims']}; extract it again")
     return meta
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_split(g: h5py.Group, split: str, dim: int, path: str) -> None:
+    """A split's datasets agree with the root attrs and with each other (checked on open)."""
+    if "features" not in g or "labels" not in g or "n_rows" not in g.attrs:
+        raise FeatureFileError(f"{path!r}: split {split!r} lacks features/labels/n_rows; "
+                               f"not a dcgan-features feature file")
+    feats, labels, n = g["features"], g["labels"], _decode(g.attrs["n_rows"])
+    if not _is_int(n) or n < 0:
+        raise FeatureFileError(f"{path!r}: split {split!r} has n_rows {n!r}, not a row count")
+    if feats.ndim != 2 or feats.shape != (n, dim):
+        raise FeatureFileError(f"{path!r}: split {split!r} features have shape {feats.shape}; the root attrs "
+                               f"(layer_dims, n_rows) say ({n}, {dim}); extract it again")
+    if feats.dtype.kind != "f":
+        raise FeatureFileError(f"{path!r}: split {split!r} features are {feats.dtype}, not float16/float32")
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        raise FeatureFileError(f"{path!r}: split {split!r} labels are {labels.dtype} of shape {labels.shape}; "
+                               f"expected {n} integers (-1 for unlabeled)")
 
 
 def _open_h5(path: Path, mode: str, **kw) -> h5py.File:
@@ -167,10 +200,7 @@ class FeatureFile:
             self.meta = _read_meta(self._f, str(self.path))
             self.splits = [k for k, v in self._f.items() if isinstance(v, h5py.Group) and not k.startswith("_")]
             for s in self.splits:
-                g = self._f[s]
-                if "features" not in g or "labels" not in g or "n_rows" not in g.attrs:
-                    raise FeatureFileError(f"{str(self.path)!r}: split {s!r} lacks features/labels/n_rows; "
-                                           f"not a dcgan-features feature file")
+                _check_split(self._f[s], s, int(sum(self.meta["layer_dims"])), str(self.path))
         except BaseException:
             self._f.close()
             raise
@@ -220,8 +250,13 @@ class FeatureFile:
         return self._f[split]
 
     def labels(self, split: str) -> np.ndarray:
+        """A complete split's labels, int64; -1 marks an unlabeled row, anything lower is refused."""
         self.require(split)
-        return np.asarray(self._f[split]["labels"][...], dtype=np.int64)
+        y = np.asarray(self._f[split]["labels"][...], dtype=np.int64)  # integer dtype checked on open
+        if y.size and y.min() < -1:
+            raise FeatureFileError(f"{str(self.path)!r}: split {split!r} has label {int(y.min())}; labels are "
+                                   "class numbers >= 0, or -1 for unlabeled rows")
+        return y
 
     def indices(self, split: str) -> np.ndarray:
         self.require(split)

@@ -216,6 +216,17 @@ def test_mat_without_x_y_and_corrupt_mat(tmp_path):
         load("svhn", "test", data_dir=tmp_path)
 
 
+def test_svhn_pixels_must_be_uint8_and_labels_1_to_10(tmp_path):
+    X = rng.integers(0, 256, (32, 32, 3, 4)).astype(np.float64) * 1.5  # up to 382: a uint8 cast wraps
+    scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": X, "y": np.ones((4, 1))})
+    with pytest.raises(DatasetError, match="X holds float64 pixels, SVHN's are uint8"):
+        load("svhn", "test", data_dir=tmp_path)
+    for y in (np.full((4, 1), 11), np.full((4, 1), 2.5), np.zeros((4, 1))):
+        scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": X.astype(np.uint8), "y": y})
+        with pytest.raises(DatasetError, match="y must hold the digit classes 1..10"):
+            load("svhn", "test", data_dir=tmp_path)
+
+
 def test_unknown_dataset_and_split():
     with pytest.raises(DatasetError, match="available: cifar10, svhn, fashion-mnist"):
         get_dataset("mnist")

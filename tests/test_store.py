@@ -184,3 +184,42 @@ def test_foreign_truncated_and_missing_files_are_one_line_errors(tmp_path):
         assert "\n" not in str(e.value)
     with pytest.raises(FeatureFileError, match="exists and .*not a readable HDF5|not a readable"):
         FeatureWriter(text, META, _splits()).open()
+
+
+def _edit(path, fn):
+    with h5py.File(path, "r+") as f:
+        fn(f)
+
+
+def _replace(f, name, data):
+    del f[name]
+    f[name] = data
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f.attrs.__setitem__("format_version", "one"), "format_version is 'one', not an integer"),
+    (lambda f: f.attrs.__setitem__("grid", 2.5), "grid is 2.5, not an integer"),
+    (lambda f: f.attrs.__setitem__("layer_dims", json.dumps([64, 64])), r"features have shape \(50, 192\)"),
+    (lambda f: f.attrs.__setitem__("layer_dims", json.dumps([192])), "name 2 layers but give 1 dims"),
+    (lambda f: f.attrs.__setitem__("layer_dims", json.dumps(["a", 1])), "not JSON lists"),
+    (lambda f: _replace(f, "train/features", np.zeros(50, np.float16)), r"features have shape \(50,\)"),
+    (lambda f: _replace(f, "train/labels", np.zeros(50, np.float64)), "labels are float64"),
+    (lambda f: _replace(f, "train/labels", np.zeros(7, np.int64)), r"labels are int64 of shape \(7,\)"),
+    (lambda f: f["train"].attrs.__setitem__("n_rows", "many"), "n_rows 'many', not a row count"),
+    (lambda f: _replace(f, "train/features", np.zeros((50, 192), np.int8)), "features are int8"),
+])
+def test_malformed_attributes_are_refused_on_open(tmp_path, damage, message):
+    path = tmp_path / "f.h5"
+    _write(path)
+    _edit(path, damage)
+    with pytest.raises(FeatureFileError, match=message):
+        FeatureFile(path)
+
+
+def test_labels_below_minus_one_are_refused(tmp_path):
+    path = tmp_path / "f.h5"
+    _write(path)
+    _edit(path, lambda f: f["train/labels"].__setitem__(3, -5))
+    with FeatureFile(path) as ff:
+        with pytest.raises(FeatureFileError, match="has label -5"):
+            ff.labels("train")

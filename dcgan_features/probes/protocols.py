@@ -387,8 +387,9 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
     train, test = features.train, features.test
     K = cfg.n_classes
     y = np.asarray(train.labels)
-    if y.size and y.max() >= K:
-        raise UserError(f"split {cfg.train_split!r} has label {int(y.max())} but the {name} protocol has {K} classes")
+    for split, labels in ((cfg.train_split, y), (cfg.test_split, np.asarray(test.labels))):
+        if labels.size and labels.max() >= K:
+            raise UserError(f"split {split!r} has label {int(labels.max())} but the {name} protocol has {K} classes")
     if cfg.validation == "uniform":  # the authors' shuffle: val and pool in its order, labelled rows only
         labelled_rows = np.flatnonzero(y >= 0)
         val, pool = (labelled_rows[i] for i in authors.validation_split(len(labelled_rows), cfg.val_size, seed))

@@ -238,3 +238,13 @@ def test_C_inside_the_grid_or_fixed_is_not_widened(digits):
     (r,) = run_protocol("digits", feats, ("svm",), off, Cs=[1e-5, 1e-4], device="cpu")
     assert r["c_grid"] == [1e-5, 1e-4] and r["c_at_edge"] is True and r["C"] == 1e-4
     assert PROTOCOLS["svhn"].c_extend == 0 and PROTOCOLS["cifar10"].c_extend == 2
+
+
+def test_labels_outside_the_classes_are_refused_in_either_split(digits):
+    Xtr, ytr, Xte, yte = digits
+    cfg = get_protocol("digits", draws=1)
+    for bad_train, bad_test in ((True, False), (False, True)):
+        y1, y2 = ytr.copy(), yte.copy()
+        (y1 if bad_train else y2)[0] = 12  # was scored as a never-predicted class
+        with pytest.raises(UserError, match=f"split '{'train' if bad_train else 'test'}' has label 12"):
+            run_protocol("digits", from_arrays(Xtr, y1, Xte, y2), ["logreg"], cfg)
