@@ -32,6 +32,31 @@ def cli() -> None:
     """
 
 
+def _out_file(ctx: click.Context, param: click.Parameter, value: str | None, parents: bool = False) -> str | None:
+    """--out callback: a file in a writable folder (one that can be created, with ``parents``),
+    checked before any work."""
+    from .atomic import check_output_file
+
+    if value is not None:
+        try:
+            check_output_file(value, parents=parents)
+        except UserError as e:
+            raise click.BadParameter(str(e)) from None
+    return value
+
+
+def _out_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--out callback for a run folder: a writable folder, or one that can be created."""
+    from .atomic import check_output_folder
+
+    if value is not None:
+        try:
+            check_output_folder(value)
+        except UserError as e:
+            raise click.BadParameter(str(e)) from None
+    return value
+
+
 # ------------------------------------------------------------------ architectures
 
 
@@ -280,7 +305,8 @@ def train_cmd(dataset: str, data_dir: str | None, arch: str, width: int | None, 
               help="Architecture the arrays belong to (width and z size are read from the files).")
 @click.option("--epoch", type=click.IntRange(min=0), default=None,
               help="Epoch prefix of the files. [default: the highest present]")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), callback=_out_file,
+              help="Checkpoint to write.")
 def import_theano_cmd(folder: str, arch: str, epoch: int | None, out: str) -> None:
     """Convert the authors' released Theano weights (Newmu/dcgan_code) into a checkpoint.
 
@@ -306,7 +332,8 @@ def _gen_options(f):
     f = click.option("--bn", type=click.Choice(["batch", "running"]), default=None,
                      help="BatchNorm statistics. [default: batch for imported checkpoints, running otherwise]")(f)
     f = click.option("--seed", type=int, default=0, help="Seed of the latent vectors.")(f)
-    f = click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")(f)
+    f = click.option("--out", required=True, type=click.Path(dir_okay=False), callback=_out_file,
+                     help="PNG to write.")(f)
     return click.argument("checkpoint", type=click.Path(dir_okay=False))(f)
 
 
@@ -449,7 +476,8 @@ def _normalize_choices() -> list[str]:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N images of each split (quick runs, benchmarks). [default: all]")
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="HDF5 feature file to write.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), callback=_out_file,
+              help="HDF5 feature file to write.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a file (or unfinished run) made with other settings; the old file stays until the new one is whole.")
 @click.pass_context
@@ -527,9 +555,10 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
 @click.option("--seed", type=int, default=0)
 @click.option("--probe", "probes", multiple=True, default=("svm", "logreg"),
               type=click.Choice(["svm", "logreg", "knn"]), help="Probe(s); repeat the flag for several.")
-@click.option("--out", default="runs/quickstart", type=click.Path(file_okay=False),
+@click.option("--out", default="runs/quickstart", type=click.Path(file_okay=False), callback=_out_folder,
               help="Run folder: checkpoints, samples, feature files.")
 @click.option("--results", default="results/quickstart.csv", type=click.Path(dir_okay=False),
+              callback=lambda ctx, param, value: _out_file(ctx, param, value, parents=True),
               help="The table as CSV; the sample grid is written beside it (<name>_samples.png).")
 def quickstart_cmd(dataset: str, data_dir: str | None, arch: str, width: int, epochs: int, batch_size: int,
                    device: str, seed: int, probes: tuple[str, ...], out: str, results: str) -> None:

@@ -25,3 +25,11 @@ class CheckpointError(UserError):
 
 class FeatureFileError(UserError):
     """An HDF5 feature file is incomplete, foreign, or does not match the request."""
+
+
+class WriteError(UserError):
+    """An output could not be written: disk full, read-only, no permission (the path is named)."""
+
+    def __init__(self, message: str, disk_full: bool = False):
+        super().__init__(message)
+        self.disk_full = disk_full

@@ -33,7 +33,7 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from .atomic import check_writable_dir
+from .atomic import check_output_file
 from .errors import UserError
 
 __all__ = ["OutputLocked", "lock_path", "output_lock"]
@@ -65,13 +65,8 @@ def output_lock(path: str | os.PathLike, *, folder: bool = False, parents: bool 
             raise UserError(f"output folder {str(path)!r} is a file; choose another output")
         created = _make_dirs(path)
     else:
-        if not str(path).strip() or path.name in ("", ".", ".."):
-            raise UserError(f"output path {str(path)!r} names no file; give a file name")
-        if path.is_dir():
-            raise UserError(f"output {str(path)!r} is a folder; give a file name")
-        parent = path.parent if str(path.parent) else Path(".")
-        created = _make_dirs(parent) if parents else []
-        check_writable_dir(parent)
+        check_output_file(path, parents=parents)
+        created = _make_dirs(path.parent if str(path.parent) else Path(".")) if parents else []
     lock = lock_path(path, folder)
     try:
         fd = _acquire(lock, path)
@@ -136,8 +131,11 @@ def _acquire(lock: Path, path: Path) -> int:
         if same:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    try:  # only for the message a second process gets; a full disk must not stop the holder
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    except OSError:
+        pass
     return fd
 
 

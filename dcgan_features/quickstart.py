@@ -62,6 +62,7 @@ class QuickstartResult:
 def run(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> QuickstartResult:
     """Run the whole pipeline as ``cfg`` says; see the module docstring."""
     from .architectures import get_arch
+    from .atomic import atomic_path, check_output_file, check_output_folder, write_error
     from .data import load
     from .extract import ExtractConfig, checkpoint_model, extract, random_init_model
     from .features import to_model_input
@@ -74,8 +75,14 @@ def run(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> Quickstart
                         f"got {cfg.dataset!r}")
     spec = get_arch(cfg.arch)
     protocol = get_protocol(cfg.dataset)
+    # every output is checked before the work: a table that cannot be written is known now
+    check_output_folder(cfg.out)
+    check_output_file(cfg.results, parents=True)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(out, e) from None
     seconds: dict[str, float] = {}
 
     # (1) train a DCGAN without labels; a finished run of the same config is reused
@@ -124,7 +131,8 @@ def run(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> Quickstart
     grid = None
     if samples:
         grid = csv_path.with_name(csv_path.stem + "_samples.png")
-        shutil.copyfile(samples[-1], grid)
+        with atomic_path(grid) as tmp:
+            shutil.copyfile(samples[-1], tmp)
     return QuickstartResult(records, csv_path, grid, result.checkpoint, seconds)
 
 

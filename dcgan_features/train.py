@@ -42,7 +42,7 @@ from . import __version__, checkpoint
 from .architectures import get_arch, sample_z
 from .ckpt_writer import CheckpointWriter, snapshot
 from .devices import DistContext, device_name, init_distributed, resolve_device
-from .errors import UserError
+from .errors import UserError, WriteError
 from .locks import output_lock
 from .train_config import TrainConfig
 from .train_state import (RunFolder, capture_rng, catch_signals, check_same_data, data_fingerprint,
@@ -125,7 +125,13 @@ def _train_locked(cfg: TrainConfig, spec, images: torch.Tensor | None) -> TrainR
         use_graph = _use_cuda_graph(cfg, device, dist_ctx)  # a refused --cuda-graph fails before any work
         flag: dict = {}
         with catch_signals(flag):
-            return _Run(cfg, spec, device, dist_ctx, folder, flag, ckpt, images, use_graph).run()
+            try:
+                return _Run(cfg, spec, device, dist_ctx, folder, flag, ckpt, images, use_graph).run()
+            except WriteError as e:
+                if not (e.disk_full and folder.last.is_file()):
+                    raise
+                raise WriteError(f"{e} (the last checkpoint is whole; resume with: {cfg.resume_command()})",
+                                 disk_full=True) from None
     finally:
         if dist_ctx.enabled:
             import torch.distributed as dist

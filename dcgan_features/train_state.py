@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .atomic import atomic_path, check_writable_dir, write_text_atomic
+from .atomic import atomic_path, check_writable_dir, write_error, write_text_atomic
 from .errors import CheckpointError, UserError
 
 # Settings a resumed run must share with the checkpoint: they define the model, the data
@@ -230,7 +230,10 @@ class RunFolder:
 
     def create(self) -> None:
         for d in (self.out, self.checkpoints, self.samples):
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise write_error(d, e) from None
 
     def write_config(self, record: dict) -> None:
         write_text_atomic(self.out / "config.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -245,8 +248,11 @@ class RunFolder:
     def append_metrics(self, row: dict) -> None:
         # One short line per append: a kill can at worst truncate the last line, and
         # read_metrics skips a partial last line.
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with open(self.metrics, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise write_error(self.metrics, e) from None
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.is_file():

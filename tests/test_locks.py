@@ -67,7 +67,7 @@ def test_folder_lock_and_what_it_leaves(tmp_path):
         assert lock == run / ".lock" and run.is_dir()
     assert not (tmp_path / "a").exists()  # created for the lock and empty: removed again
     (tmp_path / "file").write_text("x")  # a parent that is a file: no lock, even as root
-    with pytest.raises(UserError, match="cannot create output folder"):
+    with pytest.raises(UserError, match="is a file, not a folder"):
         with output_lock(tmp_path / "file" / "f.h5", parents=True):
             pass
     with pytest.raises(UserError, match="does not exist; create it first"):
