@@ -25,6 +25,7 @@ doctest would spend seconds importing torch._dynamo and matplotlib)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os

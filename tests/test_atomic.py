@@ -18,7 +18,7 @@ from dcgan_features.errors import UserError, WriteError
 from dcgan_features.theano_import import write_random_params
 
 from test_checkpoint import assert_one_line, run_cli
-from test_rows import write_features
+from probes.test_rows import write_features
 
 
 @pytest.fixture
