@@ -68,7 +68,12 @@ class Subspace:
             A[g] = (self.reg_U + (XUg * wg[:, None]).T @ XUg).double()
         A = 0.5 * (A + A.transpose(1, 2))
         c = A.diagonal(dim1=1, dim2=2).min(1).values.clamp_min(1e-12)  # (G,) complement scale
-        L = torch.linalg.cholesky(A + 1e-10 * c[:, None, None] * torch.eye(r, dtype=A.dtype, device=A.device))
+        eye = torch.eye(r, dtype=A.dtype, device=A.device)
+        L, info = torch.linalg.cholesky_ex(A + 1e-10 * c[:, None, None] * eye)
+        bad = info != 0  # at a very large C the block can lose definiteness in float32 rounding
+        if bad.any():  # those groups take the unpreconditioned step (M = I), as plain CG would
+            L[bad] = eye
+            c = torch.where(bad, torch.ones_like(c), c)
         A_inv = torch.cholesky_inverse(L).float()  # a batched matmul per CG step, not two triangular solves
         inv_c = 1.0 / c.float()
 

@@ -1,5 +1,6 @@
 """probes/precond.py: exact inside the subspace, a scaled identity outside it."""
 
+import pytest
 import torch
 
 from dcgan_features.probes.operator import XOperator
@@ -27,3 +28,31 @@ def test_preconditioner_inverts_the_hessian_inside_its_subspace():
     ortho -= sub.U @ (sub.U.T @ ortho)  # outside span(U): scaled by one constant
     ratio = apply(ortho.view(D + 1, 1, 1)).view(D + 1) / ortho
     torch.testing.assert_close(ratio, ratio[:1].expand(D + 1), atol=1e-3, rtol=1e-3)
+
+
+def test_a_block_that_is_not_positive_definite_falls_back_to_the_plain_step():
+    """At a very large C the r x r block can lose definiteness in rounding (a Cholesky failure
+    at C >= 1e6 on digits used to abort the probe): those groups take M = I."""
+    g = torch.Generator().manual_seed(0)
+    N, D, r = 20, 5, 3
+    U = torch.linalg.qr(torch.randn(D + 1, r, generator=g)).Q
+    sub = Subspace(U, torch.randn(N, r, generator=g), -torch.eye(r), passes=1)  # -I: indefinite at zero curvature
+    w = torch.zeros(N, 2, 1)
+    w[:, 1] = 1.0  # group 1 gets curvature that makes its block definite again
+    sub.XU = sub.XU * 10
+    apply = sub.preconditioner(w)
+    v = torch.randn(D + 1, 2, 1, generator=g)
+    out = apply(v)
+    torch.testing.assert_close(out[:, 0], v[:, 0])  # the unpreconditioned step
+    assert not torch.allclose(out[:, 1], v[:, 1])  # the definite group keeps its preconditioner
+
+
+@pytest.mark.slow
+def test_svm_at_huge_C_completes(digits):
+    """C = 1e6 on digits used to stop with a Cholesky error; it now fits (train rows separated)."""
+    from dcgan_features.probes import fit
+
+    X, y = digits[0][:600], digits[1][:600]
+    f = fit("svm", ArrayRows(X, y), [1e6], device="cpu")
+    W, b = f.coef[0].numpy(), f.intercept[0].numpy()
+    assert ((X @ W + b).argmax(1) == y).mean() == 1.0
