@@ -53,7 +53,7 @@ def count_step_ops(arch: str, joint: bool) -> collections.Counter:
 
 
 # Measured with torch 2.14 on imagenet32 (6 G layers, 6 D blocks, 1 linear head): 430 ops for
-# the joint step (664 before: two D passes and per-parameter Adam on the CPU). The budget
+# the joint step (about 690 before issue 17: two D passes and per-parameter Adam on the CPU). The budget
 # leaves a little room for torch versions; a change that adds per-layer or per-parameter
 # work to the step goes over it.
 OP_BUDGET = 450
