@@ -14,6 +14,11 @@ from . import __version__
 from .errors import UserError
 from .quickstart import QuickstartConfig  # torch-free: only its defaults are read here
 
+# Upper bounds of the size options: each far above any real use (the paper's widths are 64-128,
+# its batch 128) and low enough that a typo cannot ask for tens of GB before failing
+# (`arithmetic --neighbours 100000` once grew to 22 GB).
+MAX_WIDTH, MAX_NZ, MAX_BATCH, MAX_IMAGE_SIZE, MAX_NEIGHBOURS, MAX_DRAWS = 1024, 4096, 65536, 1024, 64, 10000
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
 
@@ -92,7 +97,7 @@ def architectures_cmd(width: int | None, grid: int) -> None:
               help="Root folder of the datasets (torchvision layout). [default: ./data]")
 @click.option("--verify", "verify", metavar="NAME", default=None,
               help="Load every split of dataset NAME fully and report shapes and class counts.")
-@click.option("--image-size", type=click.IntRange(min=8), default=None,
+@click.option("--image-size", type=click.IntRange(8, MAX_IMAGE_SIZE), default=None,
               help="With --verify: resize to this size, as training does.")
 @click.option("--download", is_flag=True,
               help="With --verify: fetch a missing public dataset (cifar10, svhn, fashion-mnist) with torchvision.")
@@ -152,7 +157,7 @@ def _parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 @click.option("--extend-C", "c_extend", type=click.IntRange(min=0), default=None,
               help="When C lands on the grid's first or last value, add a decade that way and choose again "
                    "(on validation), at most this many times (0: never). [default: the protocol's: 2, svhn 0]")
-@click.option("--draws", type=click.IntRange(min=1), default=None,
+@click.option("--draws", type=click.IntRange(1, MAX_DRAWS), default=None,
               help="Seeded label draws of the few-labels column. [default: the protocol's: 10, svhn 100]")
 @click.option("--seed", type=int, default=None,
               help="Seed of the validation split and the label draws. [default: the protocol's: 0, svhn 42]")
@@ -226,15 +231,16 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the datasets. [default: ./data, then known system folders]")
 @click.option("--arch", required=True, metavar="NAME", help="imagenet32, svhn32, dcgan32 or dcgan64.")
-@click.option("--width", type=click.IntRange(min=1), default=None,
+@click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=None,
               help="Channel width of G and D. [default: the architecture's]")
 @click.option("--epochs", type=click.IntRange(min=1), default=25, help="Passes over the training split.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run folder: config.json, metrics.jsonl, samples/, checkpoints/, losses.png.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Global batch (split over torchrun ranks).")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=128,
+              help="Global batch (split over torchrun ranks).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, help="Adam learning rate, G and D.")
 @click.option("--beta1", type=click.FloatRange(min=0, max=1, max_open=True), default=0.5, help="Adam beta1.")
-@click.option("--nz", type=click.IntRange(min=1), default=None, help="Latent size. [default: the architecture's]")
+@click.option("--nz", type=click.IntRange(1, MAX_NZ), default=None, help="Latent size. [default: the architecture's]")
 @click.option("--seed", type=int, default=0, help="Seeds init, data order, z and the fixed sample z.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--amp/--no-amp", default=True, help="bf16 autocast (CUDA only; ignored on CPU).")
@@ -396,7 +402,7 @@ def interpolate_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device
 @click.option("--c", "c", required=True, metavar="IDS", help="Sample ids of group c (added).")
 @click.option("--n", "n", type=click.IntRange(2, 1024), default=64,
               help="The --n of the numbered `sample` grid the ids come from.")
-@click.option("--neighbours", type=click.IntRange(min=0), default=8,
+@click.option("--neighbours", type=click.IntRange(0, MAX_NEIGHBOURS), default=8,
               help="Perturbed copies of the result shown beside it.")
 @click.option("--noise", type=click.FloatRange(min=0), default=0.25,
               help="Uniform noise in [-noise, noise] added to the result's z for the neighbours.")
@@ -444,12 +450,12 @@ def _normalize_choices() -> list[str]:
               help="Same as --model checkpoint:PATH.")
 @click.option("--random-init", is_flag=True, help="Same as --model random:ARCH with --arch ARCH.")
 @click.option("--arch", default=None, help="With --random-init: architecture (see `dcgan-features architectures`).")
-@click.option("--width", type=click.IntRange(min=1), default=None,
+@click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=None,
               help="With random:ARCH: width. [default: the architecture's own]")
 @click.option("--seed", type=int, default=0, help="Seed of a random init (random, torchvision, python) or of the K-means fit.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="torchvision/python models: a state dict file, loaded with weights_only (never runs code).")
-@click.option("--image-size", type=click.IntRange(min=1), default=None,
+@click.option("--image-size", type=click.IntRange(1, MAX_IMAGE_SIZE), default=None,
               help="Input size for pixels, kmeans and generic models. [default: 32]")
 @click.option("--normalize", type=click.Choice(_normalize_choices()), default=None,
               help="Input scaling of generic models. [default: imagenet for torchvision, minus1to1 for python]")
@@ -472,7 +478,7 @@ def _normalize_choices() -> list[str]:
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
               help="Stored feature dtype. [default: float32 for the paper's protocols (cifar10, svhn, also "
                    "with TF32 off on a GPU), float16 otherwise]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Images per forward pass.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=256, help="Images per forward pass.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N images of each split (quick runs, benchmarks). [default: all]")
@@ -548,9 +554,9 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the datasets. [default: ./data]")
 @click.option("--arch", default="dcgan32", help="Architecture (see `dcgan-features architectures`).")
-@click.option("--width", type=click.IntRange(min=1), default=QuickstartConfig.width, help="Width of G and D.")
+@click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=QuickstartConfig.width, help="Width of G and D.")
 @click.option("--epochs", type=click.IntRange(min=1), default=QuickstartConfig.epochs, help="Training epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=QuickstartConfig.batch_size)
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=QuickstartConfig.batch_size)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=int, default=0)
 @click.option("--probe", "probes", multiple=True, default=("svm", "logreg"),

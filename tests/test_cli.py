@@ -47,3 +47,24 @@ def test_usage_errors_are_one_line(capsys):
 def test_help_shows_defaults(capsys):
     code, out, _ = run(capsys, "architectures", "--help")
     assert code == 0 and "[default: 4; x>=1]" in out
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["arithmetic", "m.pt", "--a", "1", "--b", "2", "--c", "3", "--neighbours", "100000", "--out", "a.png"],
+     "--neighbours"),  # grew to 22 GB before the bound
+    (["train", "--dataset", "digits", "--arch", "dcgan32", "--width", "100000", "--out", "r"], "--width"),
+    (["train", "--dataset", "digits", "--arch", "dcgan32", "--nz", "10000000", "--out", "r"], "--nz"),
+    (["train", "--dataset", "digits", "--arch", "dcgan32", "--batch-size", "10000000", "--out", "r"], "--batch-size"),
+    (["extract", "--model", "pixels", "--dataset", "digits", "--image-size", "100000", "--out", "f.h5"],
+     "--image-size"),
+    (["extract", "--model", "pixels", "--dataset", "digits", "--batch-size", "10000000", "--out", "f.h5"],
+     "--batch-size"),
+    (["datasets", "--verify", "digits", "--image-size", "100000"], "--image-size"),
+    (["probe", "digits", "--features", "f.h5", "--draws", "100000000"], "--draws"),
+    (["quickstart", "--width", "100000"], "--width"),
+])
+def test_every_size_option_is_bounded(capsys, tmp_path, monkeypatch, args, flag):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, and nothing is
+    code, _, err = run(capsys, *args)
+    assert code == 2 and err.startswith("error: ") and flag in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,7 @@
 """import-theano: the mapping against the authors' forward pass written in numpy/scipy,
 the released SVHN weights end to end, and every bad-input case through the CLI."""
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,27 @@ def test_other_bad_inputs(layout, tmp_path, capsys):
     assert "expected a 4-d array, found shape (2, 3, 5)" in expect_error(capsys, layout)
     (layout / "20_discrim_params.jl").write_bytes(b"garbage")
     assert "20_discrim_params.jl is not a joblib listing" in expect_error(capsys, layout)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_payloads_in_npy_and_jl_never_run(layout, capsys):
+    """An object-array .npy (a pickle inside) and a .jl naming a callable: refused, nothing runs."""
+    marker = layout.parent / "ran"
+    arr = np.empty(1, dtype=object)
+    arr[0] = _Payload(marker)
+    np.save(layout / "20_gen_params.jl_01.npy", arr, allow_pickle=True)
+    assert "20_gen_params.jl_01.npy is not a readable .npy array" in expect_error(capsys, layout)
+    assert not marker.exists()
+    write_random_params(layout, "svhn32", width=2, epoch=20)
+    (layout / "20_gen_params.jl").write_bytes(pickle.dumps([_Payload(marker)], protocol=2))
+    assert "20_gen_params.jl is not a joblib listing" in expect_error(capsys, layout)
+    assert not marker.exists()
+    pickle.loads((layout / "20_gen_params.jl").read_bytes())  # the control: a plain load runs it
+    assert marker.exists()
