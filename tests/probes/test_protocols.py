@@ -162,6 +162,8 @@ def test_bad_input_through_the_cli(capsys, tmp_path, digits, digits_file):
     _one_line_error(capsys, *probe, f, "--C", "0.1,0", match="positive")
     _one_line_error(capsys, *probe, f, "--C", "-1", match="positive")
     _one_line_error(capsys, *probe, f, "--C", "abc", match="comma-separated")
+    _one_line_error(capsys, *probe, f, "--C", "1,inf", match="positive and finite")  # an infinite C
+    _one_line_error(capsys, *probe, f, "--C", "nan", match="positive and finite")
     _one_line_error(capsys, *probe, f, "--backend", "sklearn", "--device", "cuda", match="CPU only")
     # NaN or inf in the features
     for bad in (np.nan, np.inf):
