@@ -100,7 +100,8 @@ def architectures_cmd(width: int | None, grid: int) -> None:
 @click.option("--image-size", type=click.IntRange(8, MAX_IMAGE_SIZE), default=None,
               help="With --verify: resize to this size, as training does.")
 @click.option("--download", is_flag=True,
-              help="With --verify: fetch a missing public dataset (cifar10, svhn, fashion-mnist) with torchvision.")
+              help="With --verify: fetch a missing public dataset (cifar10, svhn, fashion-mnist) with torchvision; "
+                   "for the others, say where to get them.")
 @click.pass_context
 def datasets_cmd(ctx: click.Context, data_dir: str | None, verify: str | None, image_size: int | None,
                  download: bool) -> None:
@@ -111,17 +112,17 @@ def datasets_cmd(ctx: click.Context, data_dir: str | None, verify: str | None, i
       dcgan-features datasets --data-dir /data/torchvision
       dcgan-features datasets --verify fashion-mnist --image-size 32
       dcgan-features datasets --verify cifar10 --download --data-dir data
+      dcgan-features datasets --verify imagenet32 --data-dir /data/imagenet32
     """
-    from .data import describe, get_dataset, load
+    from .data import describe, get_dataset
 
     if download and verify is None:
         ctx.fail("--download needs --verify NAME (the dataset to fetch)")
     if verify is not None:
-        for split in get_dataset(verify).splits:
-            ds = load(verify, split, data_dir=data_dir, image_size=image_size, download_missing=download)
-            counts = ds.labels[ds.labels >= 0].bincount().tolist()
-            click.echo(f"{verify} {split}: images {tuple(ds.images.shape)} {ds.images.dtype}, "
-                       f"labels per class {counts}")
+        spec = get_dataset(verify)
+        for split in spec.splits:
+            for line in spec.verify(data_dir, split, image_size=image_size, download_missing=download):
+                click.echo(line)
         return
     for row in describe(data_dir):
         status = {True: "present", False: "MISSING", None: "-"}[row["present"]]

@@ -20,12 +20,13 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import downsampled_imagenet as dsi
 from . import safe_pickle
 from .errors import DatasetError
 
@@ -88,6 +89,81 @@ class DatasetSpec:
             fix += " (or: apt-get install dataset-fashion-mnist)"
         return (f"{self.name} {split} split not found: expected {', '.join(self.files[split])} "
                 f"in one of {where}; {fix}")
+
+    def cannot_download(self) -> str:
+        """The one line ``--download`` gives for a dataset it cannot fetch."""
+        return f"dataset {self.name!r} cannot be downloaded"
+
+    def count(self, root: Path, split: str) -> int:
+        """Images in a located split, read from headers where the format has them."""
+        return _count(self, root, split)
+
+    def verify(self, data_dir: str | os.PathLike | None, split: str, image_size: int | None = None,
+               download_missing: bool = False) -> Iterator[str]:
+        """Load one split fully and say what it holds (``datasets --verify``), line by line."""
+        ds = load(self.name, split, data_dir=data_dir, image_size=image_size, download_missing=download_missing)
+        counts = ds.labels[ds.labels >= 0].bincount().tolist()
+        yield (f"{self.name} {split}: images {tuple(ds.images.shape)} {ds.images.dtype}, "
+               f"labels per class {counts}")
+
+
+@dataclass(frozen=True)
+class DownsampledImageNetSpec(DatasetSpec):
+    """ImageNet at S x S in its released batches (npz or pickle), each batch file looked for
+    under --data-dir and the release folders in it (see :mod:`dcgan_features.downsampled_imagenet`)."""
+
+    size: int = 32
+
+    def _base(self, data_dir: str | os.PathLike | None) -> Path:
+        return Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
+
+    def roots(self, data_dir: str | os.PathLike | None) -> list[Path]:
+        base = self._base(data_dir)
+        return [base, base / self.name]  # and the release folders in each
+
+    def locate(self, data_dir: str | os.PathLike | None, split: str | None = None) -> Path | None:
+        base = self._base(data_dir)
+        found = all(dsi.find(base, self.size, s) for s in ([split] if split else self.splits))
+        return base if found else None
+
+    def missing_message(self, data_dir: str | os.PathLike | None, split: str) -> str:
+        return dsi.missing_message(self._base(data_dir), self.size, split)
+
+    def cannot_download(self) -> str:
+        return dsi.download_message(self.size)
+
+    def count(self, root: Path, split: str) -> int:
+        return dsi.count(dsi.find(root, self.size, split), self.size)
+
+    def verify(self, data_dir: str | os.PathLike | None, split: str, image_size: int | None = None,
+               download_missing: bool = False) -> Iterator[str]:
+        """Every batch's keys, shapes, dtype and label range, one batch in memory at a time."""
+        batches = dsi.find(self._base(data_dir), self.size, split)
+        if batches is None:
+            if download_missing:
+                raise DatasetError(self.cannot_download())
+            raise DatasetError(self.missing_message(data_dir, split))
+        total, lo, hi = 0, None, None
+        for b in dsi.iter_check(batches, self.size, labels=True):
+            yield f"  {b.path}: {b.n} images 3x{self.size}x{self.size} uint8, labels {b.label_min}..{b.label_max}"
+            total += b.n
+            lo = b.label_min if lo is None else min(lo, b.label_min)
+            hi = b.label_max if hi is None else max(hi, b.label_max)
+        yield (f"{self.name} {split}: {total} images in {len(batches.paths)} {batches.form} batches "
+               f"(expected {self.splits[split]}), labels {lo}..{hi} (0-based)")
+
+
+def _imagenet_spec(size: int) -> DownsampledImageNetSpec:
+    def reader(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return dsi.read(dsi.find(root, size, split), size)
+
+    return DownsampledImageNetSpec(
+        f"imagenet{size}", f"Downsampled ImageNet {size}x{size} (Chrabaszcz et al. 2017): the npz or pickle batches, "
+        f"in Imagenet{size}_train[_npz]/ and Imagenet{size}_val[_npz]/ or flat",
+        dict(dsi.SPLIT_SIZES),
+        {s: tuple(f"{dsi.release_folders(size, s, 'npz')[0]}/{n}" for n in dsi.batch_names(s, "npz"))
+         for s in dsi.SPLIT_SIZES},
+        ("",), reader, size=size)
 
 
 # ------------------------------------------------------------------------- readers
@@ -281,6 +357,8 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("synthetic", "generated class-structured images, for tests",
                     dict(SYNTHETIC_SIZES), {"train": (), "test": ()}, ("",), _read_synthetic,
                     classes=tuple(str(i) for i in range(10))),
+        _imagenet_spec(32),
+        _imagenet_spec(64),
     ]
 }
 
@@ -303,7 +381,7 @@ def download(name: str, data_dir: str | os.PathLike | None) -> None:
 
     spec = get_dataset(name)
     if not spec.downloadable:
-        raise DatasetError(f"dataset {name!r} cannot be downloaded")
+        raise DatasetError(spec.cannot_download())
     root = str(Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR))
     os.makedirs(root, exist_ok=True)
     try:
@@ -332,7 +410,7 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
         images, labels, classes = _read_folder(root, split, image_size or 64)
     else:
         root = spec.locate(data_dir, split) if spec.files[split] else Path(".")
-        if root is None and download_missing and spec.downloadable:
+        if root is None and download_missing:
             download(name, data_dir)
             root = spec.locate(data_dir, split)
         if root is None:
@@ -386,7 +464,7 @@ def describe(data_dir: str | os.PathLike | None = None) -> list[dict]:
                 continue
             found = found or root
             try:
-                sizes[split] = _count(spec, root, split)
+                sizes[split] = spec.count(root, split)
             except DatasetError:
                 sizes[split] = "corrupt"
         embedded = all(not f for f in spec.files.values())
