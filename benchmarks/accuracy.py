@@ -6,7 +6,7 @@ under the dataset's protocol (dcgan_features.probes.protocols; C always chosen o
 * ``pixels``     the raw model input (3 x S x S in [-1, 1]): source ``pixels``;
 * ``random D``   every block of a randomly initialised D of the checkpoint's architecture
                  and width (seed 0), BN re-estimated on train like the trained one: ``random:ARCH``;
-* ``trained D``  every block of the checkpoint's D (``--bn``, default recompute): ``checkpoint:PATH``;
+* ``trained D``  every block of the checkpoint's D (``--bn``, default recompute; svhn: authors): ``checkpoint:PATH``;
 * ``trained D`` each block alone: the columns of that block, read from the same file;
 * ``K-means``    the 1-layer K-means network of Coates, Lee & Ng (2011), K = ``--kmeans-k``,
                  fitted on the train split, features standardized as in their recipe: ``kmeans:K``.
@@ -112,7 +112,7 @@ def run_dataset(args) -> list[dict]:
     from dcgan_features.architectures import get_arch
     from dcgan_features.checkpoint import load as load_ckpt
     from dcgan_features.data import load
-    from dcgan_features.extract import ExtractConfig, extract
+    from dcgan_features.extract import extract, extract_config
     from dcgan_features.probes.protocols import Features, from_file, get_protocol, run_protocol
     from dcgan_features.store import FeatureFile
 
@@ -132,8 +132,8 @@ def run_dataset(args) -> list[dict]:
 
     splits = (cfg.train_split, cfg.test_split)
     data = {s: load(args.dataset, s, data_dir=args.data_dir, image_size=args.image_size) for s in splits}
-    ecfg = ExtractConfig(dataset=args.dataset, splits=splits, bn=args.bn, device=args.device,
-                         data_dir=args.data_dir, batch_size=args.batch_size, overwrite=not args.reuse_features)
+    ecfg = extract_config(args.dataset, splits=splits, bn=args.bn, device=args.device,  # the paper's where it applies
+                          data_dir=args.data_dir, batch_size=args.batch_size, overwrite=not args.reuse_features)
     run_kw = dict(config=cfg, seed=args.seed, device=args.device, log=say)
     records: list[dict] = []
 
@@ -259,7 +259,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--probes", default="svm,logreg")
-    ap.add_argument("--bn", default="recompute", choices=["recompute", "running", "batch"])
+    ap.add_argument("--bn", default=None, choices=["recompute", "authors", "running", "batch"],
+                    help="[default: the dataset's paper extraction: svhn authors, others recompute]")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--draws", type=int, default=None, help="few-labels draws [default: the protocol's]")
     ap.add_argument("--seed", type=int, default=None, help="protocol seed [default: the protocol's: 0, svhn 42]")
