@@ -3,8 +3,6 @@
 import io
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +12,8 @@ from dcgan_features.data import load as load_dataset
 from dcgan_features.errors import UserError
 from dcgan_features.safe_pickle import ForbiddenPickleError, UnreadablePickleError
 
-from test_data import assert_one_line_error, write_cifar
+from test_checkpoint import assert_one_line, run_cli
+from test_data import write_cifar
 
 
 class Payload:
@@ -144,11 +143,10 @@ def test_cifar10_reader_uses_it(tmp_path):
     assert ds.labels.tolist() == [4] and ds.images.shape == (1, 3, 32, 32)
 
 
-def test_cli_names_the_payload_in_one_line(tmp_path):
+def test_cli_names_the_payload_in_one_line(tmp_path, capsys):
     write_cifar(tmp_path)
     marker = tmp_path / "ran"
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(Payload(marker, "system")))
-    proc = subprocess.run([sys.executable, "-m", "dcgan_features.cli", "datasets", "--verify", "cifar10",
-                           "--data-dir", str(tmp_path)], capture_output=True, text=True)
-    assert_one_line_error(proc, "test_batch", "refusing to unpickle", "system")
+    code, err = run_cli(capsys, "datasets", "--verify", "cifar10", "--data-dir", tmp_path)
+    assert_one_line(code, err, "test_batch", "refusing to unpickle", "system")
     assert not marker.exists()
