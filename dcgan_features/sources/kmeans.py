@@ -124,5 +124,5 @@ class KMeansSource(FeatureSource):
     @contextlib.contextmanager
     def extractor(self, plan: Plan, grid: int, dtype: torch.dtype) -> Iterator:
         d = self.fitted.to(self.device)
-        budget = 1 << (28 if self.device.type == "cuda" else 23)  # distances held at once (1 GB / 32 MB)
+        budget = 1 << (28 if self.device.type == "cuda" else 21)  # distances held at once (1 GB / 8 MB: cache-sized)
         yield lambda x: encode(x, d, budget).to(dtype)

@@ -138,7 +138,7 @@ def whiten_(x: torch.Tensor, mean: torch.Tensor, P: torch.Tensor) -> torch.Tenso
 
 
 def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: torch.Generator,
-          chunk: int = 8192, log=lambda m: None) -> torch.Tensor:
+          chunk: int = 1024, log=lambda m: None) -> torch.Tensor:
     """Lloyd's K-means from ``centroids`` for a fixed number of iterations; empty clusters re-seeded.
 
     A patch goes to the centroid maximising ``x.c - |c|^2 / 2`` (nearest, as the demo computes
