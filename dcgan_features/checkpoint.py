@@ -6,6 +6,8 @@ A checkpoint is a ``torch.save``'d dict::
     format_version  1
     arch, width, nz architecture name, width, latent size
     G, D            state dicts (plain, never DDP/compile-wrapped)
+    trained_on      dataset the weights were trained on (train: its --dataset; imported:
+                    what the authors trained on); read it with :func:`trained_on`
     imported        True for weights converted from the authors' Theano files: BN layers
                     then hold no trained running statistics (use bn recompute or batch)
     bn_eps          (optional) BatchNorm eps to set on every BN layer when loading
@@ -169,6 +171,24 @@ def load_models(path: str | os.PathLike) -> tuple[Generator, Discriminator, dict
     ckpt = load(path)
     G, D = models_from_payload(ckpt, str(path))
     return G, D, ckpt
+
+
+def trained_on(ckpt: dict) -> str:
+    """The dataset a checkpoint's weights were trained on.
+
+    Older files lack the key: a training checkpoint's config names its dataset, and an
+    imported one is the authors' model of its architecture.
+
+    >>> trained_on({"config": {"dataset": "digits"}}), trained_on({"imported": True, "arch": "svhn32"})
+    ('digits', 'svhn')
+    """
+    if ckpt.get("trained_on"):
+        return str(ckpt["trained_on"])
+    if ckpt.get("imported"):
+        from .theano_import import TRAINED_ON
+
+        return TRAINED_ON.get(ckpt.get("arch", ""), "unknown")
+    return str((ckpt.get("config") or {}).get("dataset") or "unknown")
 
 
 def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -230,7 +230,7 @@ def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | N
     # (2) the file: done already, resume, or new
     grid = cfg.grid if plan.grid is None else plan.grid
     meta = FileMeta(cfg.dataset, model.architecture, model.width, tuple(plan.layers), tuple(plan.layer_dims), grid,
-                    plan.bn_mode, model.sha256, cfg.dtype, model.spec)
+                    plan.bn_mode, model.sha256, cfg.dtype, model.spec, model.trained_on)
     splits = {s: (labels[s], np.arange(len(labels[s]), dtype=np.int64)) for s in cfg.splits}
     key = {"batch_size": cfg.batch_size, "tf32": cfg.tf32}
     if plan.bn_mode == "authors":

@@ -116,7 +116,7 @@ def run(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> Quickstart
     # raw pixels = the model's own input, flattened: uint8 (N, 3, S, S) -> (N, 3*S*S) in [-1, 1]
     pixels = from_arrays(to_model_input(tr.images, "cpu").flatten(1), tr.labels.numpy(),
                          to_model_input(te.images, "cpu").flatten(1), te.labels.numpy(), name="pixels",
-                         dataset=cfg.dataset)
+                         dataset=cfg.dataset, trained_on="none")
     records += _label(run_protocol(cfg.dataset, pixels, cfg.probes, protocol, seed=cfg.seed, device=cfg.device),
                       "pixels")
     for name in ("random D", "trained D"):

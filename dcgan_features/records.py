@@ -17,21 +17,21 @@ from typing import Sequence
 from .atomic import write_csv_atomic, write_text_atomic
 from .errors import UserError
 
-CSV_COLUMNS = ("dataset", "protocol", "features", "architecture", "checkpoint", "layers", "dim", "probe", "C",
-               "n_labels", "metric", "mean", "ci95", "n_runs", "fit_seconds", "device", "paper_value",
+CSV_COLUMNS = ("dataset", "trained_on", "protocol", "features", "architecture", "checkpoint", "layers", "dim",
+               "probe", "C", "n_labels", "metric", "mean", "ci95", "n_runs", "fit_seconds", "device", "paper_value",
                "c_at_edge", "c_grid")
 
 
 def format_table(records: Sequence[dict]) -> str:
     """The records as a fixed-width table for the terminal."""
-    head = f"{'protocol':<26} {'probe':<7} {'C':>8} {'labels':>7} {'metric':<8} {'mean':>7} {'+-95%':>6} " \
-           f"{'runs':>4} {'paper':>6} {'fit s':>8}"
+    head = f"{'data':<14} {'trained on':<14} {'protocol':<26} {'probe':<7} {'C':>8} {'labels':>7} {'metric':<8} " \
+           f"{'mean':>7} {'+-95%':>6} {'runs':>4} {'paper':>6} {'fit s':>8}"
     lines = [head, "-" * len(head)]
     for r in records:
         C = "-" if r["C"] is None else f"{r['C']:g}"
         paper = "-" if r["paper_value"] is None else f"{r['paper_value']:g}"
-        lines.append(f"{r['protocol']:<26} {r['probe']:<7} {C:>8} {r['n_labels']:>7} {r['metric']:<8} "
-                     f"{r['mean']:>7.2f} {r['ci95']:>6.2f} {r['n_runs']:>4} {paper:>6} {r['fit_seconds']:>8.1f}")
+        lines.append(f"{r['dataset']:<14} {r.get('trained_on') or '-':<14} {r['protocol']:<26} {r['probe']:<7} "
+                     f"{C:>8} {r['n_labels']:>7} {r['metric']:<8} {r['mean']:>7.2f} {r['ci95']:>6.2f} {r['n_runs']:>4} {paper:>6} {r['fit_seconds']:>8.1f}")
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ Schema, one file per model x dataset, one group per split::
     /<split>/indices    (N,) int64, row -> index in the source split
     attrs on /:         format_version, dataset, architecture, width, layers (JSON list),
                         layer_dims (JSON list), grid, bn_mode, checkpoint_sha256,
-                        source (the --model SPEC), package_version, created
+                        source (the --model SPEC), trained_on, package_version, created
     attrs on /<split>:  n_rows, complete (bool)
     /_source/<name>/    what a source fitted and keeps (kmeans: mean, whitening, centroids)
 
@@ -80,6 +80,9 @@ class FileMeta:
     checkpoint_sha256: str
     dtype: str = "float16"
     source: str = field(default="", compare=False)  # the --model SPEC; informative, never refused on
+    # the dataset the model was trained on ("none": random init); implied by the checkpoint,
+    # so it is recorded but not compared (files written before it existed still match)
+    trained_on: str = field(default="", compare=False)
 
     @property
     def dim(self) -> int:
@@ -91,7 +94,8 @@ class FileMeta:
                 "width": int(self.width), "layers": json.dumps(list(self.layers)),
                 "layer_dims": json.dumps([int(d) for d in self.layer_dims]), "grid": int(self.grid),
                 "bn_mode": self.bn_mode, "checkpoint_sha256": self.checkpoint_sha256,
-                "source": self.source, "package_version": __version__}
+                "source": self.source, "trained_on": self.trained_on,
+                "package_version": __version__}
 
     def differences(self, other: "FileMeta") -> list[str]:
         """Human-readable ``field X (asked Y)`` for each field that differs."""
@@ -228,7 +232,7 @@ class FeatureFile:
         m = self.meta
         return FileMeta(m["dataset"], m["architecture"], int(m.get("width", 0)), tuple(m["layers"]),
                         tuple(m["layer_dims"]), int(m["grid"]), m["bn_mode"], m["checkpoint_sha256"], self.dtype,
-                        m.get("source", ""))
+                        m.get("source", ""), str(m.get("trained_on", "")))
 
     def is_complete(self, split: str) -> bool:
         return split in self.splits and bool(self._f[split].attrs.get("complete", False))

@@ -445,6 +445,7 @@ class _Run:
         # on a background thread unless --no-async-ckpt, while the next steps run.
         payload = snapshot(checkpoint.make_payload(
             self.cfg.arch, self.cfg.width, self.G, self.D, nz=self.cfg.nz, config=dataclasses.asdict(self.cfg),
+            trained_on=self.cfg.dataset,
             optimizer_G=self.opt_g.state_dict(), optimizer_D=self.opt_d.state_dict(),
             step=self.step, epoch=self.step / self.steps_per_epoch, steps_per_epoch=self.steps_per_epoch, rng=rng,
             data_fingerprint=self.data_fingerprint))

@@ -118,6 +118,25 @@ def test_from_checkpoint_and_imported_checkpoint_bn_running(capsys, tmp_path):
                    match="imported from Theano and holds no BatchNorm running statistics")
 
 
+def test_feature_file_records_what_the_model_was_trained_on(capsys, tmp_path):
+    G, D = build("dcgan32", width=2, seed=3)
+    made = {"trained": checkpoint.make_payload("dcgan32", 2, G, D, trained_on="fashion-mnist"),
+            # a checkpoint written before the key existed: its training config names the data
+            "older": checkpoint.make_payload("dcgan32", 2, G, D, config={"dataset": "cifar10"})}
+    for name, payload in made.items():
+        checkpoint.save(tmp_path / f"{name}.pt", payload)
+    cases = {"trained": (["--checkpoint", tmp_path / "trained.pt"], "fashion-mnist"),
+             "older": (["--checkpoint", tmp_path / "older.pt"], "cifar10"),
+             "random": (["--random-init", "--arch", "dcgan32", "--width", "2"], "none")}
+    for name, (model, expected) in cases.items():
+        out = tmp_path / f"{name}.h5"
+        code, _, err = run(capsys, *model, "--dataset", "synthetic", "--limit", "8", "--splits", "test",
+                           "--bn", "batch", "--out", out)
+        assert code == 0, err
+        with FeatureFile(out) as ff:
+            assert ff.meta["trained_on"] == expected and ff.file_meta().trained_on == expected
+
+
 def test_mismatch_refused_then_overwrite(capsys, tmp_path):
     out = tmp_path / "f.h5"
     assert run(capsys, *FAST, "--bn", "batch", "--out", out)[0] == 0

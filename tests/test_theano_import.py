@@ -178,6 +178,7 @@ def test_svhn32_layout_round_trip_through_cli(tmp_path, capsys):
     assert "width 2 z=100 epoch 12" in stdout  # the highest epoch by default
     G, D, ckpt = checkpoint.load_models(out)
     assert ckpt["imported"] is True and ckpt["config"]["epoch"] == 12
+    assert ckpt["trained_on"] == "svhn" == checkpoint.trained_on(ckpt)  # what the authors trained it on
     assert ckpt["config"]["gen_files"][0] == "12_gen_params.jl_01.npy"
     assert all(m.eps == 1e-8 for m in [*G.modules(), *D.modules()] if isinstance(m, torch.nn.BatchNorm2d))
     gen = load_arrays(tmp_path, 12, "gen", 10)

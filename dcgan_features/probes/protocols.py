@@ -193,7 +193,8 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
     meta = ff.meta
     layers = meta.get("layers") or []
     sha = str(meta.get("checkpoint_sha256", "") or "")
-    describe = {"dataset": meta.get("dataset", cfg.name), "features": getattr(ff, "path", None),
+    describe = {"dataset": meta.get("dataset", cfg.name), "trained_on": str(meta.get("trained_on", "") or ""),
+                "features": getattr(ff, "path", None),
                 "architecture": meta.get("architecture", ""), "checkpoint": sha[:12],
                 "layers": "+".join(layers) if isinstance(layers, (list, tuple)) else str(layers), "dim": ff.dim}
     if describe["features"] is not None:
@@ -425,7 +426,8 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", 
     dev = resolve_device(device)
     kinds = [get_probe(p, backend, cfg.n_classes, dev) for p in probes]
     split = _split(name, cfg, features, seed, dev, standardize)
-    base = {"dataset": features.describe.get("dataset", name), "features": "arrays", "architecture": "",
+    base = {"dataset": features.describe.get("dataset", name), "trained_on": "", "features": "arrays",
+            "architecture": "",
             "checkpoint": "", "layers": "", "dim": split.train.dim, "device": str(dev), **features.describe}
     base["device"] = str(dev) if backend == "torch" else "cpu"
     tail = {"seed": seed, "backend": backend, "standardize": standardize, "val_rows": len(split.val_idx),

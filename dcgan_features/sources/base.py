@@ -79,7 +79,8 @@ class FeatureSource:
 
     Attributes: ``spec`` (the SPEC it was made from, recorded in the file), ``architecture``
     and ``width`` (the file's ``architecture``/``width`` attrs), ``image_size`` (images are
-    loaded at this size), ``sha256`` (of the weights, or of what determines them).
+    loaded at this size), ``sha256`` (of the weights, or of what determines them), ``trained_on``
+    (the dataset its weights were trained on; ``none`` for pixels and random weights).
     """
 
     spec: str = ""
@@ -88,6 +89,7 @@ class FeatureSource:
     image_size: int = 32
     sha256: str = ""
     imported: bool = False  # a Theano import: no running BN statistics
+    trained_on: str = "none"  # the dataset its weights were trained on (the file's trained_on attr)
 
     def plan(self, layers: str, grid: int, bn: str) -> Plan:
         """Resolve ``--layer``/``--grid``/``--bn`` for this source (raise UserError if invalid)."""

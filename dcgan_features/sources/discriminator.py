@@ -27,8 +27,10 @@ from .base import FeatureSource, Plan, PrepareContext, recompute_bn_once, text_s
 class Model(FeatureSource):
     """A discriminator and where it came from."""
 
-    def __init__(self, D: nn.Module, arch: str, width: int, sha256: str, imported: bool = False, spec: str = ""):
+    def __init__(self, D: nn.Module, arch: str, width: int, sha256: str, imported: bool = False, spec: str = "",
+                 trained_on: str = "none"):
         self.D, self.arch, self.width, self.sha256, self.imported = D, arch, int(width), sha256, imported
+        self.trained_on = trained_on
         self.architecture = arch
         self.spec = spec or f"random:{arch}"
         self.image_size = get_arch(arch).image_size
@@ -76,8 +78,8 @@ def random_init_model(arch: str, width: int | None = None, seed: int = 0) -> Mod
 
 
 def checkpoint_model(path: str | os.PathLike) -> Model:
-    from ..checkpoint import load_models, sha256
+    from ..checkpoint import load_models, sha256, trained_on
 
     _, D, ckpt = load_models(path)
     return Model(D, ckpt["arch"], int(ckpt["width"]), sha256(path), bool(ckpt.get("imported", False)),
-                 spec=f"checkpoint:{path}")
+                 spec=f"checkpoint:{path}", trained_on=trained_on(ckpt))

@@ -125,6 +125,11 @@ def test_probe_command_end_to_end(capsys, tmp_path, digits_file):
     assert len(rows) == 4 and {r["probe"] for r in rows} == {"svm", "logreg"}
     assert all(r["dataset"] == "digits" and r["dim"] == "64" and r["device"] == "cpu" for r in rows)
     assert float(rows[0]["mean"]) > 85
+    # probed on digits, trained on what the file says: both in the table, the CSV and every JSON record
+    assert all(r["trained_on"] == "fashion-mnist" for r in rows)
+    table = out.splitlines()
+    assert table[0].split()[:3] == ["data", "trained", "on"] and table[2].split()[:2] == ["digits", "fashion-mnist"]
+    assert all(json.loads(p.read_text())["trained_on"] == "fashion-mnist" for p in (tmp_path / "o").glob("*.json"))
     code, out, err = run(capsys, "probe", "digits", "--features", str(digits_file), "--draws", "2", "--probe", "svm",
                          "--C", "1e-5,1e-4", "--extend-C", "0", "--device", "cpu", "--out", str(tmp_path / "o"))
     rows = list(csv.DictReader(open(tmp_path / "o" / "probes.csv")))
