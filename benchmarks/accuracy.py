@@ -37,59 +37,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dcgan_features.atomic import write_csv_atomic  # noqa: E402
 from dcgan_features.records import CSV_COLUMNS, csv_value  # noqa: E402
+from dcgan_features.reproduce.chain import block_rows  # noqa: E402  (one block's columns of a feature file)
+from dcgan_features.reproduce.paper import paper_records  # noqa: E402  (the paper's Tables 1 and 2)
 
 EXTRA_COLUMNS = ("notes", "date", "command")
 ROWS = ("pixels", "random", "trained", "kmeans")
-
-# Radford, Metz & Chintala (2015), Table 1 (CIFAR-10, accuracy %, features of a DCGAN
-# trained on ImageNet-1k; the paper's column "Accuracy (400 per class)" is mean +- std of 10
-# draws) and Table 2 (SVHN, 1000 labels, test error %). The paper's figures, quoted, not ours.
-PAPER_ROWS = [
-    ("cifar10", "cifar10/all", "paper: 1 Layer K-means", "accuracy", 80.6),
-    ("cifar10", "cifar10/400-per-class", "paper: 1 Layer K-means", "accuracy", 63.7),
-    ("cifar10", "cifar10/all", "paper: 3 Layer K-means Learned RF", "accuracy", 82.0),
-    ("cifar10", "cifar10/400-per-class", "paper: 3 Layer K-means Learned RF", "accuracy", 70.7),
-    ("cifar10", "cifar10/all", "paper: View Invariant K-means", "accuracy", 81.9),
-    ("cifar10", "cifar10/400-per-class", "paper: View Invariant K-means", "accuracy", 72.6),
-    ("cifar10", "cifar10/all", "paper: Exemplar CNN", "accuracy", 84.3),
-    ("cifar10", "cifar10/400-per-class", "paper: Exemplar CNN", "accuracy", 77.4),
-    ("cifar10", "cifar10/all", "paper: DCGAN (ours) + L2-SVM", "accuracy", 82.8),
-    ("cifar10", "cifar10/400-per-class", "paper: DCGAN (ours) + L2-SVM", "accuracy", 73.8),
-    ("svhn", "svhn/100-per-class", "paper: KNN", "error", 77.93),
-    ("svhn", "svhn/100-per-class", "paper: TSVM", "error", 66.55),
-    ("svhn", "svhn/100-per-class", "paper: M1+M2", "error", 36.02),
-    ("svhn", "svhn/100-per-class", "paper: SWWAE without dropout", "error", 27.83),
-    ("svhn", "svhn/100-per-class", "paper: SWWAE with dropout", "error", 23.56),
-    ("svhn", "svhn/100-per-class", "paper: DCGAN (ours) + L2-SVM", "error", 22.48),
-    ("svhn", "svhn/100-per-class", "paper: Supervised CNN, same architecture", "error", 28.87),
-]
-
-
-def paper_records() -> list[dict]:
-    return [{"dataset": d, "protocol": p, "features": f, "probe": "svm" if "L2-SVM" in f else "",
-             "metric": m, "paper_value": v, "notes": "the paper's figure (Radford et al. 2015), quoted"}
-            for d, p, f, m, v in PAPER_ROWS]
-
-
-# --------------------------------------------------------------------------- features
-
-
-def block_rows(ff, split: str, lo: int, hi: int):
-    """The columns [lo, hi) of a feature-file split (one block's features), in memory as float16."""
-    from dcgan_features.probes.rows import ArrayRows
-
-    X = torch.empty((ff.n_rows(split), hi - lo), dtype=torch.float16)
-    for s, x in ff.iter_chunks(split, device="cpu"):
-        X[s:s + x.shape[0]] = x[:, lo:hi].to(torch.float16)
-    return ArrayRows(X, ff.labels(split), split=split)
-
 
 # --rows names -> (row label, SPEC of the feature source); every row's features come from
 # `extract --model SPEC` (dcgan_features.sources), written to HDF5 and read back by the probes.

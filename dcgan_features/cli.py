@@ -13,6 +13,7 @@ import click
 from . import __version__
 from .errors import UserError
 from .quickstart import QuickstartConfig  # torch-free: only its defaults are read here
+from .reproduce.config import SETUPS, ReproduceConfig  # torch-free too
 
 # Upper bounds of the size options: each far above any real use (the paper's widths are 64-128,
 # its batch 128) and low enough that a typo cannot ask for tens of GB before failing
@@ -547,30 +548,107 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
                    f"({res['seconds']:.1f} s, {res['images_per_s']:.0f} img/s)")
 
 
-# -------------------------------------------------------------------- quickstart
+# --------------------------------------------------------------------- reproduce
+
+
+def _setup_default(field: str) -> str:
+    return ", ".join(f"{p} {getattr(s, field)}" for p, s in SETUPS.items())
+
+
+@cli.command("reproduce")
+@click.argument("protocol", type=click.Choice(list(SETUPS)))
+@click.option("--out", required=True, type=click.Path(file_okay=False), callback=_out_folder,
+              help="Run folder: train/, features/, probes/, stages/, results.csv, report.html.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Model: a checkpoint of `train` or `import-theano`.")
+@click.option("--import-theano", "import_theano", type=click.Path(file_okay=False), default=None,
+              help="Model: the authors' released Theano weights folder (converted once).")
+@click.option("--train-dataset", default=None, metavar="NAME",
+              help=f"Model: train one on NAME. [default when no model is given: {_setup_default('train_dataset')}; "
+                   f"svhn uses the authors' model shipped with the package]")
+@click.option("--train-data-dir", type=click.Path(file_okay=False), default=None,
+              help="Root folder of the training dataset. [default: --data-dir]")
+@click.option("--arch", default=None, help=f"Architecture to train. [default: {_setup_default('arch')}]")
+@click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=None, help=f"Width. [default: {_setup_default('width')}]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"[default: {_setup_default('epochs')}]")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None,
+              help=f"Training batch. [default: {_setup_default('batch_size')}]")
+@click.option("--seed", type=int, default=ReproduceConfig.seed,
+              help="Seeds training, the random D, the validation split and the label draws.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Root folder of the probed dataset. [default: ./data]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=ReproduceConfig.device)
+@click.option("--val-size", type=click.IntRange(min=1), default=None, help="Validation rows. [default: the protocol's]")
+@click.option("--labels-per-class", type=click.IntRange(min=1), default=None, help="[default: the protocol's]")
+@click.option("--draws", type=click.IntRange(1, MAX_DRAWS), default=None, help="Label draws. [default: the protocol's]")
+@click.option("--C", "c_grid", default=None, metavar="GRID", help="Comma-separated C grid. [default: the protocol's]")
+@click.option("--probe", "probes", multiple=True, default=ReproduceConfig.probes,
+              type=click.Choice(["svm", "logreg", "knn"]), help="Probe(s); repeat the flag for several.")
+@click.option("--blocks", is_flag=True, help="Also probe each block of the trained D alone (the per-block plot).")
+@click.option("--dry-run", is_flag=True, help="Print the stages, what each would reuse or compute, and the commands.")
+@click.pass_context
+def reproduce_cmd(ctx: click.Context, protocol: str, out: str, checkpoint: str | None, import_theano: str | None,
+                  train_dataset: str | None, train_data_dir: str | None, arch: str | None, width: int | None,
+                  epochs: int | None, batch_size: int | None, seed: int, data_dir: str | None, device: str,
+                  val_size: int | None, labels_per_class: int | None, draws: int | None, c_grid: str | None,
+                  probes: tuple[str, ...], blocks: bool, dry_run: bool) -> None:
+    """One of the paper's experiments, model to table, in one folder: train (or import, or take)
+    the model, extract every D block of it and of a random D of the same architecture, probe
+    those and the raw pixels under PROTOCOL, write results.csv and report.html.
+
+    A stage whose output is complete and made from the same settings is reused; an
+    interrupted one resumes; a changed setting recomputes only what depends on it.
+
+    \b
+      dcgan-features reproduce digits --out runs/digits
+      dcgan-features reproduce fashion-mnist --train-dataset fashion-mnist --arch dcgan32 --width 32 --epochs 2 --out runs/fm
+      dcgan-features reproduce cifar10 --train-dataset imagenet32 --train-data-dir /data/imagenet32 --data-dir data --device cuda --out runs/c
+      dcgan-features reproduce cifar10 --import-theano path/to/imagenet_weights --data-dir data --out runs/theano_c
+      dcgan-features reproduce svhn --data-dir data --out runs/svhn
+      dcgan-features reproduce digits --out runs/digits --dry-run
+    """
+    from .reproduce import dry_run as plan_only
+    from .reproduce import run
+    from .reproduce.chain import format_summary
+
+    cfg = ReproduceConfig(protocol, out=out, checkpoint=checkpoint, import_theano=import_theano,
+                          train_dataset=train_dataset, train_data_dir=train_data_dir, arch=arch, width=width,
+                          epochs=epochs, batch_size=batch_size, seed=seed, data_dir=data_dir, device=device,
+                          val_size=val_size, labels_per_class=labels_per_class, draws=draws,
+                          c_grid=None if c_grid is None else tuple(_parse_grid(ctx, c_grid)),
+                          probes=tuple(dict.fromkeys(probes)), blocks=blocks)
+    if dry_run:
+        click.echo(plan_only(cfg))
+        return
+    res = run(cfg, log=lambda m: click.echo(m, err=True))
+    click.echo(format_summary(res["chain"].records()))
+    click.echo(f"wrote {res['results']} and {res['report']}")
 
 
 @cli.command("quickstart")
-@click.option("--dataset", default="digits", help="Dataset with a probe protocol: digits, fashion-mnist, cifar10, svhn.")
+@click.option("--dataset", default=QuickstartConfig.dataset, type=click.Choice(list(SETUPS)),
+              help="Dataset to train on and probe.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the datasets. [default: ./data]")
-@click.option("--arch", default="dcgan32", help="Architecture (see `dcgan-features architectures`).")
-@click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=QuickstartConfig.width, help="Width of G and D.")
-@click.option("--epochs", type=click.IntRange(min=1), default=QuickstartConfig.epochs, help="Training epochs.")
-@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=QuickstartConfig.batch_size)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
-@click.option("--seed", type=int, default=0)
-@click.option("--probe", "probes", multiple=True, default=("svm", "logreg"),
+@click.option("--arch", default=None, help="Architecture. [default: the dataset's, as `reproduce`]")
+@click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=None,
+              help="Width of G and D. [default: the dataset's]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs. [default: the dataset's]")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None, help="[default: the dataset's]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=QuickstartConfig.device)
+@click.option("--seed", type=int, default=QuickstartConfig.seed)
+@click.option("--probe", "probes", multiple=True, default=QuickstartConfig.probes,
               type=click.Choice(["svm", "logreg", "knn"]), help="Probe(s); repeat the flag for several.")
-@click.option("--out", default="runs/quickstart", type=click.Path(file_okay=False), callback=_out_folder,
-              help="Run folder: checkpoints, samples, feature files.")
-@click.option("--results", default="results/quickstart.csv", type=click.Path(dir_okay=False),
+@click.option("--out", default=QuickstartConfig.out, type=click.Path(file_okay=False), callback=_out_folder,
+              help="The reproduce run folder (model, features, probes, report).")
+@click.option("--results", default=QuickstartConfig.results, type=click.Path(dir_okay=False),
               callback=lambda ctx, param, value: _out_file(ctx, param, value, parents=True),
-              help="The table as CSV; the sample grid is written beside it (<name>_samples.png).")
-def quickstart_cmd(dataset: str, data_dir: str | None, arch: str, width: int, epochs: int, batch_size: int,
-                   device: str, seed: int, probes: tuple[str, ...], out: str, results: str) -> None:
-    """The main job end to end: train a DCGAN, extract every D block, probe the features
-    against raw pixels and a random D of the same architecture, print the table.
+              help="The table as CSV; the sample grid and the report are copied beside it.")
+def quickstart_cmd(dataset: str, data_dir: str | None, arch: str | None, width: int | None, epochs: int | None,
+                   batch_size: int | None, device: str, seed: int, probes: tuple[str, ...], out: str,
+                   results: str) -> None:
+    """`reproduce DATASET --train-dataset DATASET` (train on the dataset itself), with the table,
+    the sample grid and the report copied to --results and beside it. `make demo` runs it.
 
     \b
       dcgan-features quickstart                      # digits, CPU, a few minutes
@@ -579,7 +657,8 @@ def quickstart_cmd(dataset: str, data_dir: str | None, arch: str, width: int, ep
     """
     import time
 
-    from .quickstart import format_summary, run
+    from .quickstart import run
+    from .reproduce.chain import format_summary
 
     t0 = time.perf_counter()
     res = run(QuickstartConfig(dataset=dataset, arch=arch, width=width, epochs=epochs, batch_size=batch_size,
@@ -588,8 +667,8 @@ def quickstart_cmd(dataset: str, data_dir: str | None, arch: str, width: int, ep
               log=lambda m: click.echo(m, err=True))
     click.echo(format_summary(res.records))
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items())
-    click.echo(f"wrote {res.csv}" + (f" and {res.samples}" if res.samples else "")
-               + f"; checkpoint {res.checkpoint}; {secs}; total {time.perf_counter() - t0:.0f} s")
+    click.echo(f"wrote {res.csv}, {res.report}" + (f" and {res.samples}" if res.samples else "")
+               + f"; checkpoint {res.checkpoint}; stages: {secs}; this run {time.perf_counter() - t0:.0f} s")
 
 
 # ------------------------------------------------------------------------- entry

@@ -1,0 +1,411 @@
+"""The chain of one ``reproduce`` run: model -> features -> probes -> results.csv -> report.html.
+
+:class:`Chain` turns a :class:`~.config.ReproduceConfig` into :class:`~.stages.Stage` s:
+
+1. ``model``: train (run folder ``train/``), import the authors' Theano files
+   (``model/imported.pt``), or take a checkpoint (the given file, or the packaged one);
+2. ``extract:trained`` and ``extract:random``: every D block, 4x4 max-pooled, BN
+   re-estimated on train, of the trained D and of a random D of the same architecture and
+   width (``features/*.h5``);
+3. ``probe:pixels``, ``probe:random``, ``probe:trained`` (and ``probe:blocks``): the
+   protocol's probes on each feature set (``probes/*.json``);
+
+then writes ``results.csv`` (the columns of results/accuracy.csv, plus the paper's rows for
+the protocol) and ``report.html`` from the stage records, so a rerun that recomputes
+nothing writes the same table. Every step is the code the single commands run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import UserError
+from .config import ModelSource, ReproduceConfig, check_input_size, resolve
+from .stages import Decision, Stage, StageBook, execute, plan
+
+EXTRA_COLUMNS = ("notes", "date", "command")  # after CSV_COLUMNS, as in results/accuracy.csv
+FEATURE_SETS = {"pixels": "pixels", "random": "random D", "trained": "trained D"}
+
+
+def _abs(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def _q(value) -> str:
+    import shlex
+
+    return shlex.quote(str(value))
+
+
+class Chain:
+    """The stages of one run folder, built from a config; :meth:`run` executes them."""
+
+    def __init__(self, cfg: ReproduceConfig, log: Callable[[str], None] = lambda m: None):
+        from ..probes.linear import check_Cs
+        from ..probes.protocols import get_protocol
+
+        self.cfg, self.log = cfg, log
+        self.out = Path(cfg.out)
+        self.book = StageBook(self.out)
+        self.source: ModelSource = resolve(cfg)
+        self.protocol = get_protocol(cfg.protocol, val_size=cfg.val_size, labels_per_class=cfg.labels_per_class,
+                                     draws=cfg.draws)
+        self.grid = tuple(float(c) for c in check_Cs(cfg.c_grid if cfg.c_grid is not None else self.protocol.c_grid))
+        self.model = self._describe_model()
+        self._data: dict | None = None
+
+    # ------------------------------------------------------------------ the model
+
+    def _describe_model(self) -> dict:
+        """arch, width, trained_on, identity and checkpoint path of the trained D, known before it exists."""
+        src = self.source
+        if src.kind == "train":
+            return {"arch": src.arch, "width": src.width, "trained_on": src.train_dataset,
+                    "checkpoint": str(self.out / "train" / "checkpoints" / "last.pt"),
+                    "identity": {"source": "train", "dataset": src.train_dataset,
+                                 "data_dir": _abs(src.train_data_dir or self.cfg.data_dir), "arch": src.arch,
+                                 "width": src.width, "epochs": src.epochs, "batch_size": src.batch_size,
+                                 "seed": self.cfg.seed}}
+        if src.kind == "import-theano":
+            from ..theano_import import TRAINED_ON, convert_folder
+
+            _, _, info = convert_folder(src.path, src.arch)
+            return {"arch": src.arch, "width": info.width, "trained_on": TRAINED_ON[src.arch],
+                    "checkpoint": str(self.out / "model" / "imported.pt"),
+                    "identity": {"source": "import-theano", "folder": src.path, "arch": src.arch,
+                                 "epoch": info.epoch, "sha256": info.sha256}}
+        from .. import checkpoint
+        from ..architectures import get_arch
+
+        ckpt = checkpoint.load(src.path)
+        what = f"checkpoint {src.path}" if src.kind == "checkpoint" else f"the packaged model {Path(src.path).name}"
+        check_input_size(ckpt["arch"], get_arch(ckpt["arch"]).image_size, self.cfg.protocol,
+                         f"{what} ({ckpt['arch']})")
+        return {"arch": ckpt["arch"], "width": int(ckpt["width"]), "trained_on": checkpoint.trained_on(ckpt),
+                "checkpoint": src.path,
+                "identity": {"source": src.kind, "path": src.path if src.kind == "checkpoint" else Path(src.path).name,
+                             "sha256": checkpoint.sha256(src.path)}}
+
+    def _model_stage(self) -> Stage:
+        src, m, out = self.source, self.model, self.out
+        if src.kind == "train":
+            data_dir = src.train_data_dir or self.cfg.data_dir
+            cmd = (f"dcgan-features train --dataset {src.train_dataset}"
+                   + (f" --data-dir {_q(data_dir)}" if data_dir else "")
+                   + f" --arch {src.arch} --width {src.width} --epochs {src.epochs} --batch-size {src.batch_size}"
+                   f" --seed {self.cfg.seed} --device {self.cfg.device} --out {_q(out / 'train')}")
+            return Stage("model", m["identity"], ["train/checkpoints/last.pt"], self._train, command=cmd,
+                         title=f"train {src.arch} width {src.width} on {src.train_dataset}, {src.epochs} epochs")
+        if src.kind == "import-theano":
+            cmd = f"dcgan-features import-theano {_q(src.path)} --arch {src.arch} --out {_q(m['checkpoint'])}"
+            return Stage("model", m["identity"], ["model/imported.pt", "model/samples.png"], self._import,
+                         command=cmd, title=f"import the authors' {src.arch} Theano weights")
+        cmd = f"dcgan-features sample {_q(src.path)} --n 64 --seed 0 --out {_q(out / 'model' / 'samples.png')}"
+        title = ("the checkpoint " + src.path if src.kind == "checkpoint"
+                 else f"the packaged {m['arch']} model ({Path(src.path).name})")
+        return Stage("model", m["identity"], ["model/samples.png"], self._samples_only, command=cmd, title=title)
+
+    def _train(self, stage: Stage, how: str) -> dict:
+        from ..train import TrainConfig, train
+
+        src, folder = self.source, self.out / "train"
+        if how == "compute" and folder.exists():
+            shutil.rmtree(folder)  # another model's run: train from scratch
+        resume = how == "resume" and (folder / "checkpoints" / "last.pt").is_file()
+        res = train(TrainConfig(dataset=src.train_dataset, arch=src.arch, width=src.width, epochs=src.epochs,
+                                batch_size=src.batch_size, data_dir=src.train_data_dir or self.cfg.data_dir,
+                                seed=self.cfg.seed, device=self.cfg.device, out=str(folder), resume=resume,
+                                progress=False))
+        return {"steps": res.step, "epochs": res.epoch, "img_per_s": res.img_per_s, "device": self._device_name(),
+                "resumed": resume}
+
+    def _import(self, stage: Stage, how: str) -> dict:
+        from ..theano_import import import_theano
+
+        (self.out / "model").mkdir(parents=True, exist_ok=True)
+        info = import_theano(self.source.path, self.source.arch, self.model["checkpoint"])
+        return {**self._samples_only(stage, how), "epoch": info.epoch}
+
+    def _samples_only(self, stage: Stage, how: str) -> dict:
+        """The model's sample grid (64 samples, seed 0) for the report."""
+        from .. import generate
+
+        (self.out / "model").mkdir(parents=True, exist_ok=True)
+        L = generate.load_generator(self.model["checkpoint"], device=self.cfg.device)
+        _, images = generate.sample(L.G, L.spec, 64, 0, nz=L.nz)
+        generate.save_png(images, self.out / "model" / "samples.png", 8)
+        return {"device": self._device_name(), "bn": L.bn}
+
+    # --------------------------------------------------------------- the features
+
+    def data(self) -> dict:
+        """The protocol's train and test splits at 32x32, loaded once per process."""
+        from ..data import load
+
+        if self._data is None:
+            p = self.protocol
+            self._data = {s: load(self.cfg.protocol, s, data_dir=self.cfg.data_dir, image_size=32)
+                          for s in (p.train_split, p.test_split)}
+        return self._data
+
+    def _extract_config(self):
+        from ..extract import ExtractConfig
+
+        p = self.protocol
+        return ExtractConfig(dataset=self.cfg.protocol, splits=(p.train_split, p.test_split),
+                             device=self.cfg.device, data_dir=self.cfg.data_dir)
+
+    def _extract_settings(self) -> dict:
+        import dataclasses
+
+        ecfg = dataclasses.asdict(self._extract_config())
+        for k in ("device", "overwrite", "data_dir"):  # where it runs is not what it computes
+            ecfg.pop(k)
+        return {"dataset": self.cfg.protocol, "data_dir": _abs(self.cfg.data_dir), "extract": ecfg}
+
+    def _extract_stages(self, model_fp: str) -> list[Stage]:
+        m, cfg, out = self.model, self.cfg, self.out
+        common = (f" --dataset {cfg.protocol}" + (f" --data-dir {_q(cfg.data_dir)}" if cfg.data_dir else "")
+                  + f" --splits {self.protocol.train_split},{self.protocol.test_split} --device {cfg.device}")
+        trained = Stage("extract:trained", {"model": model_fp, **self._extract_settings()},
+                        ["features/trained.h5"], self._extract_action("trained"), after=("model",),
+                        command=f"dcgan-features extract --checkpoint {_q(m['checkpoint'])}{common}"
+                                f" --out {_q(out / 'features' / 'trained.h5')}",
+                        title=f"extract every D block of the trained {m['arch']}")
+        random = Stage("extract:random", {"random_init": {"arch": m["arch"], "width": m["width"], "seed": cfg.seed},
+                                          **self._extract_settings()},
+                       ["features/random.h5"], self._extract_action("random"),
+                       command=f"dcgan-features extract --random-init --arch {m['arch']} --width {m['width']}"
+                               f" --seed {cfg.seed}{common} --out {_q(out / 'features' / 'random.h5')}",
+                       title=f"extract every D block of a random {m['arch']} width {m['width']}")
+        return [trained, random]
+
+    def _extract_action(self, which: str) -> Callable[[Stage, str], dict]:
+        def action(stage: Stage, how: str) -> dict:
+            from ..extract import checkpoint_model, extract, random_init_model
+            from ..store import partial_path
+
+            path = self.out / "features" / f"{which}.h5"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if how == "compute":  # made from another model or settings: start over
+                path.unlink(missing_ok=True)
+                partial_path(path).unlink(missing_ok=True)
+            m = self.model
+            model = (checkpoint_model(m["checkpoint"]) if which == "trained"
+                     else random_init_model(m["arch"], m["width"], self.cfg.seed))
+            res = extract(model, path, self._extract_config(), data=self.data(), log=self.log)
+            return {"rows": res["rows"], "images_per_s": res["images_per_s"], "device": self._device_name(),
+                    "state": res["state"]}
+        return action
+
+    # ------------------------------------------------------------------ the probes
+
+    def _probe_settings(self) -> dict:
+        import dataclasses
+
+        return {"protocol": dataclasses.asdict(self.protocol), "C": list(self.grid), "probes": list(self.cfg.probes),
+                "seed": self.cfg.seed}
+
+    def _probe_command(self, features: str) -> str:
+        cfg, p = self.cfg, self.protocol
+        opts = "".join(f" --probe {x}" for x in cfg.probes) + f" --C {','.join(f'{c:g}' for c in self.grid)}"
+        for flag, v in (("--val-size", cfg.val_size), ("--labels-per-class", cfg.labels_per_class),
+                        ("--draws", cfg.draws)):
+            opts += f" {flag} {v}" if v is not None else ""
+        return (f"dcgan-features probe {cfg.protocol} --features {_q(features)}{opts} --seed {cfg.seed}"
+                f" --device {cfg.device} --out {_q(self.out / 'probes')}")
+
+    def _probe_stages(self, fps: dict[str, str]) -> list[Stage]:
+        out, p = self.out, self.protocol
+        pixels = {"dataset": self.cfg.protocol, "data_dir": _abs(self.cfg.data_dir), "image_size": 32}
+        stages = [Stage("probe:pixels", {"features": pixels, **self._probe_settings()}, ["probes/pixels.json"],
+                        self._probe_action("pixels"),
+                        command="(in memory: the model's 3x32x32 input in [-1, 1], flattened, through the same probes)",
+                        title="probe raw pixels")]
+        for which in ("random", "trained"):
+            stages.append(Stage(f"probe:{which}", {"features": fps[which], **self._probe_settings()},
+                                [f"probes/{which}.json"], self._probe_action(which), after=(f"extract:{which}",),
+                                command=self._probe_command(str(out / "features" / f"{which}.h5")),
+                                title=f"probe the {FEATURE_SETS[which]} features ({p.name} protocol)"))
+        if self.cfg.blocks:
+            stages.append(Stage("probe:blocks", {"features": fps["trained"], **self._probe_settings()},
+                                ["probes/blocks.json"], self._probe_action("blocks"), after=("extract:trained",),
+                                command="(each block's columns of features/trained.h5, through the same probes)",
+                                title="probe each block of the trained D alone"))
+        return stages
+
+    def _probe_action(self, which: str) -> Callable[[Stage, str], dict]:
+        def action(stage: Stage, how: str) -> dict:
+            from ..atomic import write_text_atomic
+
+            records = self._probe(which)
+            (self.out / "probes").mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.out / "probes" / f"{which}.json", json.dumps(records, indent=1, default=str) + "\n")
+            return {"records": len(records), "device": self._device_name()}
+        return action
+
+    def _probe(self, which: str) -> list[dict]:
+        from ..features import to_model_input
+        from ..probes.protocols import Features, from_arrays, from_file, run_protocol
+        from ..store import FeatureFile
+
+        cfg, p, m = self.cfg, self.protocol, self.model
+        stamp = time.strftime("%Y-%m-%d")
+        run = lambda feats: run_protocol(cfg.protocol, feats, cfg.probes, p, Cs=self.grid, seed=cfg.seed,  # noqa: E731
+                                         device=cfg.device, log=self.log)
+
+        def label(records: list[dict], name: str, notes: str, **extra) -> list[dict]:
+            for r in records:
+                r.update(features=name, notes=notes, date=stamp, command=cfg.command, **extra)
+            return records
+
+        if which == "pixels":
+            tr, te = self.data()[p.train_split], self.data()[p.test_split]
+            flat = lambda im: to_model_input(im, "cpu").flatten(1)  # noqa: E731
+            feats = from_arrays(flat(tr.images), tr.labels.numpy(), flat(te.images), te.labels.numpy(),
+                                name="pixels", dataset=cfg.protocol, trained_on="none", layers="pixels")
+            return label(run(feats), "pixels", "raw input 3x32x32 in [-1, 1]")
+        with FeatureFile(self.out / "features" / f"{'random' if which == 'random' else 'trained'}.h5") as ff:
+            notes = f"all blocks, bn {ff.meta.get('bn_mode')}, width {m['width']}"
+            if which == "random":
+                return label(run(from_file(ff, p, device=cfg.device)), "random D", notes,
+                             checkpoint=f"random-init seed {cfg.seed}")
+            if which == "trained":
+                return label(run(from_file(ff, p, device=cfg.device)), "trained D", notes)
+            records, lo = [], 0
+            sha = str(ff.meta.get("checkpoint_sha256", ""))
+            base = {"dataset": cfg.protocol, "trained_on": ff.meta.get("trained_on", ""), "features": "trained D",
+                    "architecture": m["arch"], "checkpoint": sha[:12]}
+            for layer, dim in zip(ff.meta["layers"], ff.meta["layer_dims"]):
+                one = Features(block_rows(ff, p.train_split, lo, lo + dim), block_rows(ff, p.test_split, lo, lo + dim),
+                               {**base, "layers": layer, "dim": dim})
+                records += label(run(one), "trained D", f"block {layer} alone, bn {ff.meta.get('bn_mode')}, "
+                                                         f"width {m['width']}")
+                lo += dim
+            return records
+
+    # ------------------------------------------------------------------- the chain
+
+    def stages(self) -> list[Stage]:
+        model = self._model_stage()
+        extract = self._extract_stages(model.fingerprint)
+        return [model, *extract, *self._probe_stages({"trained": extract[0].fingerprint,
+                                                      "random": extract[1].fingerprint})]
+
+    def plan(self) -> list[Decision]:
+        return plan(self.stages(), self.book)
+
+    def _device_name(self) -> str:
+        from ..devices import device_name, resolve_device
+
+        return device_name(resolve_device(self.cfg.device))
+
+    def records(self) -> list[dict]:
+        """Every probe record of the finished stages, in stage order."""
+        out = []
+        for s in self.stages():
+            path = self.out / "probes" / f"{s.name.split(':', 1)[1]}.json" if s.name.startswith("probe:") else None
+            if path is not None and path.is_file():
+                out += json.loads(path.read_text())
+        return out
+
+
+def block_rows(ff, split: str, lo: int, hi: int):
+    """The columns [lo, hi) of a feature-file split (one block's features), in memory as float16."""
+    import torch
+
+    from ..probes.rows import ArrayRows
+
+    X = torch.empty((ff.n_rows(split), hi - lo), dtype=torch.float16)
+    for s, x in ff.iter_chunks(split, device="cpu"):
+        X[s:s + x.shape[0]] = x[:, lo:hi].to(torch.float16)
+    return ArrayRows(X, ff.labels(split), split=split)
+
+
+def format_summary(records: Sequence[dict]) -> str:
+    """Feature sets as rows, probe x protocol column as columns: ``mean +- ci95`` in percent."""
+    columns = list(dict.fromkeys((r["probe"], r["protocol"].split("/", 1)[1]) for r in records))
+    rows = list(dict.fromkeys(r["features"] for r in records))
+    cell = {(r["features"], r["probe"], r["protocol"].split("/", 1)[1]): r for r in records}
+    metric = records[0]["metric"] if records else "accuracy"
+    heads = [f"{p} {c}" for p, c in columns]
+    width = max([len(h) for h in heads] + [15])
+    lines = [f"{metric + ' (%)':<12}" + "".join(f"{h:>{width + 2}}" for h in heads)]
+    for name in rows:
+        cells = []
+        for p, c in columns:
+            r = cell.get((name, p, c))
+            cells.append("-" if r is None else f"{r['mean']:.2f} +- {r['ci95']:.2f}")
+        dims = next(r["dim"] for r in records if r["features"] == name)
+        lines.append(f"{name:<12}" + "".join(f"{s:>{width + 2}}" for s in cells) + f"   ({dims}-d)")
+    return "\n".join(lines)
+
+
+def results_rows(chain: Chain) -> list[dict]:
+    """Our rows (stage order) and then the paper's rows for the protocol."""
+    from .paper import paper_records
+
+    return chain.records() + paper_records(chain.cfg.protocol)
+
+
+def write_results(chain: Chain) -> Path:
+    from ..atomic import write_csv_atomic
+    from ..records import CSV_COLUMNS, csv_value
+
+    path = chain.out / "results.csv"
+    write_csv_atomic(path, CSV_COLUMNS + EXTRA_COLUMNS, results_rows(chain), value=csv_value)
+    return path
+
+
+def check_out(cfg: ReproduceConfig) -> None:
+    """Refuse an --out that holds anything but a reproduce run of this protocol."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {cfg.out!r} is a file; choose a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    marker = out / "reproduce.json"
+    try:
+        made = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"--out {cfg.out!r} holds files that are not a reproduce run; choose a new or empty "
+                        f"folder") from None
+    if made.get("protocol") != cfg.protocol:
+        raise UserError(f"--out {cfg.out!r} holds a `reproduce {made.get('protocol')}` run, not {cfg.protocol}; "
+                        f"choose another --out (or rerun `reproduce {made.get('protocol')}` there)")
+
+
+def run(cfg: ReproduceConfig, log: Callable[[str], None] = lambda m: None) -> dict:
+    """Run (or finish) the chain in ``cfg.out``; returns the paths written and the stage records."""
+    from .. import __version__
+    from ..atomic import write_text_atomic
+    from .report import write_report
+
+    check_out(cfg)
+    chain = Chain(cfg, log)
+    chain.out.mkdir(parents=True, exist_ok=True)
+    marker = chain.out / "reproduce.json"
+    if not marker.is_file():
+        write_text_atomic(marker, json.dumps({"protocol": cfg.protocol, "package_version": __version__,
+                                              "created": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1) + "\n")
+    stage_records = execute(chain.stages(), chain.book, log)
+    csv_path = write_results(chain)
+    report = write_report(chain, stage_records)
+    return {"results": csv_path, "report": report, "stages": stage_records, "chain": chain}
+
+
+def dry_run(cfg: ReproduceConfig) -> str:
+    """The stages, whether each would be reused, resumed or computed, and the equivalent commands."""
+    check_out(cfg)
+    chain = Chain(cfg)
+    lines = [f"reproduce {cfg.protocol} in {cfg.out} (model: {chain.source.kind}, {chain.model['arch']} width "
+             f"{chain.model['width']}, trained on {chain.model['trained_on']})"]
+    for i, d in enumerate(chain.plan(), start=1):
+        lines.append(f"{i}. {d.stage.name:<16} {d.action:<8} ({d.reason}) {d.stage.title}")
+        lines.append(f"     {d.stage.command}")
+    lines.append(f"then: {Path(cfg.out) / 'results.csv'} and {Path(cfg.out) / 'report.html'} from the stage records")
+    return "\n".join(lines)

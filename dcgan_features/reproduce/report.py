@@ -1,0 +1,237 @@
+"""``report.html``: one self-contained page per run (images inline, no network, no script).
+
+Sections: what was run (command, versions, devices, data, timings per stage), the model's
+sample grid and loss curves, the results beside the paper's rows with the gap to them,
+the per-block plot (when blocks were probed), and where C landed on its grid.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import platform
+from pathlib import Path
+from typing import Sequence
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;
+color:#222;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:28px}
+table{border-collapse:collapse;margin:8px 0;font-size:0.92em}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.paper td{color:#555;background:#fafafa;font-style:italic}
+code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:0.88em}
+pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-all}
+.chosen{font-weight:bold;background:#e3f1e3}.edge{color:#b00}.muted{color:#777}
+.figs{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}.figs figure{margin:0}
+figcaption{font-size:0.85em;color:#555}
+"""
+
+
+def _e(v) -> str:
+    return html.escape("" if v is None else str(v))
+
+
+def _img(data: bytes, alt: str, width: int | None = None) -> str:
+    w = f' width="{width}"' if width else ""
+    return f'<img alt="{_e(alt)}"{w} src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str] | None = None) -> str:
+    """Cells are HTML already (escape values with _e)."""
+    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for i, r in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in r) + "</tr>")
+    return "\n".join(out + ["</table>"])
+
+
+def _num(v, fmt: str = "{:.2f}") -> str:
+    return f'<td class="num">{"-" if v in (None, "") else fmt.format(float(v))}</td>'
+
+
+def _versions() -> str:
+    import numpy
+    import sklearn
+    import torch
+
+    from .. import __version__
+
+    return (f"dcgan-features {__version__}, torch {torch.__version__}, numpy {numpy.__version__}, "
+            f"scikit-learn {sklearn.__version__}, Python {platform.python_version()} on {platform.platform()}")
+
+
+# ------------------------------------------------------------------------ sections
+
+
+def _run_section(chain, stage_records: Sequence[dict]) -> str:
+    cfg, m = chain.cfg, chain.model
+    devices = sorted({str((r.get("info") or {}).get("device")) for r in stage_records
+                      if (r.get("info") or {}).get("device")})
+    rows = []
+    for r in stage_records:
+        info = r.get("info") or {}
+        extra = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("rows", "steps", "img_per_s", "images_per_s",
+                                                                      "records", "epoch"))
+        rows.append([f"<code>{_e(r['stage'])}</code>", _num(r.get("seconds"), "{:.1f}"), _e(info.get("device", "")),
+                     _e(r.get("finished", "")), _e(extra), f"<code>{_e(r.get('command', ''))}</code>"])
+    total = sum(float(r.get("seconds") or 0) for r in stage_records)
+    data = next(((r.get("info") or {}).get("rows") for r in stage_records if r["stage"] == "extract:trained"), None)
+    src = chain.source
+    model = (f"{_e(src.kind)}: {_e(m['arch'])} width {_e(m['width'])}, trained on <b>{_e(m['trained_on'])}</b>"
+             + (f", {src.epochs} epochs, batch {src.batch_size}, seed {cfg.seed}" if src.kind == "train" else "")
+             + (f" (<code>{_e(src.path)}</code>)" if src.path else ""))
+    p = chain.protocol
+    return f"""
+<h2>What was run</h2>
+<pre>{_e(cfg.command or f'dcgan-features reproduce {cfg.protocol} --out {cfg.out}')}</pre>
+<table>
+<tr><th>protocol</th><td>{_e(cfg.protocol)}: C chosen on {p.val_size} validation rows held out of
+{_e(p.train_split)} (never test); grid {_e(', '.join(f'{c:g}' for c in chain.grid))};
+{'all labels and ' if p.full else ''}{p.labels_per_class} labels per class over {p.draws} draws; probes
+{_e(', '.join(cfg.probes))}; seed {cfg.seed}</td></tr>
+<tr><th>probed data</th><td>{_e(cfg.protocol)} from {_e(cfg.data_dir or 'the default locations')}; rows
+{_e(data if data is not None else '-')}, at 32x32</td></tr>
+<tr><th>model</th><td>{model}</td></tr>
+<tr><th>devices</th><td>{_e(', '.join(devices) or '-')} (<code>--device {_e(cfg.device)}</code>)</td></tr>
+<tr><th>versions</th><td>{_e(_versions())}</td></tr>
+</table>
+<h3>Stages ({total:.0f} s in all)</h3>
+{_table(["stage", "seconds", "device", "finished", "facts", "equivalent command"], rows)}
+<p class="muted">A stage reused from an earlier run shows the time it took then.</p>
+"""
+
+
+def _model_section(chain) -> str:
+    out = chain.out
+    samples = sorted((out / "train" / "samples").glob("epoch_*.png"))
+    grid = samples[-1] if samples else out / "model" / "samples.png"
+    figs = []
+    if grid.is_file():
+        what = f"samples at {grid.stem.replace('_', ' ')} (fixed z)" if samples else "64 samples (seed 0)"
+        figs.append(f"<figure>{_img(grid.read_bytes(), 'sample grid', 330)}<figcaption>{_e(what)}"
+                    f"</figcaption></figure>")
+    losses = out / "train" / "losses.png"
+    if losses.is_file():
+        figs.append(f"<figure>{_img(losses.read_bytes(), 'loss curves', 620)}<figcaption>losses and D's mean "
+                    f"outputs per logged step</figcaption></figure>")
+    else:
+        figs.append("<p class='muted'>No loss curves: this run did not train its model.</p>")
+    return f"<h2>The model</h2><div class='figs'>{''.join(figs)}</div>"
+
+
+def _results_section(chain, rows: Sequence[dict]) -> str:
+    ours = [r for r in rows if not str(r["features"]).startswith("paper:")]
+    papers = [r for r in rows if str(r["features"]).startswith("paper:")]
+    body, classes = [], []
+    for r in ours:
+        gap = (float(r["mean"]) - float(r["paper_value"])) if r.get("paper_value") not in (None, "") else None
+        body.append([_e(r["features"]), _e(r.get("layers")), _e(r.get("trained_on")), _e(r["protocol"]),
+                     _e(r["probe"]), _num(r.get("C"), "{:g}"), _num(r["mean"]), _num(r.get("ci95")),
+                     _num(r.get("paper_value")), _num(gap, "{:+.2f}"), _e(r.get("dim"))])
+        classes.append("")
+    for r in papers:
+        body.append([_e(r["features"]), "", "", _e(r["protocol"]), _e(r.get("probe")), "<td></td>", "<td></td>",
+                     "<td></td>", _num(r["paper_value"]), "<td></td>", ""])
+        classes.append("paper")
+    metric = ours[0]["metric"] if ours else (papers[0]["metric"] if papers else "accuracy")
+    note = ("<p class='muted'>No paper rows: the paper reports no figures for this protocol.</p>" if not papers
+            else "<p class='muted'>Rows in italics are the paper's figures, quoted (Radford, Metz &amp; Chintala "
+                 "2015); gap = ours - paper, where the paper has a figure for the same column.</p>")
+    return (f"<h2>Results: test {_e(metric)} (%)</h2>"
+            + _table(["features", "blocks", "trained on", "column", "probe", "C", "mean", "&plusmn;95%", "paper",
+                      "gap", "dim"], body, classes)
+            + note + "<p class='muted'>The same rows are in <code>results.csv</code> beside this file.</p>")
+
+
+def _blocks_plot(rows: Sequence[dict]) -> bytes | None:
+    blocks = [r for r in rows if r["features"] == "trained D" and "+" not in str(r.get("layers"))]
+    if not blocks:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = list(dict.fromkeys(r["protocol"] for r in blocks))
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.2 * len(columns), 3.6), squeeze=False)
+    for ax, col in zip(axes[0], columns):
+        for probe, style in (("svm", "-o"), ("logreg", "--s"), ("knn", ":^")):
+            pr = [r for r in blocks if r["probe"] == probe and r["protocol"] == col]
+            if not pr:
+                continue
+            line, = ax.plot([r["layers"] for r in pr], [float(r["mean"]) for r in pr], style, label=f"{probe}: one block")
+            for feat, ls in (("trained D", "-"), ("random D", ":"), ("pixels", "-.")):
+                ref = [r for r in rows if r["features"] == feat and r["probe"] == probe and r["protocol"] == col
+                       and (feat != "trained D" or "+" in str(r.get("layers")))]
+                if ref:
+                    ax.axhline(float(ref[0]["mean"]), color=line.get_color(), ls=ls, lw=1,
+                               label=f"{probe}: {'all blocks' if feat == 'trained D' else feat}")
+        ax.set_title(col)
+        ax.set_xlabel("D block (4x4 max-pooled)")
+        ax.set_ylabel(f"test {blocks[0]['metric']} (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _c_section(chain, rows: Sequence[dict]) -> str:
+    fitted = [r for r in rows if not str(r["features"]).startswith("paper:") and r.get("val_scores")]
+    if not fitted:
+        return ""
+    grid = list(dict.fromkeys(c for r in fitted for c in r["val_scores"]))
+    body = []
+    for r in fitted:
+        chosen = f"{float(r['C']):g}" if r.get("C") not in (None, "") else None
+        keys = list(r["val_scores"])
+        edge = chosen is not None and len(keys) > 1 and chosen in (keys[0], keys[-1])
+        cells = []
+        for c in grid:
+            v = r["val_scores"].get(c)
+            cls = "num chosen" if c == chosen else "num"
+            cells.append(f'<td class="{cls}">{"" if v is None else f"{float(v):.2f}"}</td>')
+        flag = "<span class='edge'>at the edge</span>" if edge or r.get("c_at_edge") else "inside"
+        body.append([_e(r["features"]), _e(r.get("layers")), _e(r["protocol"]), _e(r["probe"]), *cells, flag])
+    return ("<h2>Where C landed</h2><p>Mean validation score per C of the grid (validation rows only); the chosen "
+            "C is highlighted. A C at the first or last value of the grid means the optimum may lie outside it.</p>"
+            + _table(["features", "blocks", "column", "probe", *[f"C={c}" for c in grid], "chosen C"], body))
+
+
+def render(chain, stage_records: Sequence[dict], rows: Sequence[dict]) -> str:
+    plot = _blocks_plot(rows)
+    blocks = (f"<h2>Per block</h2><p>Each block of the trained D probed alone, against all blocks and the "
+              f"baselines.</p>{_img(plot, 'per-block plot', 900)}" if plot else "")
+    title = f"dcgan-features reproduce {chain.cfg.protocol}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{CSS}</style></head>
+<body>
+<h1>{_e(title)}</h1>
+<p class="muted">Linear probes on the frozen features of a DCGAN discriminator (Radford, Metz &amp; Chintala 2015),
+against a random D of the same architecture and the raw pixels. Written by <code>dcgan-features reproduce</code>.</p>
+{_results_section(chain, rows)}
+{_model_section(chain)}
+{blocks}
+{_c_section(chain, rows)}
+{_run_section(chain, stage_records)}
+</body></html>
+"""
+
+
+def write_report(chain, stage_records: Sequence[dict]) -> Path:
+    from ..atomic import write_text_atomic
+    from .chain import results_rows
+
+    path = chain.out / "report.html"
+    write_text_atomic(path, render(chain, stage_records, results_rows(chain)))
+    return path
+
+
+def load_stage_records(chain) -> list[dict]:
+    return [r for s in chain.stages() if (r := chain.book.read(s.name)) is not None]
+
