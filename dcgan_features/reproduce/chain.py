@@ -326,22 +326,35 @@ def block_rows(ff, split: str, lo: int, hi: int):
     return ArrayRows(X, ff.labels(split), split=split)
 
 
+def row_name(r: dict) -> str:
+    """A record's feature set, with the block when it is one block alone: ``trained D``, ``trained D d2``."""
+    layers = str(r.get("layers") or "")
+    one_block = r["features"] == "trained D" and layers and "+" not in layers
+    return f"{r['features']} {layers}" if one_block else r["features"]
+
+
 def format_summary(records: Sequence[dict]) -> str:
-    """Feature sets as rows, probe x protocol column as columns: ``mean +- ci95`` in percent."""
+    """Feature sets as rows, probe x protocol column as columns: ``mean +- ci95`` in percent.
+
+    >>> print(format_summary([{"features": "pixels", "layers": "pixels", "probe": "svm", "protocol": "d/all",
+    ...                        "metric": "accuracy", "mean": 90.0, "ci95": 1.5, "dim": 3072}]))
+    accuracy (%)             svm all
+    pixels          90.00 +- 1.50   (3072-d)
+    """
     columns = list(dict.fromkeys((r["probe"], r["protocol"].split("/", 1)[1]) for r in records))
-    rows = list(dict.fromkeys(r["features"] for r in records))
-    cell = {(r["features"], r["probe"], r["protocol"].split("/", 1)[1]): r for r in records}
+    rows = list(dict.fromkeys(row_name(r) for r in records))
+    cell = {(row_name(r), r["probe"], r["protocol"].split("/", 1)[1]): r for r in records}
     metric = records[0]["metric"] if records else "accuracy"
     heads = [f"{p} {c}" for p, c in columns]
     width = max([len(h) for h in heads] + [15])
-    lines = [f"{metric + ' (%)':<12}" + "".join(f"{h:>{width + 2}}" for h in heads)]
+    lines = [f"{metric + ' (%)':<15}" + "".join(f"{h:>{width + 2}}" for h in heads)]
     for name in rows:
         cells = []
         for p, c in columns:
             r = cell.get((name, p, c))
             cells.append("-" if r is None else f"{r['mean']:.2f} +- {r['ci95']:.2f}")
-        dims = next(r["dim"] for r in records if r["features"] == name)
-        lines.append(f"{name:<12}" + "".join(f"{s:>{width + 2}}" for s in cells) + f"   ({dims}-d)")
+        dims = next(r["dim"] for r in records if row_name(r) == name)
+        lines.append(f"{name:<15}" + "".join(f"{s:>{width + 2}}" for s in cells) + f"   ({dims}-d)")
     return "\n".join(lines)
 
 

@@ -66,6 +66,12 @@ def _versions() -> str:
 # ------------------------------------------------------------------------ sections
 
 
+def _fact(v) -> str:
+    if isinstance(v, dict):
+        return " + ".join(f"{k} {x}" for k, x in v.items())
+    return f"{v:.0f}" if isinstance(v, float) else str(v)
+
+
 def _run_section(chain, stage_records: Sequence[dict]) -> str:
     cfg, m = chain.cfg, chain.model
     devices = sorted({str((r.get("info") or {}).get("device")) for r in stage_records
@@ -73,12 +79,13 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
     rows = []
     for r in stage_records:
         info = r.get("info") or {}
-        extra = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("rows", "steps", "img_per_s", "images_per_s",
-                                                                      "records", "epoch"))
+        extra = ", ".join(f"{k} {_fact(v)}" for k, v in info.items()
+                          if k in ("rows", "steps", "img_per_s", "images_per_s", "records", "epoch", "resumed"))
         rows.append([f"<code>{_e(r['stage'])}</code>", _num(r.get("seconds"), "{:.1f}"), _e(info.get("device", "")),
                      _e(r.get("finished", "")), _e(extra), f"<code>{_e(r.get('command', ''))}</code>"])
     total = sum(float(r.get("seconds") or 0) for r in stage_records)
-    data = next(((r.get("info") or {}).get("rows") for r in stage_records if r["stage"] == "extract:trained"), None)
+    rows_of = next(((r.get("info") or {}).get("rows") for r in stage_records if r["stage"] == "extract:trained"), None)
+    data = ", ".join(f"{k} {v}" for k, v in rows_of.items()) if isinstance(rows_of, dict) else None
     src = chain.source
     model = (f"{_e(src.kind)}: {_e(m['arch'])} width {_e(m['width'])}, trained on <b>{_e(m['trained_on'])}</b>"
              + (f", {src.epochs} epochs, batch {src.batch_size}, seed {cfg.seed}" if src.kind == "train" else "")
@@ -196,7 +203,7 @@ def _c_section(chain, rows: Sequence[dict]) -> str:
             v = r["val_scores"].get(c)
             cls = "num chosen" if c == chosen else "num"
             cells.append(f'<td class="{cls}">{"" if v is None else f"{float(v):.2f}"}</td>')
-        flag = "<span class='edge'>at the edge</span>" if edge or r.get("c_at_edge") else "inside"
+        flag = f"{chosen} " + ("<span class='edge'>(at the edge)</span>" if edge or r.get("c_at_edge") else "(inside)")
         body.append([_e(r["features"]), _e(r.get("layers")), _e(r["protocol"]), _e(r["probe"]), *cells, flag])
     return ("<h2>Where C landed</h2><p>Mean validation score per C of the grid (validation rows only); the chosen "
             "C is highlighted. A C at the first or last value of the grid means the optimum may lie outside it.</p>"
