@@ -339,7 +339,7 @@ def format_summary(records: Sequence[dict]) -> str:
     >>> print(format_summary([{"features": "pixels", "layers": "pixels", "probe": "svm", "protocol": "d/all",
     ...                        "metric": "accuracy", "mean": 90.0, "ci95": 1.5, "dim": 3072}]))
     accuracy (%)             svm all
-    pixels          90.00 +- 1.50   (3072-d)
+    pixels             90.00 +- 1.50   (3072-d)
     """
     columns = list(dict.fromkeys((r["probe"], r["protocol"].split("/", 1)[1]) for r in records))
     rows = list(dict.fromkeys(row_name(r) for r in records))
