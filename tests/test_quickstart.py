@@ -5,14 +5,9 @@ import csv
 import pytest
 
 from dcgan_features.cli import main
-<<<<<<< HEAD
-from dcgan_features.records import CSV_COLUMNS
-from dcgan_features.quickstart import QuickstartConfig, format_summary, run
-=======
-from dcgan_features.records import CSV_COLUMNS
 from dcgan_features.quickstart import QuickstartConfig, run
+from dcgan_features.records import CSV_COLUMNS
 from dcgan_features.reproduce.chain import format_summary
->>>>>>> 682c2be (reproduce PROTOCOL: the paper's experiment as one command (model -> features of the trained and a random D -> probes with pixels -> results.csv + report.html), stages skipped when complete with the same fingerprint, resumed when interrupted, recomputed downstream of a change; --dry-run; the authors' SVHN model packaged (MIT) as reproduce svhn's default; quickstart becomes a thin alias; the paper's rows move into the package)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:0.88em}
 pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-all}
 .chosen{font-weight:bold;background:#e3f1e3}.edge{color:#b00}.muted{color:#777}
 .figs{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}.figs figure{margin:0}
-figcaption{font-size:0.85em;color:#555}
+figcaption{font-size:0.85em;color:#555}.nowrap{white-space:nowrap}
 """
 
 
@@ -81,8 +81,9 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
         info = r.get("info") or {}
         extra = ", ".join(f"{k} {_fact(v)}" for k, v in info.items()
                           if k in ("rows", "steps", "img_per_s", "images_per_s", "records", "epoch", "resumed"))
-        rows.append([f"<code>{_e(r['stage'])}</code>", _num(r.get("seconds"), "{:.1f}"), _e(info.get("device", "")),
-                     _e(r.get("finished", "")), _e(extra), f"<code>{_e(r.get('command', ''))}</code>"])
+        rows.append([f"<code>{_e(r['stage'])}</code>", _e(r.get("this_run", "")), _num(r.get("seconds"), "{:.1f}"),
+                     f"<td class='nowrap'>{_e(r.get('finished', ''))}</td>", _e(extra),
+                     f"<code>{_e(r.get('command', ''))}</code>"])
     total = sum(float(r.get("seconds") or 0) for r in stage_records)
     rows_of = next(((r.get("info") or {}).get("rows") for r in stage_records if r["stage"] == "extract:trained"), None)
     data = ", ".join(f"{k} {v}" for k, v in rows_of.items()) if isinstance(rows_of, dict) else None
@@ -106,8 +107,8 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
 <tr><th>versions</th><td>{_e(_versions())}</td></tr>
 </table>
 <h3>Stages ({total:.0f} s in all)</h3>
-{_table(["stage", "seconds", "device", "finished", "facts", "equivalent command"], rows)}
-<p class="muted">A stage reused from an earlier run shows the time it took then.</p>
+{_table(["stage", "this run", "seconds", "finished", "facts", "equivalent command"], rows)}
+<p class="muted">A stage reused from an earlier run shows the time it took then, on the devices above.</p>
 """
 
 
@@ -237,8 +238,3 @@ def write_report(chain, stage_records: Sequence[dict]) -> Path:
     path = chain.out / "report.html"
     write_text_atomic(path, render(chain, stage_records, results_rows(chain)))
     return path
-
-
-def load_stage_records(chain) -> list[dict]:
-    return [r for s in chain.stages() if (r := chain.book.read(s.name)) is not None]
-

@@ -121,13 +121,14 @@ def plan(stages: Sequence[Stage], book: StageBook) -> list[Decision]:
 
 
 def execute(stages: Sequence[Stage], book: StageBook, log: Callable[[str], None] = lambda m: None) -> list[dict]:
-    """Run the plan; returns every stage's record (reused ones as they were)."""
+    """Run the plan; returns every stage's record (reused ones as they were), with ``this_run``
+    (reused, computed or resumed) added."""
     records = []
     for i, d in enumerate(plan(stages, book), start=1):
         s = d.stage
         if d.action == "reuse":
             log(f"[{i}/{len(stages)}] {s.name}: reuse ({d.reason})")
-            records.append(book.read(s.name))
+            records.append({**book.read(s.name), "this_run": "reused"})
             continue
         log(f"[{i}/{len(stages)}] {s.name}: {d.action} ({d.reason})")
         rec = {"stage": s.name, "fingerprint": s.fingerprint, "settings": s.settings, "status": "running",
@@ -142,5 +143,5 @@ def execute(stages: Sequence[Stage], book: StageBook, log: Callable[[str], None]
         rec.update(info=info, status="complete", seconds=spent + time.perf_counter() - t0,
                    finished=time.strftime("%Y-%m-%d %H:%M:%S"))
         book.write(s.name, rec)
-        records.append(rec)
+        records.append({**rec, "this_run": {"compute": "computed", "resume": "resumed"}[d.action]})
     return records
