@@ -54,6 +54,8 @@ from .errors import CheckpointError
 
 FORMAT = "dcgan-features-checkpoint"
 FORMAT_VERSION = 1
+# What the authors trained each released Theano model on (the paper, sections 5.1 and 5.1.2).
+AUTHORS_TRAINED_ON = {"svhn32": "svhn", "imagenet32": "imagenet32"}
 
 
 def make_payload(arch: str, width: int, G: nn.Module, D: nn.Module, *, nz: int | None = None,
@@ -185,9 +187,7 @@ def trained_on(ckpt: dict) -> str:
     if ckpt.get("trained_on"):
         return str(ckpt["trained_on"])
     if ckpt.get("imported"):
-        from .theano_import import TRAINED_ON
-
-        return TRAINED_ON.get(ckpt.get("arch", ""), "unknown")
+        return AUTHORS_TRAINED_ON.get(ckpt.get("arch", ""), "unknown")
     return str((ckpt.get("config") or {}).get("dataset") or "unknown")
 
 

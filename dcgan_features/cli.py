@@ -609,7 +609,7 @@ def reproduce_cmd(ctx: click.Context, protocol: str, out: str, checkpoint: str |
     """
     from .reproduce import dry_run as plan_only
     from .reproduce import run
-    from .reproduce.chain import format_summary
+    from .reproduce.runner import format_summary
 
     cfg = ReproduceConfig(protocol, out=out, checkpoint=checkpoint, import_theano=import_theano,
                           train_dataset=train_dataset, train_data_dir=train_data_dir, arch=arch, width=width,
@@ -658,7 +658,7 @@ def quickstart_cmd(dataset: str, data_dir: str | None, arch: str | None, width: 
     import time
 
     from .quickstart import run
-    from .reproduce.chain import format_summary
+    from .reproduce.runner import format_summary
 
     t0 = time.perf_counter()
     res = run(QuickstartConfig(dataset=dataset, arch=arch, width=width, epochs=epochs, batch_size=batch_size,

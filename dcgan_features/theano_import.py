@@ -47,12 +47,11 @@ import torch
 from torch import nn
 
 from .architectures import Discriminator, Generator, get_arch
+from .checkpoint import AUTHORS_TRAINED_ON
 from .errors import UserError
 
 THEANO_BN_EPS = 1e-8
 ARCHES = ("svhn32", "imagenet32")  # the two released layouts; both end in linear layers
-# What the authors trained each released model on (the paper, section 5.1 and 5.1.2).
-TRAINED_ON = {"svhn32": "svhn", "imagenet32": "imagenet32"}
 KINDS = {"G": "gen", "D": "discrim"}
 
 
@@ -266,7 +265,7 @@ def import_theano(folder: str | Path, arch: str, out: str | Path, epoch: int | N
     G, D, info = convert_folder(folder, arch, epoch)
     payload = checkpoint.make_payload(arch, info.width, G, D, nz=info.nz, imported=True,
                                       config=info.as_config(), bn_eps=THEANO_BN_EPS,
-                                      trained_on=TRAINED_ON[arch])
+                                      trained_on=AUTHORS_TRAINED_ON[arch])
     checkpoint.save(out, payload)
     return info
 

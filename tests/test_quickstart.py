@@ -7,7 +7,7 @@ import pytest
 from dcgan_features.cli import main
 from dcgan_features.quickstart import QuickstartConfig, run
 from dcgan_features.records import CSV_COLUMNS
-from dcgan_features.reproduce.chain import format_summary
+from dcgan_features.reproduce.runner import format_summary
 
 
 @pytest.fixture(scope="module")

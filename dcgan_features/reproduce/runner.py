@@ -1,0 +1,113 @@
+"""Running a chain: refuse a foreign ``--out``, execute the stages, write ``results.csv`` and the report.
+
+>>> print(format_summary([{"features": "pixels", "layers": "pixels", "probe": "svm", "protocol": "d/all",
+...                        "metric": "accuracy", "mean": 90.0, "ci95": 1.5, "dim": 3072}]))
+accuracy (%)             svm all
+pixels             90.00 +- 1.50   (3072-d)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import UserError
+from .chain import Chain
+from .config import ReproduceConfig
+from .stages import execute
+
+EXTRA_COLUMNS = ("notes", "date", "command")  # after CSV_COLUMNS, as in results/accuracy.csv
+
+
+def row_name(r: dict) -> str:
+    """A record's feature set, with the block when it is one block alone: ``trained D``, ``trained D d2``."""
+    layers = str(r.get("layers") or "")
+    one_block = r["features"] == "trained D" and layers and "+" not in layers
+    return f"{r['features']} {layers}" if one_block else r["features"]
+
+
+def format_summary(records: Sequence[dict]) -> str:
+    """Feature sets as rows, probe x protocol column as columns: ``mean +- ci95`` in percent."""
+    columns = list(dict.fromkeys((r["probe"], r["protocol"].split("/", 1)[1]) for r in records))
+    rows = list(dict.fromkeys(row_name(r) for r in records))
+    cell = {(row_name(r), r["probe"], r["protocol"].split("/", 1)[1]): r for r in records}
+    metric = records[0]["metric"] if records else "accuracy"
+    heads = [f"{p} {c}" for p, c in columns]
+    width = max([len(h) for h in heads] + [15])
+    lines = [f"{metric + ' (%)':<15}" + "".join(f"{h:>{width + 2}}" for h in heads)]
+    for name in rows:
+        cells = []
+        for p, c in columns:
+            r = cell.get((name, p, c))
+            cells.append("-" if r is None else f"{r['mean']:.2f} +- {r['ci95']:.2f}")
+        dims = next(r["dim"] for r in records if row_name(r) == name)
+        lines.append(f"{name:<15}" + "".join(f"{s:>{width + 2}}" for s in cells) + f"   ({dims}-d)")
+    return "\n".join(lines)
+
+
+def results_rows(chain: Chain) -> list[dict]:
+    """Our rows (stage order) and then the paper's rows for the protocol."""
+    from .paper import paper_records
+
+    return chain.records() + paper_records(chain.cfg.protocol)
+
+
+def write_results(chain: Chain) -> Path:
+    from ..atomic import write_csv_atomic
+    from ..records import CSV_COLUMNS, csv_value
+
+    path = chain.out / "results.csv"
+    write_csv_atomic(path, CSV_COLUMNS + EXTRA_COLUMNS, results_rows(chain), value=csv_value)
+    return path
+
+
+def check_out(cfg: ReproduceConfig) -> None:
+    """Refuse an --out that holds anything but a reproduce run of this protocol."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {cfg.out!r} is a file; choose a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    marker = out / "reproduce.json"
+    try:
+        made = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"--out {cfg.out!r} holds files that are not a reproduce run; choose a new or empty "
+                        f"folder") from None
+    if made.get("protocol") != cfg.protocol:
+        raise UserError(f"--out {cfg.out!r} holds a `reproduce {made.get('protocol')}` run, not {cfg.protocol}; "
+                        f"choose another --out (or rerun `reproduce {made.get('protocol')}` there)")
+
+
+def run(cfg: ReproduceConfig, log: Callable[[str], None] = lambda m: None) -> dict:
+    """Run (or finish) the chain in ``cfg.out``; returns the paths written and the stage records."""
+    from .. import __version__
+    from ..atomic import write_text_atomic
+    from .report import write_report
+
+    check_out(cfg)
+    chain = Chain(cfg, log)
+    chain.out.mkdir(parents=True, exist_ok=True)
+    marker = chain.out / "reproduce.json"
+    if not marker.is_file():
+        write_text_atomic(marker, json.dumps({"protocol": cfg.protocol, "package_version": __version__,
+                                              "created": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1) + "\n")
+    stage_records = execute(chain.stages(), chain.book, log)
+    csv_path = write_results(chain)
+    report = write_report(chain, stage_records, results_rows(chain))
+    return {"results": csv_path, "report": report, "stages": stage_records, "chain": chain}
+
+
+def dry_run(cfg: ReproduceConfig) -> str:
+    """The stages, whether each would be reused, resumed or computed, and the equivalent commands."""
+    check_out(cfg)
+    chain = Chain(cfg)
+    lines = [f"reproduce {cfg.protocol} in {cfg.out} (model: {chain.source.kind}, {chain.model['arch']} width "
+             f"{chain.model['width']}, trained on {chain.model['trained_on']})"]
+    for i, d in enumerate(chain.plan(), start=1):
+        lines.append(f"{i}. {d.stage.name:<16} {d.action:<8} ({d.reason}) {d.stage.title}")
+        lines.append(f"     {d.stage.command}")
+    lines.append(f"then: {Path(cfg.out) / 'results.csv'} and {Path(cfg.out) / 'report.html'} from the stage records")
+    return "\n".join(lines)
