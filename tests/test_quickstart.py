@@ -38,8 +38,8 @@ def test_outputs_are_copied_beside_the_table(quick):
     assert res.samples is not None and res.samples.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert res.samples.parent == res.csv.parent == res.report.parent
     assert "data:image/png;base64," in res.report.read_text()
-    assert list(res.seconds) == ["model", "extract:trained", "extract:random", "probe:pixels", "probe:random",
-                                 "probe:trained"]
+    assert list(res.seconds) == ["model", "extract:trained", "extract:random", "extract:pixels", "probe:pixels",
+                                 "probe:random", "probe:trained"]
 
 
 def test_summary_table_has_one_line_per_feature_set(quick):
@@ -54,7 +54,7 @@ def test_rerun_reuses_every_stage(quick):
     before = (res.checkpoint.stat().st_mtime_ns, res.csv.read_bytes())
     log = []
     again = run(cfg, log=log.append)
-    assert [ln.split(": ")[1].split()[0] for ln in log if ln.startswith("[")] == ["reuse"] * 6
+    assert [ln.split(": ")[1].split()[0] for ln in log if ln.startswith("[")] == ["reuse"] * 7
     assert (again.checkpoint.stat().st_mtime_ns, again.csv.read_bytes()) == before
 
 

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 # train on one dataset (synthetic colour blobs), probe another (digits); tiny and fast
 TINY = ["--train-dataset", "synthetic", "--width", "2", "--epochs", "1", "--batch-size", "128", "--draws", "2",
         "--C", "0.1", "--probe", "svm", "--device", "cpu"]
-STAGES = ["model", "extract:trained", "extract:random", "probe:pixels", "probe:random", "probe:trained"]
+STAGES = ["model", "extract:trained", "extract:random", "extract:pixels", "probe:pixels", "probe:random",
+          "probe:trained"]
 
 
 def cli(capsys, *args):
@@ -95,11 +96,11 @@ def test_changed_setting_recomputes_only_the_stages_it_affects(chain, tmp_path, 
     code, plan, _ = cli(capsys, "reproduce", "digits", "--out", out, *changed, "--dry-run")
     assert code == 0
     lines = {ln.split()[1]: ln.split()[2] for ln in plan.splitlines() if ln[:1].isdigit()}
-    assert lines == {**{s: "reuse" for s in STAGES[:3]}, **{s: "compute" for s in STAGES[3:]}}
-    assert "changed: protocol" in plan and "dcgan-features extract --random-init" in plan
+    assert lines == {**{s: "reuse" for s in STAGES[:4]}, **{s: "compute" for s in STAGES[4:]}}
+    assert "changed: protocol" in plan and "dcgan-features extract --model random:dcgan32 --width 2" in plan
     code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *changed)
     assert code == 0, err
-    assert actions(err) == {**{s: "reuse" for s in STAGES[:3]}, **{s: "compute" for s in STAGES[3:]}}
+    assert actions(err) == {**{s: "reuse" for s in STAGES[:4]}, **{s: "compute" for s in STAGES[4:]}}
     assert {r["n_runs"] for r in table(out / "results.csv") if "per-class" in r["protocol"]} == {"3"}
 
 
@@ -115,8 +116,8 @@ def test_kill_9_during_extraction_then_the_same_table(chain, tmp_path, capsys):
     assert (out / "features" / "trained.h5.partial").is_file() and not (out / "features" / "trained.h5").exists()
     code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *TINY)
     assert code == 0, err
-    assert actions(err) == {"model": "reuse", "extract:trained": "resume", "extract:random": "compute",
-                            "probe:pixels": "reuse", "probe:random": "compute", "probe:trained": "compute"}
+    assert actions(err) == {"model": "reuse", "extract:trained": "resume",
+                            **{s: "compute" for s in STAGES[2:]}}
     assert "resuming" in err
     drop = ("fit_seconds", "command")  # the command names its own --out
     assert table(out / "results.csv", drop) == table(chain / "results.csv", drop)

@@ -4,9 +4,10 @@
 
 1. ``model``: train (run folder ``train/``), import the authors' Theano files
    (``model/imported.pt``), or take a checkpoint (the given file, or the packaged one);
-2. ``extract:trained`` and ``extract:random``: every D block, 4x4 max-pooled, BN
-   re-estimated on train, of the trained D and of a random D of the same architecture and
-   width (``features/*.h5``);
+2. ``extract:trained``, ``extract:random``, ``extract:pixels``: every D block, 4x4
+   max-pooled, BN re-estimated on train, of the trained D and of a random D of the same
+   architecture and width, and the raw pixels (``features/*.h5``, through the feature
+   sources of ``extract --model``);
 3. ``probe:pixels``, ``probe:random``, ``probe:trained`` (and ``probe:blocks``): the
    protocol's probes on each feature set (``probes/*.json``);
 
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .config import ModelSource, ReproduceConfig, check_input_size, resolve
+from .config import IMAGE_SIZE, ModelSource, ReproduceConfig, check_input_size, resolve
 from .stages import Decision, Stage, StageBook, plan
 
 FEATURE_SETS = {"pixels": "pixels", "random": "random D", "trained": "trained D"}
@@ -147,7 +148,7 @@ class Chain:
 
         if self._data is None:
             p = self.protocol
-            self._data = {s: load(self.cfg.protocol, s, data_dir=self.cfg.data_dir, image_size=32)
+            self._data = {s: load(self.cfg.protocol, s, data_dir=self.cfg.data_dir, image_size=IMAGE_SIZE)
                           for s in (p.train_split, p.test_split)}
         return self._data
 
@@ -167,25 +168,39 @@ class Chain:
         return {"dataset": self.cfg.protocol, "data_dir": _abs(self.cfg.data_dir), "extract": ecfg}
 
     def _extract_stages(self, model_fp: str) -> list[Stage]:
+        """The trained D, a random D of its architecture and width, and the raw pixels, each to HDF5."""
         m, cfg, out = self.model, self.cfg, self.out
         common = (f" --dataset {cfg.protocol}" + (f" --data-dir {_q(cfg.data_dir)}" if cfg.data_dir else "")
                   + f" --splits {self.protocol.train_split},{self.protocol.test_split} --device {cfg.device}")
-        trained = Stage("extract:trained", {"model": model_fp, **self._extract_settings()},
-                        ["features/trained.h5"], self._extract_action("trained"), after=("model",),
-                        command=f"dcgan-features extract --checkpoint {_q(m['checkpoint'])}{common}"
-                                f" --out {_q(out / 'features' / 'trained.h5')}",
-                        title=f"extract every D block of the trained {m['arch']}")
-        random = Stage("extract:random", {"random_init": {"arch": m["arch"], "width": m["width"], "seed": cfg.seed},
-                                          **self._extract_settings()},
-                       ["features/random.h5"], self._extract_action("random"),
-                       command=f"dcgan-features extract --random-init --arch {m['arch']} --width {m['width']}"
-                               f" --seed {cfg.seed}{common} --out {_q(out / 'features' / 'random.h5')}",
-                       title=f"extract every D block of a random {m['arch']} width {m['width']}")
-        return [trained, random]
+        settings = self._extract_settings()
+        random = {"arch": m["arch"], "width": m["width"], "seed": cfg.seed}
+        made = {  # which -> (what determines the source, after, --model options, title)
+            "trained": ({"model": model_fp}, ("model",), f"--model checkpoint:{_q(m['checkpoint'])}",
+                        f"extract every D block of the trained {m['arch']}"),
+            "random": ({"random_init": random}, (), f"--model random:{m['arch']} --width {m['width']} --seed {cfg.seed}",
+                       f"extract every D block of a random {m['arch']} width {m['width']}"),
+            "pixels": ({"pixels": {"image_size": IMAGE_SIZE}}, (), f"--model pixels --image-size {IMAGE_SIZE}",
+                       f"the raw pixels (the model's 3x{IMAGE_SIZE}x{IMAGE_SIZE} input in [-1, 1]) to HDF5"),
+        }
+        return [Stage(f"extract:{which}", {**source, **settings}, [f"features/{which}.h5"],
+                      self._extract_action(which), after=after, title=title,
+                      command=f"dcgan-features extract {opts}{common} --out {_q(out / 'features' / f'{which}.h5')}")
+                for which, (source, after, opts, title) in made.items()]
+
+    def _source(self, which: str):
+        from ..sources import SourceOptions, from_spec
+        from ..sources.discriminator import checkpoint_model, random_init_model
+
+        m = self.model
+        if which == "trained":
+            return checkpoint_model(m["checkpoint"])
+        if which == "random":
+            return random_init_model(m["arch"], m["width"], self.cfg.seed)
+        return from_spec("pixels", SourceOptions(image_size=IMAGE_SIZE))
 
     def _extract_action(self, which: str) -> Callable[[Stage, str], dict]:
         def action(stage: Stage, how: str) -> dict:
-            from ..extract import checkpoint_model, extract, random_init_model
+            from ..extract import extract
             from ..store import partial_path
 
             path = self.out / "features" / f"{which}.h5"
@@ -193,10 +208,7 @@ class Chain:
             if how == "compute":  # made from another model or settings: start over
                 path.unlink(missing_ok=True)
                 partial_path(path).unlink(missing_ok=True)
-            m = self.model
-            model = (checkpoint_model(m["checkpoint"]) if which == "trained"
-                     else random_init_model(m["arch"], m["width"], self.cfg.seed))
-            res = extract(model, path, self._extract_config(), data=self.data(), log=self.log)
+            res = extract(self._source(which), path, self._extract_config(), data=self.data(), log=self.log)
             return {"rows": res["rows"], "images_per_s": res["images_per_s"], "device": self._device_name(),
                     "state": res["state"]}
         return action
@@ -220,16 +232,11 @@ class Chain:
 
     def _probe_stages(self, fps: dict[str, str]) -> list[Stage]:
         out, p = self.out, self.protocol
-        pixels = {"dataset": self.cfg.protocol, "data_dir": _abs(self.cfg.data_dir), "image_size": 32}
-        stages = [Stage("probe:pixels", {"features": pixels, **self._probe_settings()}, ["probes/pixels.json"],
-                        self._probe_action("pixels"),
-                        command="(in memory: the model's 3x32x32 input in [-1, 1], flattened, through the same probes)",
-                        title="probe raw pixels")]
-        for which in ("random", "trained"):
-            stages.append(Stage(f"probe:{which}", {"features": fps[which], **self._probe_settings()},
-                                [f"probes/{which}.json"], self._probe_action(which), after=(f"extract:{which}",),
-                                command=self._probe_command(str(out / "features" / f"{which}.h5")),
-                                title=f"probe the {FEATURE_SETS[which]} features ({p.name} protocol)"))
+        stages = [Stage(f"probe:{which}", {"features": fps[which], **self._probe_settings()},
+                        [f"probes/{which}.json"], self._probe_action(which), after=(f"extract:{which}",),
+                        command=self._probe_command(str(out / "features" / f"{which}.h5")),
+                        title=f"probe the {FEATURE_SETS[which]} features ({p.name} protocol)")
+                  for which in ("pixels", "random", "trained")]
         if self.cfg.blocks:
             stages.append(Stage("probe:blocks", {"features": fps["trained"], **self._probe_settings()},
                                 ["probes/blocks.json"], self._probe_action("blocks"), after=("extract:trained",),
@@ -248,8 +255,7 @@ class Chain:
         return action
 
     def _probe(self, which: str) -> list[dict]:
-        from ..features import to_model_input
-        from ..probes.protocols import Features, from_arrays, from_file, run_protocol
+        from ..probes.protocols import Features, from_file, run_protocol
         from ..store import FeatureFile
 
         cfg, p, m = self.cfg, self.protocol, self.model
@@ -262,14 +268,12 @@ class Chain:
                 r.update(features=name, notes=notes, date=stamp, command=cfg.command, **extra)
             return records
 
-        if which == "pixels":
-            tr, te = self.data()[p.train_split], self.data()[p.test_split]
-            flat = lambda im: to_model_input(im, "cpu").flatten(1)  # noqa: E731
-            feats = from_arrays(flat(tr.images), tr.labels.numpy(), flat(te.images), te.labels.numpy(),
-                                name="pixels", dataset=cfg.protocol, trained_on="none", layers="pixels")
-            return label(run(feats), "pixels", "raw input 3x32x32 in [-1, 1]")
-        with FeatureFile(self.out / "features" / f"{'random' if which == 'random' else 'trained'}.h5") as ff:
+        with FeatureFile(self.out / "features" / f"{'trained' if which == 'blocks' else which}.h5") as ff:
             notes = f"all blocks, bn {ff.meta.get('bn_mode')}, width {m['width']}"
+            if which == "pixels":
+                return label(run(from_file(ff, p, device=cfg.device)), "pixels",
+                             f"raw input 3x{IMAGE_SIZE}x{IMAGE_SIZE} in [-1, 1]", architecture="", checkpoint="",
+                             layers="pixels")
             if which == "random":
                 return label(run(from_file(ff, p, device=cfg.device)), "random D", notes,
                              checkpoint=f"random-init seed {cfg.seed}")
@@ -292,8 +296,7 @@ class Chain:
     def stages(self) -> list[Stage]:
         model = self._model_stage()
         extract = self._extract_stages(model.fingerprint)
-        return [model, *extract, *self._probe_stages({"trained": extract[0].fingerprint,
-                                                      "random": extract[1].fingerprint})]
+        return [model, *extract, *self._probe_stages({s.name.split(":")[1]: s.fingerprint for s in extract})]
 
     def plan(self) -> list[Decision]:
         return plan(self.stages(), self.book)
