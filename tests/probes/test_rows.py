@@ -18,7 +18,7 @@ def write_features(path, splits, dataset="digits", dtype="float16", incomplete=(
     Splits named in ``incomplete`` are then marked unfinished, as an interrupted extraction leaves them.
     """
     dim = next(iter(splits.values()))[0].shape[1]
-    meta = FileMeta(dataset, "dcgan32", 4, ("d1",), (dim,), 4, "running", "ab" * 32, dtype, trained_on)
+    meta = FileMeta(dataset, "dcgan32", 4, ("d1",), (dim,), 4, "running", "ab" * 32, dtype, trained_on=trained_on)
     w = FeatureWriter(path, meta, {s: (y, np.arange(len(y))) for s, (X, y) in splits.items()}).open()
     for s, (X, y) in splits.items():
         w.write(s, 0, np.asarray(X, dtype))
