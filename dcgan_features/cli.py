@@ -573,8 +573,9 @@ def _setup_default(field: str) -> str:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"[default: {_setup_default('epochs')}]")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None,
               help=f"Training batch. [default: {_setup_default('batch_size')}]")
-@click.option("--seed", type=int, default=ReproduceConfig.seed,
-              help="Seeds training, the random D, the validation split and the label draws.")
+@click.option("--seed", type=int, default=None,
+              help="Seeds training, the random D, the validation split and the label draws. [default: 0 for the "
+                   "model and the random D; the protocol's for the probes (svhn: the authors' 42)]")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the probed dataset. [default: ./data]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=ReproduceConfig.device)

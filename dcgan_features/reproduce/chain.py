@@ -68,7 +68,7 @@ class Chain:
                     "identity": {"source": "train", "dataset": src.train_dataset,
                                  "data_dir": _abs(src.train_data_dir or self.cfg.data_dir), "arch": src.arch,
                                  "width": src.width, "epochs": src.epochs, "batch_size": src.batch_size,
-                                 "seed": self.cfg.seed}}
+                                 "seed": self.cfg.model_seed}}
         if src.kind == "import-theano":
             from ..checkpoint import AUTHORS_TRAINED_ON
             from ..theano_import import convert_folder
@@ -97,7 +97,7 @@ class Chain:
             cmd = (f"dcgan-features train --dataset {src.train_dataset}"
                    + (f" --data-dir {_q(data_dir)}" if data_dir else "")
                    + f" --arch {src.arch} --width {src.width} --epochs {src.epochs} --batch-size {src.batch_size}"
-                   f" --seed {self.cfg.seed} --device {self.cfg.device} --out {_q(out / 'train')}")
+                   f" --seed {self.cfg.model_seed} --device {self.cfg.device} --out {_q(out / 'train')}")
             return Stage("model", m["identity"], ["train/checkpoints/last.pt"], self._train, command=cmd,
                          title=f"train {src.arch} width {src.width} on {src.train_dataset}, {src.epochs} epochs")
         if src.kind == "import-theano":
@@ -118,7 +118,7 @@ class Chain:
         resume = how == "resume" and (folder / "checkpoints" / "last.pt").is_file()
         res = train(TrainConfig(dataset=src.train_dataset, arch=src.arch, width=src.width, epochs=src.epochs,
                                 batch_size=src.batch_size, data_dir=src.train_data_dir or self.cfg.data_dir,
-                                seed=self.cfg.seed, device=self.cfg.device, out=str(folder), resume=resume,
+                                seed=self.cfg.model_seed, device=self.cfg.device, out=str(folder), resume=resume,
                                 progress=False))
         return {"steps": res.step, "epochs": res.epoch, "img_per_s": res.img_per_s, "device": self._device_name(),
                 "resumed": resume}
@@ -153,11 +153,12 @@ class Chain:
         return self._data
 
     def _extract_config(self):
-        from ..extract import ExtractConfig
+        """The protocol's extraction settings (the paper's BN, dtype and TF32 where it has them)."""
+        from ..extract import extract_config
 
         p = self.protocol
-        return ExtractConfig(dataset=self.cfg.protocol, splits=(p.train_split, p.test_split),
-                             device=self.cfg.device, data_dir=self.cfg.data_dir)
+        return extract_config(self.cfg.protocol, splits=(p.train_split, p.test_split), device=self.cfg.device,
+                              data_dir=self.cfg.data_dir)
 
     def _extract_settings(self) -> dict:
         import dataclasses
@@ -173,11 +174,11 @@ class Chain:
         common = (f" --dataset {cfg.protocol}" + (f" --data-dir {_q(cfg.data_dir)}" if cfg.data_dir else "")
                   + f" --splits {self.protocol.train_split},{self.protocol.test_split} --device {cfg.device}")
         settings = self._extract_settings()
-        random = {"arch": m["arch"], "width": m["width"], "seed": cfg.seed}
+        random = {"arch": m["arch"], "width": m["width"], "seed": cfg.model_seed}
         made = {  # which -> (what determines the source, after, --model options, title)
             "trained": ({"model": model_fp}, ("model",), f"--model checkpoint:{_q(m['checkpoint'])}",
                         f"extract every D block of the trained {m['arch']}"),
-            "random": ({"random_init": random}, (), f"--model random:{m['arch']} --width {m['width']} --seed {cfg.seed}",
+            "random": ({"random_init": random}, (), f"--model random:{m['arch']} --width {m['width']} --seed {cfg.model_seed}",
                        f"extract every D block of a random {m['arch']} width {m['width']}"),
             "pixels": ({"pixels": {"image_size": IMAGE_SIZE}}, (), f"--model pixels --image-size {IMAGE_SIZE}",
                        f"the raw pixels (the model's 3x{IMAGE_SIZE}x{IMAGE_SIZE} input in [-1, 1]) to HDF5"),
@@ -195,7 +196,7 @@ class Chain:
         if which == "trained":
             return checkpoint_model(m["checkpoint"])
         if which == "random":
-            return random_init_model(m["arch"], m["width"], self.cfg.seed)
+            return random_init_model(m["arch"], m["width"], self.cfg.model_seed)
         return from_spec("pixels", SourceOptions(image_size=IMAGE_SIZE))
 
     def _extract_action(self, which: str) -> Callable[[Stage, str], dict]:
@@ -227,7 +228,8 @@ class Chain:
         for flag, v in (("--val-size", cfg.val_size), ("--labels-per-class", cfg.labels_per_class),
                         ("--draws", cfg.draws)):
             opts += f" {flag} {v}" if v is not None else ""
-        return (f"dcgan-features probe {cfg.protocol} --features {_q(features)}{opts} --seed {cfg.seed}"
+        opts += f" --seed {cfg.seed}" if cfg.seed is not None else ""
+        return (f"dcgan-features probe {cfg.protocol} --features {_q(features)}{opts}"
                 f" --device {cfg.device} --out {_q(self.out / 'probes')}")
 
     def _probe_stages(self, fps: dict[str, str]) -> list[Stage]:
@@ -276,7 +278,7 @@ class Chain:
                              layers="pixels")
             if which == "random":
                 return label(run(from_file(ff, p, device=cfg.device)), "random D", notes,
-                             checkpoint=f"random-init seed {cfg.seed}")
+                             checkpoint=f"random-init seed {cfg.model_seed}")
             if which == "trained":
                 return label(run(from_file(ff, p, device=cfg.device)), "trained D", notes)
             records, lo = [], 0

@@ -67,7 +67,7 @@ class ReproduceConfig:
     width: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
-    seed: int = 0
+    seed: int | None = None  # training and the random D: 0 when None; the probes: the protocol's (svhn 42)
     # data, device and the probe options the protocol lets change
     data_dir: str | None = None
     device: str = "auto"
@@ -77,6 +77,11 @@ class ReproduceConfig:
     c_grid: tuple[float, ...] | None = None
     probes: tuple[str, ...] = ("svm", "logreg")
     blocks: bool = False  # also probe each D block of the trained D alone
+
+    @property
+    def model_seed(self) -> int:
+        """The seed of training and of the random D."""
+        return 0 if self.seed is None else self.seed
 
     @property
     def command(self) -> str:

@@ -89,7 +89,7 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
     data = ", ".join(f"{k} {v}" for k, v in rows_of.items()) if isinstance(rows_of, dict) else None
     src = chain.source
     model = (f"{_e(src.kind)}: {_e(m['arch'])} width {_e(m['width'])}, trained on <b>{_e(m['trained_on'])}</b>"
-             + (f", {src.epochs} epochs, batch {src.batch_size}, seed {cfg.seed}" if src.kind == "train" else "")
+             + (f", {src.epochs} epochs, batch {src.batch_size}, seed {cfg.model_seed}" if src.kind == "train" else "")
              + (f" (<code>{_e(src.path)}</code>)" if src.path else ""))
     p = chain.protocol
     return f"""
@@ -99,7 +99,7 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
 <tr><th>protocol</th><td>{_e(cfg.protocol)}: C chosen on {p.val_size} validation rows held out of
 {_e(p.train_split)} (never test); grid {_e(', '.join(f'{c:g}' for c in chain.grid))};
 {'all labels and ' if p.full else ''}{p.labels_per_class} labels per class over {p.draws} draws; probes
-{_e(', '.join(cfg.probes))}; seed {cfg.seed}</td></tr>
+{_e(', '.join(cfg.probes))}; seed {p.seed if cfg.seed is None else cfg.seed}</td></tr>
 <tr><th>probed data</th><td>{_e(cfg.protocol)} from {_e(cfg.data_dir or 'the default locations')}; rows
 {_e(data if data is not None else '-')}, at 32x32</td></tr>
 <tr><th>model</th><td>{model}</td></tr>
