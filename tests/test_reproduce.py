@@ -161,3 +161,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, chain):
     one_line_error(capsys, "digits", "--out", tmp_path / "other", match="holds files that are not a reproduce run")
     one_line_error(capsys, "digits", "--out", out, "--train-dataset", "nope", match="unknown dataset 'nope'")
     assert not out.exists()  # refused before anything was written
+    from dcgan_features.locks import output_lock
+
+    with output_lock(chain, folder=True):  # another reproduce is writing this folder
+        one_line_error(capsys, "digits", "--out", chain, *TINY, match="is in use by process")

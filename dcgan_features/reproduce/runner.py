@@ -68,7 +68,7 @@ def check_out(cfg: ReproduceConfig) -> None:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {cfg.out!r} is a file; choose a folder")
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or not any(p.name != ".lock" for p in out.iterdir()):  # .lock: output_lock's file
         return
     marker = out / "reproduce.json"
     try:
@@ -82,19 +82,32 @@ def check_out(cfg: ReproduceConfig) -> None:
 
 
 def run(cfg: ReproduceConfig, log: Callable[[str], None] = lambda m: None) -> dict:
-    """Run (or finish) the chain in ``cfg.out``; returns the paths written and the stage records."""
+    """Run (or finish) the chain in ``cfg.out``; returns the paths written and the stage records.
+
+    The run folder is this process's alone while it runs (a second ``reproduce`` into it is
+    refused in one line), and a foreign folder is refused before anything is written.
+    """
+    from ..atomic import check_output_folder
+    from ..locks import output_lock
+
+    check_output_folder(cfg.out)
+    check_out(cfg)
+    chain = Chain(cfg, log)  # every setting and the model source are checked here, before any work
+    with output_lock(cfg.out, folder=True):
+        return _run(chain)
+
+
+def _run(chain: Chain) -> dict:
     from .. import __version__
     from ..atomic import write_text_atomic
     from .report import write_report
 
-    check_out(cfg)
-    chain = Chain(cfg, log)
-    chain.out.mkdir(parents=True, exist_ok=True)
+    cfg = chain.cfg
     marker = chain.out / "reproduce.json"
     if not marker.is_file():
         write_text_atomic(marker, json.dumps({"protocol": cfg.protocol, "package_version": __version__,
                                               "created": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1) + "\n")
-    stage_records = execute(chain.stages(), chain.book, log)
+    stage_records = execute(chain.stages(), chain.book, chain.log)
     csv_path = write_results(chain)
     report = write_report(chain, stage_records, results_rows(chain))
     return {"results": csv_path, "report": report, "stages": stage_records, "chain": chain}
