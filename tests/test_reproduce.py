@@ -1,5 +1,6 @@
-"""`dcgan-features reproduce`: the whole chain on tiny data, skip on rerun, changed settings,
-kill -9 during extraction, the packaged SVHN model, and every bad input as one line."""
+"""`dcgan-features reproduce`: the whole chain on tiny data (train on Downsampled ImageNet files,
+probe digits), skip on rerun, changed settings, kill -9 during extraction, the packaged SVHN
+model, and every bad input as one line."""
 
 import csv
 import json
@@ -17,10 +18,11 @@ from dcgan_features.architectures import build
 from dcgan_features.cli import main
 from dcgan_features.extract import KILL_ENV
 from dcgan_features.reproduce.config import PACKAGED
+from test_downsampled_imagenet import write_split
 
 REPO = Path(__file__).resolve().parents[1]
-# train on one dataset (synthetic colour blobs), probe another (digits); tiny and fast
-TINY = ["--train-dataset", "synthetic", "--width", "2", "--epochs", "1", "--batch-size", "128", "--draws", "2",
+# train on one dataset (imagenet32, 23 images in the released npz batches), probe another (digits)
+TINY = ["--train-dataset", "imagenet32", "--width", "2", "--epochs", "1", "--batch-size", "8", "--draws", "2",
         "--C", "0.1", "--probe", "svm", "--device", "cpu"]
 STAGES = ["model", "extract:trained", "extract:random", "extract:pixels", "probe:pixels", "probe:random",
           "probe:trained"]
@@ -49,10 +51,22 @@ def table(path, drop=("fit_seconds",)):
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def imagenet32(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet32")
+    write_split(root, 32, "train", "npz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(imagenet32):
+    return [*TINY, "--train-data-dir", str(imagenet32)]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("reproduce") / "run"
     with pytest.raises(SystemExit) as e:
-        main(["reproduce", "digits", "--out", str(out), *TINY])
+        main(["reproduce", "digits", "--out", str(out), *tiny])
     assert e.value.code == 0
     return out
 
@@ -63,25 +77,25 @@ def test_whole_chain_writes_the_table_and_the_report(chain):
 
     assert list(rows[0]) == [c for c in CSV_COLUMNS if c != "fit_seconds"] + ["notes", "date", "command"]
     got = {(r["features"], r["protocol"], r["trained_on"]) for r in rows}
-    assert got == {(f, c, t) for f, t in (("pixels", "none"), ("random D", "none"), ("trained D", "synthetic"))
+    assert got == {(f, c, t) for f, t in (("pixels", "none"), ("random D", "none"), ("trained D", "imagenet32"))
                    for c in ("digits/all", "digits/20-per-class")}
     assert all(r["dataset"] == "digits" and 50 < float(r["mean"]) <= 100 for r in rows)
     assert all(r["command"].startswith("dcgan-features reproduce digits --out ") for r in rows)
     assert (chain / "train" / "checkpoints" / "last.pt").is_file() and (chain / "train" / "losses.png").is_file()
-    assert checkpoint.load(chain / "train" / "checkpoints" / "last.pt")["trained_on"] == "synthetic"
+    assert checkpoint.load(chain / "train" / "checkpoints" / "last.pt")["trained_on"] == "imagenet32"
     for s in STAGES:
         rec = json.loads((chain / "stages" / f"{s.replace(':', '_')}.json").read_text())
         assert rec["status"] == "complete" and len(rec["fingerprint"]) == 16
     page = (chain / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 2  # sample grid and loss curves, inline
     assert "<script" not in page and "http://" not in page and "https://" not in page  # nothing from the network
-    assert "Where C landed" in page and "trained D" in page and "synthetic" in page
+    assert "Where C landed" in page and "trained D" in page and "imagenet32" in page
 
 
-def test_rerun_redoes_nothing_and_writes_the_same_table(chain, capsys):
+def test_rerun_redoes_nothing_and_writes_the_same_table(chain, capsys, tiny):
     before = (chain / "results.csv").read_bytes()
     records = {p.name: p.read_bytes() for p in (chain / "stages").iterdir()}
-    code, out, err = cli(capsys, "reproduce", "digits", "--out", chain, *TINY)
+    code, out, err = cli(capsys, "reproduce", "digits", "--out", chain, *tiny)
     assert code == 0, err
     assert actions(err) == {s: "reuse" for s in STAGES}
     assert (chain / "results.csv").read_bytes() == before
@@ -89,10 +103,10 @@ def test_rerun_redoes_nothing_and_writes_the_same_table(chain, capsys):
     assert "trained D" in out and "pixels" in out
 
 
-def test_changed_setting_recomputes_only_the_stages_it_affects(chain, tmp_path, capsys):
+def test_changed_setting_recomputes_only_the_stages_it_affects(chain, tmp_path, capsys, tiny):
     out = tmp_path / "run"
     shutil.copytree(chain, out)
-    changed = TINY[:TINY.index("--draws")] + ["--draws", "3"] + TINY[TINY.index("--draws") + 2:]  # only probes use it
+    changed = tiny[:tiny.index("--draws")] + ["--draws", "3"] + tiny[tiny.index("--draws") + 2:]  # only probes use it
     code, plan, _ = cli(capsys, "reproduce", "digits", "--out", out, *changed, "--dry-run")
     assert code == 0
     lines = {ln.split()[1]: ln.split()[2] for ln in plan.splitlines() if ln[:1].isdigit()}
@@ -104,17 +118,17 @@ def test_changed_setting_recomputes_only_the_stages_it_affects(chain, tmp_path, 
     assert {r["n_runs"] for r in table(out / "results.csv") if "per-class" in r["protocol"]} == {"3"}
 
 
-def test_kill_9_during_extraction_then_the_same_table(chain, tmp_path, capsys):
+def test_kill_9_during_extraction_then_the_same_table(chain, tmp_path, capsys, tiny):
     out = tmp_path / "run"
     shutil.copytree(chain, out)
     shutil.rmtree(out / "features")  # keep the trained model; extract and probe again
     env = {**os.environ, KILL_ENV: "1400", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "dcgan_features.cli", "reproduce", "digits", "--out", str(out),
-                           *TINY], env=env, capture_output=True, text=True, timeout=300)
+                           *tiny], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr
     assert actions(proc.stderr)["extract:trained"] == "compute"
     assert (out / "features" / "trained.h5.partial").is_file() and not (out / "features" / "trained.h5").exists()
-    code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *TINY)
+    code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *tiny)
     assert code == 0, err
     assert actions(err) == {"model": "reuse", "extract:trained": "resume",
                             **{s: "compute" for s in STAGES[2:]}}
@@ -141,7 +155,7 @@ def one_line_error(capsys, *args, match):
     return lines[0]
 
 
-def test_bad_input_is_one_line(tmp_path, capsys, chain):
+def test_bad_input_is_one_line(tmp_path, capsys, chain, tiny):
     G, D = build("dcgan64", width=2)
     big = tmp_path / "big.pt"
     checkpoint.save(big, checkpoint.make_payload("dcgan64", 2, G, D))
@@ -164,4 +178,4 @@ def test_bad_input_is_one_line(tmp_path, capsys, chain):
     from dcgan_features.locks import output_lock
 
     with output_lock(chain, folder=True):  # another reproduce is writing this folder
-        one_line_error(capsys, "digits", "--out", chain, *TINY, match="is in use by process")
+        one_line_error(capsys, "digits", "--out", chain, *tiny, match="is in use by process")
