@@ -187,7 +187,7 @@ def plot(csv_path: Path, png: Path) -> None:
                 continue
             line, = ax.plot([r["layers"] for r in blocks], [float(r["mean"]) for r in blocks], style,
                             label=f"{probe}: one block")
-            for feat, ls in (("trained D", "-"), ("random D", ":"), ("pixels", "-."), ("K-means", (0, (1, 3)))):
+            for feat, ls in (("trained D", "-"), ("random D", ":"), ("pixels", "-."), ("K-means", (0, (4, 1, 1, 1, 1, 1)))):
                 ref = [r for r in pr if r["features"] == feat and not is_block(r)]
                 if ref:
                     ax.axhline(float(ref[0]["mean"]), color=line.get_color(), ls=ls, lw=1,
