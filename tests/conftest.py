@@ -27,3 +27,33 @@ def digits():
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)
     return X[:1297], y[:1297], X[1297:], y[1297:]
+
+
+class CliRun:
+    """``dcgan-features ARGS`` in this process: ``run_cli(*args) -> (exit code, stdout, stderr)``."""
+
+    def __init__(self, capsys):
+        self.capsys = capsys
+
+    def __call__(self, *args) -> tuple[int, str, str]:
+        from dcgan_features.cli import main
+
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in args])
+        out, err = self.capsys.readouterr()
+        return e.value.code, out, err
+
+    def error(self, *args, match: str = "") -> str:
+        """Run, expect a non-zero exit with exactly one ``error: ...`` line on stderr containing ``match``."""
+        code, _, err = self(*args)
+        assert code != 0, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        assert match in lines[0], lines[0]
+        return lines[0]
+
+
+@pytest.fixture
+def run_cli(capsys) -> CliRun:
+    """The CLI runner every command's tests share (see :class:`CliRun`)."""
+    return CliRun(capsys)

@@ -2,20 +2,9 @@
 
 import re
 
-import pytest
 
-from dcgan_features.cli import main
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
-
-
-def test_architectures_prints_blocks_and_totals(capsys):
-    code, out, _ = run(capsys, "architectures")
+def test_architectures_prints_blocks_and_totals(run_cli):
+    code, out, _ = run_cli("architectures")
     assert code == 0
     totals = dict(re.findall(r"^(\w+): input.*?total feature dim: (\d+)", out, re.S | re.M))
     assert totals == {"imagenet32": "28672", "svhn32": "7168", "dcgan32": str(16 * 7 * 128), "dcgan64": "15360"}
@@ -23,13 +12,13 @@ def test_architectures_prints_blocks_and_totals(capsys):
     assert "input 3x64x64" in out
 
 
-def test_architectures_width(capsys):
-    _, out, _ = run(capsys, "architectures", "--width", "8")
+def test_architectures_width(run_cli):
+    _, out, _ = run_cli("architectures", "--width", "8")
     assert f"total feature dim: {16 * 7 * 8}" in out
 
 
-def test_datasets_lists_every_dataset(capsys, tmp_path):
-    code, out, _ = run(capsys, "datasets", "--data-dir", str(tmp_path))
+def test_datasets_lists_every_dataset(run_cli, tmp_path):
+    code, out, _ = run_cli("datasets", "--data-dir", str(tmp_path))
     assert code == 0
     for name in ("cifar10", "svhn", "fashion-mnist", "digits", "folder", "synthetic"):
         assert re.search(rf"^{name}\s", out, re.M), name
@@ -37,15 +26,15 @@ def test_datasets_lists_every_dataset(capsys, tmp_path):
     assert re.search(r"^cifar10\s+MISSING", out, re.M)
 
 
-def test_usage_errors_are_one_line(capsys):
-    code, _, err = run(capsys, "architectures", "--grid", "0")
+def test_usage_errors_are_one_line(run_cli):
+    code, _, err = run_cli("architectures", "--grid", "0")
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
-    code, _, err = run(capsys, "no-such-command")
+    code, _, err = run_cli("no-such-command")
     assert code == 2 and len(err.strip().splitlines()) == 1
 
 
-def test_help_shows_defaults(capsys):
-    code, out, _ = run(capsys, "architectures", "--help")
+def test_help_shows_defaults(run_cli):
+    code, out, _ = run_cli("architectures", "--help")
     assert code == 0 and "[default: 4; x>=1]" in out
 
 

@@ -13,7 +13,6 @@ import torch
 
 from dcgan_features import checkpoint
 from dcgan_features.architectures import build
-from dcgan_features.cli import main
 from dcgan_features.data import load
 from dcgan_features.extract import KILL_ENV, random_init_sha256
 from dcgan_features.features import extract_features
@@ -22,22 +21,6 @@ from dcgan_features.store import FeatureFile, partial_path
 
 FAST = ["--random-init", "--arch", "dcgan32", "--width", "2", "--dataset", "synthetic", "--limit", "40",
         "--batch-size", "16", "--device", "cpu"]
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(["extract", *map(str, args)])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
-
-
-def one_line_error(capsys, *args, match):
-    code, _, err = run(capsys, *args)
-    assert code != 0, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert match in lines[0], lines[0]
-    return lines[0]
 
 
 def same_file(a, b):
@@ -55,9 +38,9 @@ def same_file(a, b):
                 np.testing.assert_array_equal(fa[s][k][...], fb[s][k][...])
 
 
-def test_file_holds_the_extractors_features(capsys, tmp_path):
+def test_file_holds_the_extractors_features(run_cli, tmp_path):
     out = tmp_path / "f.h5"
-    code, stdout, err = run(capsys, *FAST, "--bn", "batch", "--out", out)
+    code, stdout, err = run_cli("extract", *FAST, "--bn", "batch", "--out", out)
     assert code == 0, err
     assert "wrote train 40 + test 40 rows of dcgan32 features" in stdout
     _, D = build("dcgan32", width=2, seed=0)
@@ -73,18 +56,18 @@ def test_file_holds_the_extractors_features(capsys, tmp_path):
             np.testing.assert_array_equal(ff.read(split, dtype=np.float16), want.numpy())
             np.testing.assert_array_equal(ff.labels(split), ds.labels[:40].numpy())
             np.testing.assert_array_equal(ff.indices(split), np.arange(40))
-    code, stdout, _ = run(capsys, *FAST, "--bn", "batch", "--out", out)  # again: nothing to do
+    code, stdout, _ = run_cli("extract", *FAST, "--bn", "batch", "--out", out)  # again: nothing to do
     assert code == 0 and "nothing to do" in stdout
 
 
 @pytest.mark.parametrize("bn,kill_after,written", [("recompute", 400, 292), ("batch", 700, 600)])
-def test_kill_9_then_resume_gives_the_uninterrupted_file(capsys, tmp_path, bn, kill_after, written):
+def test_kill_9_then_resume_gives_the_uninterrupted_file(run_cli, tmp_path, bn, kill_after, written):
     """3584-byte rows: 292-row chunks, 64-row batches. Killed inside train (recompute: the
     resume restarts at row 256, inside a chunk) or inside test once train is complete (batch)."""
     args = ["--random-init", "--arch", "imagenet32", "--width", "4", "--dataset", "synthetic", "--limit", "600",
             "--batch-size", "64", "--device", "cpu", "--bn", bn, "--dtype", "float32"]
     ref = tmp_path / "ref.h5"
-    assert run(capsys, *args, "--out", ref)[0] == 0
+    assert run_cli("extract", *args, "--out", ref)[0] == 0
     out = tmp_path / "f.h5"
     env = {**os.environ, KILL_ENV: str(kill_after), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "dcgan_features.cli", "extract", *args, "--out", str(out)],
@@ -93,7 +76,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_file(capsys, tmp_path, bn, k
     assert not out.exists() and partial_path(out).exists()
     with FeatureFile(partial_path(out)) as ff:
         assert not ff.is_complete("test")
-    code, _, err = run(capsys, *args, "--out", out)
+    code, _, err = run_cli("extract", *args, "--out", out)
     assert code == 0, err
     assert "resuming" in err and f"{written} of 800 rows already written" in err
     assert "re-estimating" not in err  # recompute: the statistics kept in the partial file are reused
@@ -101,12 +84,12 @@ def test_kill_9_then_resume_gives_the_uninterrupted_file(capsys, tmp_path, bn, k
     same_file(ref, out)
 
 
-def test_from_checkpoint_and_imported_checkpoint_bn_running(capsys, tmp_path):
+def test_from_checkpoint_and_imported_checkpoint_bn_running(run_cli, tmp_path):
     G, D = build("dcgan32", width=2, seed=3)
     ckpt = tmp_path / "m.pt"
     checkpoint.save(ckpt, checkpoint.make_payload("dcgan32", 2, G, D))
     out = tmp_path / "f.h5"
-    code, _, err = run(capsys, "--checkpoint", ckpt, "--dataset", "synthetic", "--limit", "8", "--splits", "test",
+    code, _, err = run_cli("extract", "--checkpoint", ckpt, "--dataset", "synthetic", "--limit", "8", "--splits", "test",
                        "--bn", "running", "--layer", "d3", "--out", out)
     assert code == 0, err
     with FeatureFile(out) as ff:
@@ -114,11 +97,11 @@ def test_from_checkpoint_and_imported_checkpoint_bn_running(capsys, tmp_path):
         assert ff.meta["layers"] == ["d3"] and ff.dim == 8 * 16
     imported = tmp_path / "theano.pt"
     checkpoint.save(imported, checkpoint.make_payload("dcgan32", 2, G, D, imported=True))
-    one_line_error(capsys, "--checkpoint", imported, "--dataset", "synthetic", "--bn", "running", "--out", out,
+    run_cli.error("extract", "--checkpoint", imported, "--dataset", "synthetic", "--bn", "running", "--out", out,
                    match="imported from Theano and holds no BatchNorm running statistics")
 
 
-def test_feature_file_records_what_the_model_was_trained_on(capsys, tmp_path):
+def test_feature_file_records_what_the_model_was_trained_on(run_cli, tmp_path):
     G, D = build("dcgan32", width=2, seed=3)
     made = {"trained": checkpoint.make_payload("dcgan32", 2, G, D, trained_on="fashion-mnist"),
             # a checkpoint written before the key existed: its training config names the data
@@ -130,25 +113,25 @@ def test_feature_file_records_what_the_model_was_trained_on(capsys, tmp_path):
              "random": (["--random-init", "--arch", "dcgan32", "--width", "2"], "none")}
     for name, (model, expected) in cases.items():
         out = tmp_path / f"{name}.h5"
-        code, _, err = run(capsys, *model, "--dataset", "synthetic", "--limit", "8", "--splits", "test",
+        code, _, err = run_cli("extract", *model, "--dataset", "synthetic", "--limit", "8", "--splits", "test",
                            "--bn", "batch", "--out", out)
         assert code == 0, err
         with FeatureFile(out) as ff:
             assert ff.meta["trained_on"] == expected and ff.file_meta().trained_on == expected
 
 
-def test_mismatch_refused_then_overwrite(capsys, tmp_path):
+def test_mismatch_refused_then_overwrite(run_cli, tmp_path):
     out = tmp_path / "f.h5"
-    assert run(capsys, *FAST, "--bn", "batch", "--out", out)[0] == 0
-    one_line_error(capsys, *FAST, "--bn", "batch", "--seed", "1", "--out", out,
+    assert run_cli("extract", *FAST, "--bn", "batch", "--out", out)[0] == 0
+    run_cli.error("extract", *FAST, "--bn", "batch", "--seed", "1", "--out", out,
                    match="exists and was made with checkpoint_sha256")
-    one_line_error(capsys, *FAST, "--bn", "running", "--grid", "2", "--out", out, match="bn_mode batch (asked running)")
-    assert run(capsys, *FAST, "--bn", "batch", "--seed", "1", "--out", out, "--overwrite")[0] == 0
+    run_cli.error("extract", *FAST, "--bn", "running", "--grid", "2", "--out", out, match="bn_mode batch (asked running)")
+    assert run_cli("extract", *FAST, "--bn", "batch", "--seed", "1", "--out", out, "--overwrite")[0] == 0
     with FeatureFile(out) as ff:
         assert ff.meta["checkpoint_sha256"] == random_init_sha256("dcgan32", 2, 1)
 
 
-def test_disk_full_leaves_nothing_a_reader_accepts_then_resumes(capsys, tmp_path, monkeypatch):
+def test_disk_full_leaves_nothing_a_reader_accepts_then_resumes(run_cli, tmp_path, monkeypatch):
     out = tmp_path / "f.h5"
     real_write = FeatureWriter.write
     calls = []
@@ -160,14 +143,14 @@ def test_disk_full_leaves_nothing_a_reader_accepts_then_resumes(capsys, tmp_path
         real_write(self, split, lo, rows)
 
     monkeypatch.setattr(FeatureWriter, "write", write)
-    line = one_line_error(capsys, *FAST, "--bn", "batch", "--out", out, match="disk full while writing features")
+    line = run_cli.error("extract", *FAST, "--bn", "batch", "--out", out, match="disk full while writing features")
     assert "run the same command again to resume" in line
     assert not out.exists()
     with FeatureFile(partial_path(out)) as ff:
         with pytest.raises(Exception, match="incomplete"):
             ff.require("train")
     monkeypatch.setattr(FeatureWriter, "write", real_write)
-    code, _, err = run(capsys, *FAST, "--bn", "batch", "--out", out)
+    code, _, err = run_cli("extract", *FAST, "--bn", "batch", "--out", out)
     assert code == 0 and "0 of 80 rows already written" in err  # one chunk per split: none saved
 
 
@@ -185,23 +168,23 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def test_real_disk_full(capsys, tiny_disk, monkeypatch):
+def test_real_disk_full(run_cli, tiny_disk, monkeypatch):
     out = tiny_disk / "f.h5"
     args = [a for a in FAST if a not in ("--limit", "40")] + ["--bn", "batch", "--dtype", "float32"]
-    one_line_error(capsys, *args, "--out", out, match="not enough disk space")  # 1.1 MB into 256 KiB
+    run_cli.error("extract", *args, "--out", out, match="not enough disk space")  # 1.1 MB into 256 KiB
     assert not any(tiny_disk.iterdir())
     # the space check passes (a disk that fills up during the run): HDF5's own ENOSPC path
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1 << 40))
-    one_line_error(capsys, *args, "--out", out, match="disk full while writing features")
+    run_cli.error("extract", *args, "--out", out, match="disk full while writing features")
     assert not out.exists()
     with FeatureFile(partial_path(out)) as ff:
         with pytest.raises(Exception, match="incomplete"):
             ff.require("train")
     subprocess.run(["mount", "-o", "remount,size=4m", str(tiny_disk)], check=True)
-    code, _, err = run(capsys, *args, "--out", out)
+    code, _, err = run_cli("extract", *args, "--out", out)
     assert code == 0 and "resuming" in err, err
-    run(capsys, *args, "--out", tiny_disk.parent / "ref.h5")
+    run_cli("extract", *args, "--out", tiny_disk.parent / "ref.h5")
     same_file(tiny_disk.parent / "ref.h5", out)
 
 
@@ -214,7 +197,7 @@ def _read_only_dir(tmp_path):
     return d
 
 
-def test_bad_input_is_one_line(capsys, tmp_path):
+def test_bad_input_is_one_line(run_cli, tmp_path):
     out = tmp_path / "f.h5"
     garbage = tmp_path / "bad.pt"
     garbage.write_bytes(b"\x00garbage" * 10)
@@ -235,5 +218,5 @@ def test_bad_input_is_one_line(capsys, tmp_path):
         ([*FAST, "--splits", ",", "--out", out], "--splits needs at least one split"),
     ]
     for args, match in cases:
-        one_line_error(capsys, *args, match=match)
+        run_cli.error("extract", *args, match=match)
     assert not out.exists() and not partial_path(out).exists()

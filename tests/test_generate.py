@@ -9,14 +9,6 @@ from PIL import Image
 
 from dcgan_features import checkpoint, generate
 from dcgan_features.architectures import build, get_arch
-from dcgan_features.cli import main
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def make_ckpt(path, imported=False, arch="svhn32", width=2):
@@ -45,25 +37,25 @@ def png(path):
     return np.asarray(Image.open(path))
 
 
-def test_sample_shapes_and_determinism(trained, tmp_path, capsys):
+def test_sample_shapes_and_determinism(trained, tmp_path, run_cli):
     paths = [tmp_path / f"{i}.png" for i in range(3)]
     for path, seed in zip(paths, (5, 5, 6)):
-        code, out, err = run(capsys, "sample", trained, "--n", 16, "--seed", seed, "--out", path, "--device", "cpu")
+        code, out, err = run_cli("sample", trained, "--n", 16, "--seed", seed, "--out", path, "--device", "cpu")
         assert code == 0, err
     assert "bn running" in out  # trained checkpoints use their running statistics
     assert png(paths[0]).shape == (4 * 34 + 2, 4 * 34 + 2, 3)  # 4x4 tiles of 32 px, 2 px padding
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert paths[0].read_bytes() != paths[2].read_bytes()
-    code, _, _ = run(capsys, "sample", trained, "--n", 10, "--nrow", 5, "--out", paths[2])
+    code, _, _ = run_cli("sample", trained, "--n", 10, "--nrow", 5, "--out", paths[2])
     assert png(paths[2]).shape == (2 * 34 + 2, 5 * 34 + 2, 3)
 
 
-def test_numbered_grid_is_deterministic_and_annotated(trained, tmp_path, capsys):
+def test_numbered_grid_is_deterministic_and_annotated(trained, tmp_path, run_cli):
     a, b, plain = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "p.png"
     for p in (a, b):
-        assert run(capsys, "sample", trained, "--n", 4, "--seed", 1, "--numbered", "--out", p)[0] == 0
+        assert run_cli("sample", trained, "--n", 4, "--seed", 1, "--numbered", "--out", p)[0] == 0
     assert a.read_bytes() == b.read_bytes()
-    run(capsys, "sample", trained, "--n", 4, "--seed", 1, "--out", plain)
+    run_cli("sample", trained, "--n", 4, "--seed", 1, "--out", plain)
     big, small = png(a), png(plain)
     assert big.shape[0] == 3 * small.shape[0]  # drawn 3x larger so the ids are readable
     # the id labels change pixels that the upscaled plain grid does not have
@@ -80,22 +72,22 @@ def test_sample_tiles_are_the_seeds_latents(trained):
     assert x.shape == (6, 3, 32, 32) and x.abs().max() <= 1
 
 
-def test_bn_modes(trained, imported, tmp_path, capsys):
+def test_bn_modes(trained, imported, tmp_path, run_cli):
     L = generate.load_generator(imported)
     assert L.bn == "batch" and L.imported
     # batch statistics: a tile depends on the rest of its batch
     z = generate.latents(L.spec, 6, 0)
     assert not torch.allclose(generate.decode(L.G, z)[:3], generate.decode(L.G, z[:3]))
-    code, _, err = run(capsys, "sample", imported, "--bn", "running", "--out", tmp_path / "x.png")
+    code, _, err = run_cli("sample", imported, "--bn", "running", "--out", tmp_path / "x.png")
     assert code == 2 and "without running BN statistics" in err and "--bn batch" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    run(capsys, "sample", trained, "--n", 8, "--out", a)
-    code, out, _ = run(capsys, "sample", trained, "--n", 8, "--bn", "batch", "--out", b)
+    run_cli("sample", trained, "--n", 8, "--out", a)
+    code, out, _ = run_cli("sample", trained, "--n", 8, "--bn", "batch", "--out", b)
     assert code == 0 and "bn batch" in out and a.read_bytes() != b.read_bytes()
 
 
-def test_interpolate_walks_between_end_points(trained, tmp_path, capsys):
+def test_interpolate_walks_between_end_points(trained, tmp_path, run_cli):
     L = generate.load_generator(trained)
     images = generate.interpolate(L.G, L.spec, rows=3, steps=5, seed=2, nz=L.nz)
     assert images.shape == (15, 3, 32, 32)
@@ -106,10 +98,10 @@ def test_interpolate_walks_between_end_points(trained, tmp_path, capsys):
         mid = L.G(((ends[4] + ends[5]) / 2)[None])[0]
         assert torch.allclose(images[12], mid, atol=1e-5)  # row 2, step 2 of 0..4: halfway
     out = tmp_path / "i.png"
-    code, _, err = run(capsys, "interpolate", trained, "--rows", 3, "--steps", 5, "--seed", 2, "--out", out)
+    code, _, err = run_cli("interpolate", trained, "--rows", 3, "--steps", 5, "--seed", 2, "--out", out)
     assert code == 0, err
     assert png(out).shape == (3 * 34 + 2, 5 * 34 + 2, 3)
-    code, _, err = run(capsys, "interpolate", trained, "--steps", 1, "--out", out)
+    code, _, err = run_cli("interpolate", trained, "--steps", 1, "--out", out)
     assert code == 2 and err.startswith("error: ")
 
 
@@ -130,14 +122,14 @@ def test_arithmetic_decodes_mean_a_minus_b_plus_c(trained):
     assert torch.equal(again.images, fig.images)
 
 
-def test_arithmetic_cli(imported, tmp_path, capsys):
+def test_arithmetic_cli(imported, tmp_path, run_cli):
     out = tmp_path / "a.png"
     args = ["arithmetic", imported, "--n", 16, "--seed", 3, "--a", "1,2", "--b", "3", "--c", "4,5,6", "--out", out]
-    code, stdout, err = run(capsys, *args)
+    code, stdout, err = run_cli(*args)
     assert code == 0, err
     assert "bn batch" in stdout and Image.open(out).format == "PNG"
     first = out.read_bytes()
-    run(capsys, *args)
+    run_cli(*args)
     assert out.read_bytes() == first
 
 
@@ -148,19 +140,19 @@ def test_arithmetic_cli(imported, tmp_path, capsys):
     ("--a", "16", "--a id 16 is out of range: a grid of --n 16 has ids 0..15"),
     ("--c", "2,-1", "--c id -1 is out of range"),
 ])
-def test_arithmetic_bad_ids_fail_cleanly(trained, tmp_path, capsys, flag, value, message):
+def test_arithmetic_bad_ids_fail_cleanly(trained, tmp_path, run_cli, flag, value, message):
     ids = {"--a": "0", "--b": "1", "--c": "2", flag: value}
     out = tmp_path / "a.png"
-    code, _, err = run(capsys, "arithmetic", trained, "--n", 16, *[x for kv in ids.items() for x in kv], "--out", out)
+    code, _, err = run_cli("arithmetic", trained, "--n", 16, *[x for kv in ids.items() for x in kv], "--out", out)
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert message in err
     assert not out.exists()
 
 
-def test_bad_checkpoint_and_output_folder(trained, tmp_path, capsys):
-    code, _, err = run(capsys, "sample", tmp_path / "none.pt", "--out", tmp_path / "x.png")
+def test_bad_checkpoint_and_output_folder(trained, tmp_path, run_cli):
+    code, _, err = run_cli("sample", tmp_path / "none.pt", "--out", tmp_path / "x.png")
     assert code == 2 and "not found" in err
-    code, _, err = run(capsys, "sample", trained, "--out", tmp_path / "no" / "x.png")
+    code, _, err = run_cli("sample", trained, "--out", tmp_path / "no" / "x.png")
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
 
 

@@ -10,20 +10,12 @@ import torch
 from scipy import signal
 
 from dcgan_features import checkpoint
-from dcgan_features.cli import main
 from dcgan_features.generate import prepare
 from dcgan_features.theano_import import convert_folder, joblib_listing, write_random_params
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 SVHN_DIR = REFERENCE / "svhn_unsup_all_conv_dcgan_100z_gaussian_lr_0.0005_64mb"
 needs_svhn = pytest.mark.skipif(not SVHN_DIR.is_dir(), reason=f"released SVHN weights not found in {SVHN_DIR}")
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 # ------------------------------------------------ the authors' model, in numpy/scipy
@@ -169,11 +161,11 @@ def test_unflipped_kernels_would_not_match():
     assert not np.allclose(conv.numpy(), np_conv(x, w, 2, 1), atol=1e-3)
 
 
-def test_svhn32_layout_round_trip_through_cli(tmp_path, capsys):
+def test_svhn32_layout_round_trip_through_cli(tmp_path, run_cli):
     write_random_params(tmp_path, "svhn32", width=2, epoch=7, seed=3)
     write_random_params(tmp_path, "svhn32", width=2, epoch=12, seed=4)
     out = tmp_path / "m.pt"
-    code, stdout, err = run(capsys, "import-theano", tmp_path, "--arch", "svhn32", "--out", out)
+    code, stdout, err = run_cli("import-theano", tmp_path, "--arch", "svhn32", "--out", out)
     assert code == 0, err
     assert "width 2 z=100 epoch 12" in stdout  # the highest epoch by default
     G, D, ckpt = checkpoint.load_models(out)
@@ -188,7 +180,7 @@ def test_svhn32_layout_round_trip_through_cli(tmp_path, capsys):
     got_x, got_y = torch_forward(G, D, z, x)
     np.testing.assert_allclose(got_x, np_gen(z, gen, 8, [(2, 2)] * 3), atol=2e-5)
     np.testing.assert_allclose(got_y, np_discrim(x, dis, [(2, 2)] * 3), rtol=1e-4, atol=1e-4)
-    code, stdout, _ = run(capsys, "import-theano", tmp_path, "--arch", "svhn32", "--epoch", 7, "--out", out)
+    code, stdout, _ = run_cli("import-theano", tmp_path, "--arch", "svhn32", "--epoch", 7, "--out", out)
     assert code == 0 and "epoch 7" in stdout
 
 
@@ -201,9 +193,9 @@ def pixel_correlation(x):
 
 
 @needs_svhn
-def test_released_svhn_weights(tmp_path, capsys):
+def test_released_svhn_weights(tmp_path, run_cli):
     out = tmp_path / "svhn.pt"
-    code, stdout, err = run(capsys, "import-theano", SVHN_DIR, "--arch", "svhn32", "--out", out)
+    code, stdout, err = run_cli("import-theano", SVHN_DIR, "--arch", "svhn32", "--out", out)
     assert code == 0, err
     assert "svhn32 width 64 z=100 epoch 200" in stdout
     G, D, ckpt = checkpoint.load_models(out)
@@ -247,48 +239,48 @@ def layout(tmp_path):
     return folder
 
 
-def expect_error(capsys, folder, *extra, arch="svhn32"):
+def expect_error(run_cli, folder, *extra, arch="svhn32"):
     out = folder.parent / "out.pt"
-    code, _, err = run(capsys, "import-theano", folder, "--arch", arch, "--out", out, *extra)
+    code, _, err = run_cli("import-theano", folder, "--arch", arch, "--out", out, *extra)
     assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert not out.exists() and not list(folder.parent.glob(".out.pt*"))
     return err
 
 
-def test_missing_file_is_named(layout, capsys):
+def test_missing_file_is_named(layout, run_cli):
     (layout / "20_gen_params.jl_05.npy").unlink()
-    err = expect_error(capsys, layout)
+    err = expect_error(run_cli, layout)
     assert "missing file" in err and "20_gen_params.jl_05.npy" in err
 
 
-def test_wrong_shape_names_file_and_shapes(layout, capsys):
+def test_wrong_shape_names_file_and_shapes(layout, run_cli):
     np.save(layout / "20_discrim_params.jl_05.npy", np.zeros((8, 4, 3, 3), np.float32))
-    err = expect_error(capsys, layout)
+    err = expect_error(run_cli, layout)
     assert "20_discrim_params.jl_05.npy (w3)" in err
     assert "expected shape (8, 4, 5, 5), found (8, 4, 3, 3)" in err
 
 
-def test_unknown_epoch_lists_available(layout, capsys):
-    err = expect_error(capsys, layout, "--epoch", "3")
+def test_unknown_epoch_lists_available(layout, run_cli):
+    err = expect_error(run_cli, layout, "--epoch", "3")
     assert "epoch 3 not in" in err and "available epochs: 20" in err
 
 
-def test_other_bad_inputs(layout, tmp_path, capsys):
-    err = expect_error(capsys, layout, arch="imagenet32")
+def test_other_bad_inputs(layout, tmp_path, run_cli):
+    err = expect_error(run_cli, layout, arch="imagenet32")
     assert "lists 10 arrays for epoch 20, but the imagenet32 generator has 19; is --arch imagenet32 right?" in err
-    err = expect_error(capsys, tmp_path / "nowhere")
+    err = expect_error(run_cli, tmp_path / "nowhere")
     assert "not found" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no <epoch>_gen_params" in expect_error(capsys, empty)
+    assert "no <epoch>_gen_params" in expect_error(run_cli, empty)
     (layout / "20_gen_params.jl_03.npy").write_bytes(b"not an array")
-    assert "20_gen_params.jl_03.npy is not a readable .npy array" in expect_error(capsys, layout)
+    assert "20_gen_params.jl_03.npy is not a readable .npy array" in expect_error(run_cli, layout)
     (layout / "20_discrim_params.jl_01.npy").write_bytes(b"not an array either")
-    assert "20_discrim_params.jl_01.npy is not a readable .npy array" in expect_error(capsys, layout)
+    assert "20_discrim_params.jl_01.npy is not a readable .npy array" in expect_error(run_cli, layout)
     np.save(layout / "20_discrim_params.jl_01.npy", np.zeros((2, 3, 5), np.float32))
-    assert "expected a 4-d array, found shape (2, 3, 5)" in expect_error(capsys, layout)
+    assert "expected a 4-d array, found shape (2, 3, 5)" in expect_error(run_cli, layout)
     (layout / "20_discrim_params.jl").write_bytes(b"garbage")
-    assert "20_discrim_params.jl is not a joblib listing" in expect_error(capsys, layout)
+    assert "20_discrim_params.jl is not a joblib listing" in expect_error(run_cli, layout)
 
 
 class _Payload:
@@ -299,17 +291,17 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def test_payloads_in_npy_and_jl_never_run(layout, capsys):
+def test_payloads_in_npy_and_jl_never_run(layout, run_cli):
     """An object-array .npy (a pickle inside) and a .jl naming a callable: refused, nothing runs."""
     marker = layout.parent / "ran"
     arr = np.empty(1, dtype=object)
     arr[0] = _Payload(marker)
     np.save(layout / "20_gen_params.jl_01.npy", arr, allow_pickle=True)
-    assert "20_gen_params.jl_01.npy is not a readable .npy array" in expect_error(capsys, layout)
+    assert "20_gen_params.jl_01.npy is not a readable .npy array" in expect_error(run_cli, layout)
     assert not marker.exists()
     write_random_params(layout, "svhn32", width=2, epoch=20)
     (layout / "20_gen_params.jl").write_bytes(pickle.dumps([_Payload(marker)], protocol=2))
-    assert "20_gen_params.jl is not a joblib listing" in expect_error(capsys, layout)
+    assert "20_gen_params.jl is not a joblib listing" in expect_error(run_cli, layout)
     assert not marker.exists()
     pickle.loads((layout / "20_gen_params.jl").read_bytes())  # the control: a plain load runs it
     assert marker.exists()

@@ -22,19 +22,11 @@ import torch.nn.functional as F
 
 from dcgan_features import checkpoint, data
 from dcgan_features.architectures import get_arch, sample_z
-from dcgan_features.cli import main
 from dcgan_features.errors import CheckpointError
 from dcgan_features.train import KILL_ENV, TrainConfig, _Run, make_generators, to_unit_range, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic", "--arch", "dcgan32", "--width", "4", "--batch-size", "100", "--device", "cpu"]
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def spawn(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -168,7 +160,7 @@ def test_sigint_and_sigterm_write_checkpoint_and_resume_hint(tmp_path):
 # ----------------------------------------------------------------- non-finite loss
 
 
-def test_nonfinite_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path, capsys, monkeypatch):
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path, run_cli, monkeypatch):
     real_step = _Run._train_step
 
     def poisoned(self, real, z):
@@ -179,7 +171,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path
 
     monkeypatch.setattr(_Run, "_train_step", poisoned)
     out = tmp_path / "r"
-    code, _, err = cli(capsys, "train", *TINY, "--epochs", "2", "--ckpt-every", "5", "--log-every", "3",
+    code, _, err = run_cli("train", *TINY, "--epochs", "2", "--ckpt-every", "5", "--log-every", "3",
                        "--out", str(out))
     assert code != 0
     assert len(err.strip().splitlines()) == 1 and "non-finite loss at step 7" in err, err
@@ -295,15 +287,15 @@ def _one_line_error(code: int, err: str) -> str:
     (["--arch", "dcgan32", "--dataset", "synthetic", "--batch-size", "5000"], "larger than the 1000 images"),
     (["--arch", "dcgan32", "--dataset", "synthetic", "--lr", "0"], "--lr"),
 ])
-def test_bad_flags_one_line(tmp_path, capsys, args, needle):
-    code, _, err = cli(capsys, "train", *args, "--width", "4", "--device", "cpu", "--out", str(tmp_path / "r"))
+def test_bad_flags_one_line(tmp_path, run_cli, args, needle):
+    code, _, err = run_cli("train", *args, "--width", "4", "--device", "cpu", "--out", str(tmp_path / "r"))
     assert needle in _one_line_error(code, err)
     assert not (tmp_path / "r" / "checkpoints" / "last.pt").exists()
 
 
-def test_resume_missing_corrupt_and_foreign_checkpoints(tmp_path, capsys, finished_run):
+def test_resume_missing_corrupt_and_foreign_checkpoints(tmp_path, run_cli, finished_run):
     missing = tmp_path / "missing"
-    code, _, err = cli(capsys, "train", *TINY, "--out", str(missing), "--resume")
+    code, _, err = run_cli("train", *TINY, "--out", str(missing), "--resume")
     assert "no checkpoint at" in _one_line_error(code, err)
     assert not missing.exists()  # nothing created by a failed resume
 
@@ -311,37 +303,37 @@ def test_resume_missing_corrupt_and_foreign_checkpoints(tmp_path, capsys, finish
     (corrupt / "checkpoints").mkdir(parents=True)
     good = (finished_run / "checkpoints" / "last.pt").read_bytes()
     (corrupt / "checkpoints" / "last.pt").write_bytes(good[: len(good) // 2])
-    code, _, err = cli(capsys, "train", *TINY, "--out", str(corrupt), "--resume")
+    code, _, err = run_cli("train", *TINY, "--out", str(corrupt), "--resume")
     assert "corrupt or truncated" in _one_line_error(code, err)
 
-    code, _, err = cli(capsys, "train", "--dataset", "synthetic", "--arch", "svhn32", "--width", "4",
+    code, _, err = run_cli("train", "--dataset", "synthetic", "--arch", "svhn32", "--width", "4",
                        "--batch-size", "100", "--device", "cpu", "--out", str(finished_run), "--resume")
     assert "trained with --arch dcgan32" in _one_line_error(code, err)
-    code, _, err = cli(capsys, "train", *TINY[:-4], "--batch-size", "50", "--device", "cpu",
+    code, _, err = run_cli("train", *TINY[:-4], "--batch-size", "50", "--device", "cpu",
                        "--out", str(finished_run), "--resume")
     assert "--batch-size 100" in _one_line_error(code, err)
 
 
-def test_out_not_writable_and_existing_run(tmp_path, capsys, finished_run):
+def test_out_not_writable_and_existing_run(tmp_path, run_cli, finished_run):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    code, _, err = cli(capsys, "train", *TINY, "--out", str(blocker / "run"))
+    code, _, err = run_cli("train", *TINY, "--out", str(blocker / "run"))
     assert "cannot create output folder" in _one_line_error(code, err)
-    code, _, err = cli(capsys, "train", *TINY, "--out", str(finished_run))
+    code, _, err = run_cli("train", *TINY, "--out", str(finished_run))
     assert "already holds a run" in _one_line_error(code, err)
 
 
-def test_resume_means_the_same_run(tmp_path, capsys, finished_run):
+def test_resume_means_the_same_run(tmp_path, run_cli, finished_run):
     import shutil
 
     run = tmp_path / "r"
     shutil.copytree(finished_run, run)
     config = (run / "config.json").read_text()
-    code, _, err = cli(capsys, "train", *TINY, "--epochs", "1", "--out", str(run), "--resume")
+    code, _, err = run_cli("train", *TINY, "--epochs", "1", "--out", str(run), "--resume")
     assert "already trained 2 epochs (step 20); --epochs 1 is fewer" in _one_line_error(code, err)
-    code, _, err = cli(capsys, "train", *TINY, "--epochs", "3", "--max-steps", "5", "--out", str(run), "--resume")
+    code, _, err = run_cli("train", *TINY, "--epochs", "3", "--max-steps", "5", "--out", str(run), "--resume")
     assert "--max-steps 5 is fewer" in _one_line_error(code, err)
-    code, _, err = cli(capsys, "train", *TINY, "--epochs", "3", "--data-dir", str(tmp_path), "--out", str(run),
+    code, _, err = run_cli("train", *TINY, "--epochs", "3", "--data-dir", str(tmp_path), "--out", str(run),
                        "--resume")
     assert "trained without --data-dir" in _one_line_error(code, err)
     other = torch.from_numpy(data.make_synthetic(1000, seed=5)[0])  # same name and count, other images
@@ -350,39 +342,39 @@ def test_resume_means_the_same_run(tmp_path, capsys, finished_run):
     assert (run / "config.json").read_text() == config  # nothing rewritten by a refused resume
 
 
-def test_out_with_foreign_files_is_refused_unless_overwrite(tmp_path, capsys, finished_run):
+def test_out_with_foreign_files_is_refused_unless_overwrite(tmp_path, run_cli, finished_run):
     import shutil
 
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     (theirs / "config.json").write_text('{"lr": 1}')
     (theirs / "metrics.jsonl").write_text('{"their": "metrics"}\n')
-    code, _, err = cli(capsys, "train", *TINY, "--out", str(theirs))
+    code, _, err = run_cli("train", *TINY, "--out", str(theirs))
     assert "holds files this tool did not write (config.json)" in _one_line_error(code, err)
     (theirs / "notes.txt").write_text("mine")
-    code, _, err = cli(capsys, "train", *TINY, "--out", str(theirs))
+    code, _, err = run_cli("train", *TINY, "--out", str(theirs))
     assert "(notes.txt)" in _one_line_error(code, err)
     assert (theirs / "config.json").read_text() == '{"lr": 1}'
-    code, _, err = cli(capsys, "train", *TINY, "--max-steps", "1", "--out", str(theirs), "--overwrite")
+    code, _, err = run_cli("train", *TINY, "--max-steps", "1", "--out", str(theirs), "--overwrite")
     assert code == 0, err
     assert json.loads((theirs / "config.json").read_text())["config"]["max_steps"] == 1
     assert [json.loads(line)["step"] for line in (theirs / "metrics.jsonl").read_text().splitlines()] == [1]
     # --overwrite on a finished run of ours starts it afresh: its old last.pt can no longer be resumed
     run = tmp_path / "r"
     shutil.copytree(finished_run, run)
-    code, _, err = cli(capsys, "train", *TINY, "--max-steps", "1", "--out", str(run), "--overwrite")
+    code, _, err = run_cli("train", *TINY, "--max-steps", "1", "--out", str(run), "--overwrite")
     assert code == 0, err
     assert checkpoint.load(run / "checkpoints" / "last.pt")["step"] == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when CUDA is absent")
-def test_cuda_without_cuda(tmp_path, capsys):
-    code, _, err = cli(capsys, "train", *TINY[:-2], "--device", "cuda", "--out", str(tmp_path / "r"))
+def test_cuda_without_cuda(tmp_path, run_cli):
+    code, _, err = run_cli("train", *TINY[:-2], "--device", "cuda", "--out", str(tmp_path / "r"))
     assert "CUDA is not available" in _one_line_error(code, err)
 
 
-def test_help_shows_paper_defaults(capsys):
-    code, out, _ = cli(capsys, "train", "--help")
+def test_help_shows_paper_defaults(run_cli):
+    code, out, _ = run_cli("train", "--help")
     assert code == 0
     out = " ".join(out.split())  # undo click's line wrapping
     for text in ("[default: 128", "[default: 0.0002", "[default: 0.5", "--resume", "--compile", "--amp / --no-amp"):

@@ -7,7 +7,6 @@ import h5py
 import numpy as np
 import pytest
 
-from dcgan_features.cli import main
 from dcgan_features.errors import UserError
 from dcgan_features.probes.protocols import (PROTOCOLS, draw_labels, from_arrays, get_protocol, run_protocol,
                                              split_validation)
@@ -19,13 +18,6 @@ from test_rows import write_features
 def digits_file(tmp_path_factory, digits):
     Xtr, ytr, Xte, yte = digits
     return write_features(tmp_path_factory.mktemp("f") / "digits.h5", {"train": (Xtr, ytr), "test": (Xte, yte)})
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def test_splits_are_seeded_balanced_and_disjoint():
@@ -116,8 +108,8 @@ def test_write_records_appends_csv_atomically(tmp_path, digits):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
 
-def test_probe_command_end_to_end(capsys, tmp_path, digits_file):
-    code, out, err = run(capsys, "probe", "digits", "--features", str(digits_file), "--draws", "2",
+def test_probe_command_end_to_end(run_cli, tmp_path, digits_file):
+    code, out, err = run_cli("probe", "digits", "--features", str(digits_file), "--draws", "2",
                          "--C", "1e-2,1", "--device", "cpu", "--out", str(tmp_path / "o"))
     assert code == 0, err
     assert "digits/all" in out and "digits/20-per-class" in out and "svm" in out and "logreg" in out
@@ -130,56 +122,50 @@ def test_probe_command_end_to_end(capsys, tmp_path, digits_file):
     table = out.splitlines()
     assert table[0].split()[:3] == ["data", "trained", "on"] and table[2].split()[:2] == ["digits", "fashion-mnist"]
     assert all(json.loads(p.read_text())["trained_on"] == "fashion-mnist" for p in (tmp_path / "o").glob("*.json"))
-    code, out, err = run(capsys, "probe", "digits", "--features", str(digits_file), "--draws", "2", "--probe", "svm",
+    code, out, err = run_cli("probe", "digits", "--features", str(digits_file), "--draws", "2", "--probe", "svm",
                          "--C", "1e-5,1e-4", "--extend-C", "0", "--device", "cpu", "--out", str(tmp_path / "o"))
     rows = list(csv.DictReader(open(tmp_path / "o" / "probes.csv")))
     assert code == 0 and len(rows) == 6 and "still at the edge of the searched grid 1e-05, 0.0001" in err
     assert [(r["c_grid"], r["c_at_edge"]) for r in rows[4:]] == [("1e-05;0.0001", "True")] * 2
 
 
-def _one_line_error(capsys, *args, match):
-    code, _, err = run(capsys, *args)
-    assert code != 0 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-    assert match in err, err
-
-
-def test_bad_input_through_the_cli(capsys, tmp_path, digits, digits_file):
+def test_bad_input_through_the_cli(run_cli, tmp_path, digits, digits_file):
     Xtr, ytr, Xte, yte = digits
     probe = ("probe", "digits", "--device", "cpu", "--draws", "2", "--out", str(tmp_path / "o"), "--features")
     f = str(digits_file)
     # incomplete, foreign or missing files
     partial = write_features(tmp_path / "p.h5", {"train": (Xtr, ytr), "test": (Xte, yte)}, incomplete=["train"])
-    _one_line_error(capsys, *probe, str(partial), match="incomplete")
+    run_cli.error(*probe, str(partial), match="incomplete")
     with h5py.File(tmp_path / "foreign.h5", "w") as h:
         h["x"] = np.zeros(3)
-    _one_line_error(capsys, *probe, str(tmp_path / "foreign.h5"), match="not a dcgan-features feature file")
+    run_cli.error(*probe, str(tmp_path / "foreign.h5"), match="not a dcgan-features feature file")
     (tmp_path / "text.h5").write_text("hello")
-    _one_line_error(capsys, *probe, str(tmp_path / "text.h5"), match="not a readable HDF5")
-    _one_line_error(capsys, *probe, str(tmp_path / "none.h5"), match="not found")
+    run_cli.error(*probe, str(tmp_path / "text.h5"), match="not a readable HDF5")
+    run_cli.error(*probe, str(tmp_path / "none.h5"), match="not found")
     other = write_features(tmp_path / "o.h5", {"train": (Xtr, ytr), "test": (Xte, yte)}, dataset="svhn")
-    _one_line_error(capsys, *probe, str(other), match="holds features of 'svhn'")
+    run_cli.error(*probe, str(other), match="holds features of 'svhn'")
     # a split the protocol needs is missing
     no_test = write_features(tmp_path / "nt.h5", {"train": (Xtr, ytr)})
-    _one_line_error(capsys, *probe, str(no_test), match="no 'test' split")
+    run_cli.error(*probe, str(no_test), match="no 'test' split")
     # fewer labelled rows per class than the protocol draws
-    _one_line_error(capsys, *probe, f, "--labels-per-class", "200", match="fewer than the 200 per class")
+    run_cli.error(*probe, f, "--labels-per-class", "200", match="fewer than the 200 per class")
     # non-positive or malformed C
-    _one_line_error(capsys, *probe, f, "--C", "0.1,0", match="positive")
-    _one_line_error(capsys, *probe, f, "--C", "-1", match="positive")
-    _one_line_error(capsys, *probe, f, "--C", "abc", match="comma-separated")
-    _one_line_error(capsys, *probe, f, "--C", "1,inf", match="positive and finite")  # an infinite C
-    _one_line_error(capsys, *probe, f, "--C", "nan", match="positive and finite")
-    _one_line_error(capsys, *probe, f, "--backend", "sklearn", "--device", "cuda", match="CPU only")
+    run_cli.error(*probe, f, "--C", "0.1,0", match="positive")
+    run_cli.error(*probe, f, "--C", "-1", match="positive")
+    run_cli.error(*probe, f, "--C", "abc", match="comma-separated")
+    run_cli.error(*probe, f, "--C", "1,inf", match="positive and finite")  # an infinite C
+    run_cli.error(*probe, f, "--C", "nan", match="positive and finite")
+    run_cli.error(*probe, f, "--backend", "sklearn", "--device", "cuda", match="CPU only")
     # NaN or inf in the features
     for bad in (np.nan, np.inf):
         X = Xtr.copy()
         X[41, 7] = bad
         path = write_features(tmp_path / f"bad{bad}.h5", {"train": (X, ytr), "test": (Xte, yte)})
-        _one_line_error(capsys, *probe, str(path), match="row 41 (column 7)")
+        run_cli.error(*probe, str(path), match="row 41 (column 7)")
     X = Xte.copy()
     X[3, 0] = np.inf
     path = write_features(tmp_path / "badtest.h5", {"train": (Xtr, ytr), "test": (X, yte)})
-    _one_line_error(capsys, *probe, str(path), match="split 'test', row 3")
+    run_cli.error(*probe, str(path), match="split 'test', row 3")
     assert not (tmp_path / "o" / "probes.csv").exists()  # no record was written by any failed run
 
 
