@@ -20,6 +20,8 @@ import torch
 
 from .errors import UserError
 
+DEVICES = ("auto", "cpu", "cuda")  # the --device choices; "cuda:N" is accepted too
+
 
 def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
     """``auto`` = cuda if available; ``cuda`` without CUDA is a one-line UserError.
@@ -28,8 +30,8 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> to
     ``cuda:<local_rank>`` so each torchrun process takes its own GPU.
     """
     name = str(name)
-    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise UserError(f"unknown device {name!r}; use {', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):

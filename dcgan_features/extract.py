@@ -4,7 +4,7 @@ The pipeline behind ``dcgan-features extract``, the same for every feature sourc
 (:mod:`dcgan_features.sources`: our D, pixels, K-means, any nn.Module): load the dataset
 splits, let the source prepare (re-estimate BatchNorm, fit K-means), then run fixed
 batches through the source's extractor (hooks that pool inside the hook) while a
-writer thread puts the previous batches into the :class:`~dcgan_features.store.FeatureWriter`.
+writer thread puts the previous batches into the :class:`~dcgan_features.feature_writer.FeatureWriter`.
 On a GPU, features are copied into pinned host buffers asynchronously and the writer
 waits on a CUDA event, so compute, the device-to-host copy and the disk overlap.
 
@@ -29,7 +29,6 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -43,51 +42,10 @@ from .locks import output_lock
 from .feature_writer import FeatureWriter
 from .sources.base import FeatureSource, Plan, PrepareContext
 from .sources.discriminator import Model, checkpoint_model, random_init_model, random_init_sha256  # noqa: F401
+from .extract_config import PAPER_EXTRACTION, ExtractConfig, extract_config  # noqa: F401
 from .store import DTYPES, FileMeta
 
 KILL_ENV = "DCGAN_FEATURES_TEST_KILL_AFTER_ROWS"  # tests only: SIGKILL itself once this many rows went to the writer
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """Everything ``extract`` needs besides the model and the output path."""
-
-    dataset: str
-    splits: tuple[str, ...] = ("train", "test")
-    layers: str = "all"
-    grid: int = 4
-    bn: str = "recompute"
-    dtype: str = "float16"
-    batch_size: int = 256
-    device: str = "auto"
-    data_dir: str | None = None
-    limit: int | None = None  # first N rows of each split (quick runs, benchmarks)
-    overwrite: bool = False
-    tf32: bool = True  # TF32 convs/matmuls on a GPU; off under the paper's protocols
-    bn_holdout: int = 10000  # bn "authors": the validation rows their BN statistics leave out
-    bn_seed: int = 42  # bn "authors": the seed of their shuffle (lib/rng.py)
-    bn_batch_size: int = 128  # bn "authors": their batch size (infer_bnorm_stats)
-
-
-# Extraction under the paper's protocols (``extract_config``): features kept in float32 and
-# no TF32, so the probe sees the model's float32 features; SVHN's BatchNorm statistics as
-# the authors' script estimates them. Elsewhere float16 and TF32 (faster, smaller) stay.
-PAPER_EXTRACTION: dict[str, dict] = {
-    "svhn": {"bn": "authors", "dtype": "float32", "tf32": False},
-    "cifar10": {"dtype": "float32", "tf32": False},
-}
-
-
-def extract_config(dataset: str, **overrides) -> ExtractConfig:
-    """The ExtractConfig for ``dataset``: the paper protocol's settings where it has one, then
-    ``overrides`` (``None`` values ignored).
-
-    >>> c = extract_config("svhn", device="cpu")
-    >>> c.bn, c.dtype, c.tf32, extract_config("digits", dtype=None).dtype
-    ('authors', 'float32', False, 'float16')
-    """
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return ExtractConfig(dataset=dataset, **{**PAPER_EXTRACTION.get(dataset, {}), **given})
 
 
 # Our discriminators are sources like any other; their builders keep their old import path.

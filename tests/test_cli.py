@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 
 def test_architectures_prints_blocks_and_totals(run_cli):
     code, out, _ = run_cli("architectures")
@@ -52,8 +54,8 @@ def test_help_shows_defaults(run_cli):
     (["probe", "digits", "--features", "f.h5", "--draws", "100000000"], "--draws"),
     (["quickstart", "--width", "100000"], "--width"),
 ])
-def test_every_size_option_is_bounded(capsys, tmp_path, monkeypatch, args, flag):
+def test_every_size_option_is_bounded(run_cli, tmp_path, monkeypatch, args, flag):
     monkeypatch.chdir(tmp_path)  # nothing may be written, and nothing is
-    code, _, err = run(capsys, *args)
+    code, _, err = run_cli(*args)
     assert code == 2 and err.startswith("error: ") and flag in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []

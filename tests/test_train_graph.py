@@ -15,23 +15,15 @@ import pytest
 import torch
 
 from dcgan_features import checkpoint
-from dcgan_features.cli import main
 from dcgan_features.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
-
-
-def test_cuda_graph_asked_for_on_cpu_is_one_line_and_no_run(tmp_path, capsys):
+def test_cuda_graph_asked_for_on_cpu_is_one_line_and_no_run(tmp_path, run_cli):
     out = tmp_path / "r"
-    code, _, err = cli(capsys, "train", "--dataset", "synthetic", "--arch", "dcgan32", "--width", "4",
+    code, _, err = run_cli("train", "--dataset", "synthetic", "--arch", "dcgan32", "--width", "4",
                        "--device", "cpu", "--cuda-graph", "--out", str(out))
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
@@ -39,8 +31,8 @@ def test_cuda_graph_asked_for_on_cpu_is_one_line_and_no_run(tmp_path, capsys):
     assert not out.exists()  # refused before any work
 
 
-def test_cuda_graph_by_default_on_cpu_trains_eagerly_and_says_nothing(tmp_path, capsys):
-    code, _, err = cli(capsys, "train", "--dataset", "synthetic", "--arch", "dcgan32", "--width", "4",
+def test_cuda_graph_by_default_on_cpu_trains_eagerly_and_says_nothing(tmp_path, run_cli):
+    code, _, err = run_cli("train", "--dataset", "synthetic", "--arch", "dcgan32", "--width", "4",
                        "--batch-size", "100", "--device", "cpu", "--max-steps", "2", "--sample-every", "5",
                        "--out", str(tmp_path / "r"))
     assert code in (0, None) and err == "", err

@@ -20,8 +20,10 @@ Modules (imports point down this list, never up):
 - :mod:`.sklearn_backend`   the scikit-learn reference
 - :mod:`.linear`      :class:`LinearFit` and :func:`objective`
 - :mod:`.rows`        row sources: in memory, from an HDF5 file, standardized
+- :mod:`.config`      probe names, backends and the ``probe`` command's defaults (no torch)
 
 >>> import numpy as np
+>>> from dcgan_features.probes import fit, objective
 >>> from dcgan_features.probes.rows import ArrayRows
 >>> X = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32); y = (X[:, 0] > 0).astype(int)
 >>> f = fit("logreg", ArrayRows(X, y), [1.0], device="cpu")
@@ -30,9 +32,20 @@ Modules (imports point down this list, never up):
 True
 """
 
-from .estimators import fit
-from .linear import PROBES, LinearFit, objective
-from .newton import SolverConfig, fit_torch
-from .sklearn_backend import fit_sklearn
+import importlib
 
-__all__ = ["fit", "LinearFit", "objective", "SolverConfig", "fit_torch", "fit_sklearn", "PROBES"]
+# The public names load their modules (and torch) on first use, so the torch-free
+# :mod:`.config` and :mod:`dcgan_features.records` stay cheap to import for the CLI.
+_PUBLIC = {"fit": "estimators", "LinearFit": "linear", "objective": "linear", "PROBES": "linear",
+           "SolverConfig": "newton", "fit_torch": "newton", "fit_sklearn": "sklearn_backend"}
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -24,13 +24,11 @@ import torch
 
 from ..devices import resolve_device
 from ..errors import UserError
+from .config import BACKENDS, PROBE_NAMES
 from .knn import knn_predict
-from .linear import PROBES, LinearFit
+from .linear import LinearFit
 from .newton import fit_torch
 from .sklearn_backend import fit_sklearn
-
-PROBE_NAMES = PROBES + ("knn",)  # every probe a protocol can run
-BACKENDS = ("torch", "sklearn")
 
 
 def fit(probe: str, source, Cs: Sequence[float], backend: str = "torch", n_classes: int | None = None,

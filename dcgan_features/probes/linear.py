@@ -21,8 +21,7 @@ import torch
 
 from ..devices import resolve_device
 from ..errors import UserError
-
-PROBES = ("svm", "logreg")
+from .config import LINEAR_PROBES as PROBES
 
 
 @dataclass

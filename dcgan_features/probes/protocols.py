@@ -60,6 +60,7 @@ from ..devices import resolve_device
 from ..errors import UserError
 from . import authors
 from .c_search import CSearch, search_C
+from .config import ProbeConfig
 from .estimators import get_probe
 from .linear import check_Cs
 from .rows import ArrayRows, Standardized, open_split, standardizer
@@ -411,7 +412,7 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
     return Split(cfg, seed, train, test, y, val, pool, labelled)
 
 
-def run_protocol(name: str, features: Features, probes: Sequence[str] = ("svm", "logreg"),
+def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeConfig.probes,
                  config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int | None = None,
                  device: str = "auto", backend: str = "torch", standardize: bool = False,
                  log: Callable[[str], None] | None = None) -> list[dict]:

@@ -2,7 +2,6 @@
 
 import pytest
 
-from dcgan_features.cli import main
 from dcgan_features.store import FeatureFile, partial_path
 
 TINY = ["--dataset", "synthetic", "--limit", "8", "--batch-size", "4", "--device", "cpu"]
@@ -15,25 +14,18 @@ def make():
 """
 
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(["extract", *map(str, args)])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
-
-
-def test_model_spec_writes_the_file_and_records_it(tmp_path, capsys):
+def test_model_spec_writes_the_file_and_records_it(tmp_path, run_cli):
     out = tmp_path / "p.h5"
-    code, stdout, err = run(capsys, "--model", "pixels", *TINY, "--out", out)
+    code, stdout, err = run_cli("extract", "--model", "pixels", *TINY, "--out", out)
     assert code == 0, err
     assert "wrote train 8 + test 8 rows of pixels features" in stdout
     with FeatureFile(out) as ff:
         assert ff.meta["source"] == "pixels" and ff.dim == 3072
 
 
-def test_list_layers_of_a_user_file(tmp_path, capsys):
+def test_list_layers_of_a_user_file(tmp_path, run_cli):
     (tmp_path / "net.py").write_text(USER_MODEL)
-    code, stdout, err = run(capsys, "--model", f"python:{tmp_path / 'net.py'}:make", "--list-layers")
+    code, stdout, err = run_cli("extract", "--model", f"python:{tmp_path / 'net.py'}:make", "--list-layers")
     assert code == 0, err
     lines = [ln.split() for ln in stdout.strip().splitlines()]
     assert lines[0][:2] == ["name", "type"]
@@ -48,11 +40,11 @@ def test_list_layers_of_a_user_file(tmp_path, capsys):
     (["--model", "python:NET:make", "--layer", "9"], "error: --layer '9' matches no module of the model"),
     (["--model", "python:NET:make", "--layer", "4"], "error: layer 4 outputs (2, 2), not a 4-d"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, match):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, run_cli, args, match):
     (tmp_path / "net.py").write_text(USER_MODEL)
     out = tmp_path / "x.h5"
     args = [a.replace("NET", str(tmp_path / "net.py")) for a in args]
-    code, _, err = run(capsys, *args, *TINY, "--out", out)
+    code, _, err = run_cli("extract", *args, *TINY, "--out", out)
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and match in lines[-1], err

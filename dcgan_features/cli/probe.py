@@ -1,0 +1,100 @@
+"""``probe``: a dataset's protocol on an extracted feature file."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import UserError
+from ..probes.config import BACKENDS, PROBE_NAMES, ProbeConfig
+from .group import MAX_DRAWS, Names, cli, device_option
+
+DEFAULTS = ProbeConfig()
+
+
+def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        grid = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        ctx.fail(f"--C must be comma-separated numbers such as 1e-3,1e-2,0.1, got {value!r}")
+    if not grid or any(not (c > 0 and c < float("inf")) for c in grid):
+        ctx.fail(f"--C values must be positive and finite, got {value!r}")
+    return grid
+
+
+@cli.command("probe")
+@click.argument("dataset", type=Names("dcgan_features.probes.protocols:PROTOCOLS"))
+@click.option("--features", "features_path", required=True, type=click.Path(dir_okay=False),
+              help="HDF5 feature file written by `dcgan-features extract`.")
+@click.option("--probe", "probes", multiple=True, default=DEFAULTS.probes,
+              type=click.Choice(PROBE_NAMES + ("all",)), help="Probe(s); repeat the flag or use all.")
+@click.option("--C", "c_grid", default=None, metavar="GRID",
+              help="Comma-separated C grid. [default: the protocol's: 1e-5..1e-1, svhn 1e-4..1e-2]")
+@click.option("--extend-C", "c_extend", type=click.IntRange(min=0), default=None,
+              help="When C lands on the grid's first or last value, add a decade that way and choose again "
+                   "(on validation), at most this many times (0: never). [default: the protocol's: 2, svhn 0]")
+@click.option("--draws", type=click.IntRange(1, MAX_DRAWS), default=None,
+              help="Seeded label draws of the few-labels column. [default: the protocol's: 10, svhn 100]")
+@click.option("--seed", type=int, default=DEFAULTS.seed,
+              help="Seed of the validation split and the label draws. [default: the protocol's: 0, svhn 42]")
+@click.option("--validation", type=Names("dcgan_features.probes.protocols:VALIDATIONS"), default=None,
+              help="Validation rows: val-size/classes of each class, or val-size drawn uniformly (the SVHN "
+                   "authors'). [default: the protocol's: per-class, svhn uniform]")
+@click.option("--selection", type=Names("dcgan_features.probes.protocols:SELECTIONS"), default=None,
+              help="Choosing C: the same draws for every C, or fresh draws for each C from one stream that "
+                   "then gives the measured draws (the SVHN authors'). [default: shared, svhn fresh]")
+@click.option("--ci-ddof", type=click.Choice(["0", "1"]), default=None,
+              help="The interval is 1.96 x std over draws with this ddof. [default: 1, svhn 0 as the authors]")
+@click.option("--standardize", is_flag=True, default=DEFAULTS.standardize,
+              help="Scale every feature to zero mean, unit variance (train rows).")
+@device_option(DEFAULTS.device)
+@click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULTS.backend,
+              help="torch: our solver (CPU/GPU, streams from disk); sklearn: LinearSVC / LogisticRegression.")
+@click.option("--val-size", type=click.IntRange(min=1), default=None,
+              help="Rows held out of train to choose C. [default: the protocol's: 10000, digits 300]")
+@click.option("--labels-per-class", type=click.IntRange(min=1), default=None,
+              help="Labels per class of the few-labels column. [default: cifar10 400, others 100, digits 20]")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=DEFAULTS.out,
+              help="Folder for one JSON per record and the rows appended to probes.csv.")
+@click.pass_context
+def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tuple[str, ...], c_grid: str | None,
+              c_extend: int | None, draws: int | None, seed: int | None, validation: str | None,
+              selection: str | None, ci_ddof: str | None, standardize: bool, device: str, backend: str,
+              val_size: int | None, labels_per_class: int | None, out: str) -> None:
+    """Linear probes on extracted features under DATASET's protocol (C chosen on validation rows).
+
+    \b
+      dcgan-features probe digits --features f.h5
+      dcgan-features probe cifar10 --features cifar.h5 --probe svm --device cuda
+      dcgan-features probe svhn --features svhn.h5 --C 1e-4,1e-3,1e-2 --draws 100
+      dcgan-features probe fashion-mnist --features fm.h5 --probe all --standardize --out results/probes
+      dcgan-features probe digits --features f.h5 --backend sklearn --val-size 100 --labels-per-class 5
+    """
+    from pathlib import Path
+
+    from ..locks import output_lock
+    from ..probes.protocols import from_file, get_protocol, run_protocol
+    from ..records import format_table, write_records
+    from ..store import FeatureFile
+
+    grid = parse_grid(ctx, c_grid)
+    chosen = PROBE_NAMES if "all" in probes else tuple(dict.fromkeys(probes))
+    if backend == "sklearn" and device == "cuda":
+        ctx.fail("--backend sklearn runs on the CPU only; drop --device cuda")
+    if not Path(features_path).is_file():
+        raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
+    cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,
+                       validation=validation, selection=selection, ci_ddof=None if ci_ddof is None else int(ci_ddof))
+    # the table this run appends to is held from the start: a second probe on it is refused
+    with output_lock(Path(out) / "probes.csv", parents=True), FeatureFile(features_path) as ff:
+        made_from = ff.meta.get("dataset")
+        if made_from and made_from != dataset:
+            raise UserError(f"{features_path} holds features of {made_from!r}, not {dataset!r}; "
+                            f"run `probe {made_from}` or extract {dataset} features")
+        feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
+        records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,
+                               backend=backend, standardize=standardize, log=lambda m: click.echo(m, err=True))
+        click.echo(format_table(records))
+        paths = write_records(records, out)
+    click.echo(f"wrote {len(paths) - 1} JSON record(s) and appended to {paths[-1]}")

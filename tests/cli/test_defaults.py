@@ -1,0 +1,96 @@
+"""Each CLI default and choice list exists once: in a config dataclass or a registry."""
+
+import dataclasses
+import inspect
+import shlex
+
+import click
+import pytest
+
+from dcgan_features.cli import cli
+from dcgan_features.extract_config import ExtractConfig
+from dcgan_features.probes.config import ProbeConfig
+from dcgan_features.quickstart import QuickstartConfig
+from dcgan_features.reproduce.config import ReproduceConfig
+from dcgan_features.train_config import TrainConfig
+
+# command -> the config whose fields are its options' defaults (same names)
+CONFIGS = {"train": TrainConfig, "extract": ExtractConfig, "probe": ProbeConfig, "quickstart": QuickstartConfig,
+           "reproduce": ReproduceConfig, "architectures": ExtractConfig}
+
+
+def _signature_default(dotted: str, param: str):
+    module, func = dotted.rsplit(".", 1)
+    return inspect.signature(getattr(__import__(module, fromlist=[func]), func)).parameters[param].default
+
+
+# options whose default lives in a library function's signature, or nowhere but the CLI
+# (None: "unset", the library decides; required options have none)
+ELSEWHERE = {
+    ("extract", "seed"): lambda: __import__("dcgan_features.sources", fromlist=["SourceOptions"]).SourceOptions.seed,
+    ("arithmetic", "neighbours"): lambda: _signature_default("dcgan_features.generate.arithmetic", "neighbours"),
+    ("arithmetic", "noise"): lambda: _signature_default("dcgan_features.generate.arithmetic", "noise"),
+}
+# None: chosen per dataset by extract_config (the paper's protocols extract differently)
+PER_DATASET = {("extract", "bn"), ("extract", "dtype")}
+CLI_ONLY = {  # defaults that no library code has: they exist here and in the command only
+    ("sample", "n"), ("arithmetic", "n"), ("interpolate", "rows"), ("interpolate", "steps"),
+    ("sample", "seed"), ("interpolate", "seed"), ("arithmetic", "seed"),
+    ("sample", "device"), ("interpolate", "device"), ("arithmetic", "device"),
+    ("sample", "numbered"), ("datasets", "download"), ("extract", "random_init"),
+}
+
+
+def _options():
+    for name, cmd in cli.commands.items():
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.hidden and p.name != "help":
+                yield name, p
+
+
+@pytest.mark.parametrize("command,option", [(c, p.name) for c, p in _options()])
+def test_every_default_comes_from_one_place(command, option):
+    p = next(q for c, q in _options() if c == command and q.name == option)
+    if p.required:
+        return  # no default: the user names it every time
+    default = p.get_default(click.Context(cli.commands[command]), call=False)
+    default = tuple(default) if p.multiple else default
+    config = CONFIGS.get(command)
+    if (command, option) in PER_DATASET:
+        assert default is None and option in {f.name for f in dataclasses.fields(CONFIGS[command])}
+    elif config is not None and option in {f.name for f in dataclasses.fields(config)}:
+        want = getattr(config, option, None)
+        if command == "extract" and option == "splits":
+            want = ",".join(want)
+        assert default == want, f"{command} --{option}: click default {default!r}, {config.__name__}.{option} {want!r}"
+    elif (command, option) in ELSEWHERE:
+        assert default == ELSEWHERE[command, option]()
+    elif (command, option) in CLI_ONLY:
+        assert default is not None
+    else:  # a new option: read its default from a config, or say here where it lives
+        assert default is None or p.is_flag and default is False, \
+            f"{command} --{option} has default {default!r} from nowhere: add it to a config dataclass"
+
+
+def test_choice_lists_are_the_registries():
+    from dcgan_features.devices import DEVICES
+    from dcgan_features.features import BN_MODES
+    from dcgan_features.probes.config import BACKENDS, PROBE_NAMES
+    from dcgan_features.probes.protocols import PROTOCOLS
+
+    probe = {p.name: p for p in cli.commands["probe"].params}
+    assert probe["dataset"].type.choices == tuple(PROTOCOLS)
+    assert probe["probes"].type.choices == PROBE_NAMES + ("all",)
+    assert probe["backend"].type.choices == BACKENDS
+    for name, p in _options():
+        if p.name == "device":
+            assert p.type.choices == DEVICES, name
+    assert {p.name: p for p in cli.commands["extract"].params}["bn"].type.choices == BN_MODES
+
+
+def test_the_cli_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, dcgan_features.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
