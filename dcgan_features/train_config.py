@@ -1,11 +1,30 @@
-"""The settings of one training run: a small dataclass, checked, and turned back into a command.
+r"""The settings of one training run: a small dataclass, checked, and turned back into a command.
 
 Every field is a ``dcgan-features train`` flag; config.json and every checkpoint store
 them all, and a resumed run is checked against them (``train_state.RESUME_MUST_MATCH``).
 
 >>> cfg = TrainConfig(dataset="digits", arch="dcgan32", width=16, epochs=5, out="runs/d", lr=1e-4)
->>> cfg.resume_command()
-'dcgan-features train --dataset digits --arch dcgan32 --epochs 5 --width 16 --lr 0.0001 --out runs/d --resume'
+>>> print(cfg.resume_command().replace(" --", "\n  --"))
+dcgan-features train
+  --dataset digits
+  --arch dcgan32
+  --epochs 5
+  --width 16
+  --batch-size 128
+  --lr 0.0001
+  --beta1 0.5
+  --seed 0
+  --device auto
+  --amp
+  --no-compile
+  --joint-d
+  --async-ckpt
+  --sample-every 1
+  --ckpt-every 500
+  --keep-every 10
+  --log-every 50
+  --out runs/d
+  --resume
 """
 
 from __future__ import annotations
@@ -50,14 +69,17 @@ class TrainConfig:
     progress: bool | None = None  # tqdm bar; None: only when stdout is a TTY
 
     def resume_command(self) -> str:
-        """The command line that continues this run."""
+        """The command line that continues this run.
+
+        Every setting is spelled out, defaults included, so a CLI whose defaults changed since
+        the run started still resumes it as it was; only unset (None) fields are left out.
+        """
         parts = ["dcgan-features train", f"--dataset {shlex.quote(self.dataset)}", f"--arch {shlex.quote(self.arch)}"]
-        defaults = TrainConfig(dataset="", arch="", out="")
         for f in dataclasses.fields(self):
             if f.name in ("dataset", "arch", "out", "resume", "overwrite", "progress"):
                 continue
             value = getattr(self, f.name)
-            if value != getattr(defaults, f.name) and value is not None:
+            if value is not None:
                 flag = "--" + f.name.replace("_", "-")
                 parts.append(flag if value is True else f"--no-{flag[2:]}" if value is False
                              else f"{flag} {shlex.quote(str(value))}")

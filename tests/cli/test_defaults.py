@@ -94,3 +94,31 @@ def test_the_cli_imports_no_torch():
 
     code = "import sys, dcgan_features.cli; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _parsed_train_config(run_cli, monkeypatch, command: str) -> TrainConfig:
+    import dcgan_features.train as train_mod
+
+    seen = []
+    monkeypatch.setattr(train_mod, "train", lambda cfg: seen.append(cfg) or (_ for _ in ()).throw(SystemExit(0)))
+    run_cli(*shlex.split(command)[1:])
+    return seen[0]
+
+
+def test_resume_command_parses_back_to_the_same_run(run_cli, monkeypatch):
+    cfg = TrainConfig(dataset="digits", arch="dcgan32", out="runs/x y", epochs=3, width=8, data_dir="d", lr=1e-3,
+                      beta1=0.3, nz=12, seed=5, device="cpu", amp=False, compile=True, sample_every=2,
+                      ckpt_every=7, keep_every=0, log_every=3, max_steps=40)
+    again = _parsed_train_config(run_cli, monkeypatch, cfg.resume_command())
+    assert again == TrainConfig(**{**cfg.__dict__, "resume": True})
+
+
+def test_resume_command_survives_a_changed_cli_default(run_cli, monkeypatch):
+    """A run started with every default resumes with those values even if the CLI's defaults drift."""
+    cfg = TrainConfig(dataset="digits", arch="dcgan32", out="runs/d")
+    for p in cli.commands["train"].params:
+        if p.name in ("lr", "epochs", "amp", "compile", "keep_every"):
+            monkeypatch.setattr(p, "default", {"lr": 1e-3, "epochs": 2, "amp": False, "compile": True,
+                                               "keep_every": 3}[p.name])
+    again = _parsed_train_config(run_cli, monkeypatch, cfg.resume_command())
+    assert again == TrainConfig(**{**cfg.__dict__, "resume": True})
