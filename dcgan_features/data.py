@@ -58,17 +58,31 @@ class ImageSet:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A named dataset: its splits, where it is looked for, and how it is read."""
+    """A named dataset: its splits, where it is looked for, and how it is read.
+
+    Everything the loader, ``describe`` and ``--download`` need to know about a dataset is
+    here, so a new dataset is one entry of :data:`DATASETS` (no code elsewhere names it).
+    """
 
     name: str
     description: str
     splits: dict[str, int | None]  # split -> expected size (None: varies)
     files: dict[str, tuple[str, ...]]  # split -> files that hold it, relative to the found root
     subdirs: tuple[str, ...]  # candidate roots under --data-dir, in order
-    reader: Callable[[Path, str], tuple[np.ndarray, np.ndarray]]
+    reader: Callable[[Path, str], tuple[np.ndarray, np.ndarray]]  # (root, split) -> uint8 NCHW, int64 labels
     classes: tuple[str, ...] | None = None
-    downloadable: bool = False
     extra_roots: tuple[Path, ...] = field(default=())
+    fetch: Callable[[str], None] | None = None  # --download: torchvision fetches every split into a folder
+    install_hint: str = ""  # another way to get the files, added to the "not found" message
+    class_names: Callable[[Path], list[str] | None] | None = None  # class names read from the files
+    header_count: Callable[[Path, str], int] | None = None  # split size from headers only (default: read it)
+    # datasets that are any folder of images rather than fixed files: (folder, split, size) ->
+    # (images, labels, class names)
+    open_folder: Callable[[Path, str, int], tuple[np.ndarray, np.ndarray, list[str] | None]] | None = None
+
+    @property
+    def downloadable(self) -> bool:
+        return self.fetch is not None
 
     def roots(self, data_dir: str | os.PathLike | None) -> list[Path]:
         base = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
@@ -85,8 +99,7 @@ class DatasetSpec:
     def missing_message(self, data_dir: str | os.PathLike | None, split: str) -> str:
         where = ", ".join(repr(str(r)) for r in self.roots(data_dir))
         fix = "pass --data-dir DIR" + (" or --download to fetch it with torchvision" if self.downloadable else "")
-        if self.name == "fashion-mnist":
-            fix += " (or: apt-get install dataset-fashion-mnist)"
+        fix += self.install_hint
         return (f"{self.name} {split} split not found: expected {', '.join(self.files[split])} "
                 f"in one of {where}; {fix}")
 
@@ -325,6 +338,51 @@ def _read_folder(root: Path, split: str, image_size: int = 64) -> tuple[np.ndarr
     return out, labels, class_names or None
 
 
+def _fetch_cifar10(root: str) -> None:
+    import torchvision.datasets as tvd
+
+    tvd.CIFAR10(root, train=True, download=True)
+
+
+def _fetch_svhn(root: str) -> None:
+    import torchvision.datasets as tvd
+
+    for split in ("train", "test", "extra"):
+        tvd.SVHN(root, split=split, download=True)
+
+
+def _fetch_fashion_mnist(root: str) -> None:
+    import torchvision.datasets as tvd
+
+    tvd.FashionMNIST(root, train=True, download=True)
+    tvd.FashionMNIST(root, train=False, download=True)
+
+
+def _count_svhn(root: Path, split: str) -> int:
+    import scipy.io
+
+    path = root / f"{split}_32x32.mat"
+    try:
+        shapes = dict((n, s) for n, s, _ in scipy.io.whosmat(path))
+    except Exception:  # noqa: BLE001 - scipy.io raises assorted types on corrupt input
+        raise DatasetError(f"{path} corrupt") from None
+    if "X" not in shapes:
+        raise DatasetError(f"{path} has no X")
+    return int(shapes["X"][3])
+
+
+def _count_fashion_mnist(root: Path, split: str) -> int:
+    path = root / _fashion_files(split)[1]
+    with gzip.open(path, "rb") as f:
+        try:
+            head = f.read(8)
+        except (OSError, EOFError, zlib.error):
+            raise DatasetError(f"{path} corrupt") from None
+    if len(head) < 8 or struct.unpack(">I", head[:4])[0] != IDX_LABELS_MAGIC:
+        raise DatasetError(f"{path} corrupt")
+    return int(struct.unpack(">I", head[4:8])[0])
+
+
 def _fashion_files(split: str) -> tuple[str, ...]:
     prefix = "train" if split == "train" else "t10k"
     return (f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz")
@@ -337,23 +395,27 @@ DATASETS: dict[str, DatasetSpec] = {
                     {"train": 50000, "test": 10000},
                     {"train": tuple(f"data_batch_{i}" for i in range(1, 6)) + ("batches.meta",),
                      "test": ("test_batch", "batches.meta")},
-                    ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", ""), _read_cifar10, downloadable=True),
+                    ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", ""), _read_cifar10, fetch=_fetch_cifar10,
+                    class_names=_read_cifar10_classes),
         DatasetSpec("svhn", "SVHN cropped digits, the .mat files (extra is SVHN's 531k easier digits)",
                     {"train": 73257, "test": 26032, "extra": 531131},
                     {s: (f"{s}_32x32.mat",) for s in ("train", "test", "extra")},
-                    ("", "svhn"), _read_svhn, classes=tuple(str(i) for i in range(10)), downloadable=True),
+                    ("", "svhn"), _read_svhn, classes=tuple(str(i) for i in range(10)), fetch=_fetch_svhn,
+                    header_count=_count_svhn),
         DatasetSpec("fashion-mnist", "Fashion-MNIST, the four idx .gz files",
                     {"train": 60000, "test": 10000},
                     {s: _fashion_files(s) for s in ("train", "test")},
                     ("fashion-mnist", "FashionMNIST/raw", ""), _read_fashion_mnist,
                     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                              "Sneaker", "Bag", "Ankle boot"),
-                    downloadable=True, extra_roots=(DEBIAN_FASHION_MNIST,)),
+                    extra_roots=(DEBIAN_FASHION_MNIST,), fetch=_fetch_fashion_mnist,
+                    install_hint=" (or: apt-get install dataset-fashion-mnist)", header_count=_count_fashion_mnist),
         DatasetSpec("digits", "scikit-learn's 8x8 digits, embedded (seeded stratified split)",
                     {"train": 1797 - DIGITS_TEST_SIZE, "test": DIGITS_TEST_SIZE}, {"train": (), "test": ()},
                     ("",), _read_digits, classes=tuple(str(i) for i in range(10))),
         DatasetSpec("folder", "an image folder (ImageNet/LSUN style; class = first subfolder, or unlabeled)",
-                    {"train": None}, {"train": ()}, ("",), lambda root, split: _read_folder(root, split)[:2]),
+                    {"train": None}, {"train": ()}, ("",), lambda root, split: _read_folder(root, split)[:2],
+                    open_folder=_read_folder),
         DatasetSpec("synthetic", "generated class-structured images, for tests",
                     dict(SYNTHETIC_SIZES), {"train": (), "test": ()}, ("",), _read_synthetic,
                     classes=tuple(str(i) for i in range(10))),
@@ -377,22 +439,13 @@ def _check_split(spec: DatasetSpec, split: str) -> None:
 
 def download(name: str, data_dir: str | os.PathLike | None) -> None:
     """Fetch a public dataset with torchvision into ``data_dir`` (only when asked)."""
-    import torchvision.datasets as tvd
-
     spec = get_dataset(name)
     if not spec.downloadable:
         raise DatasetError(spec.cannot_download())
     root = str(Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR))
     os.makedirs(root, exist_ok=True)
     try:
-        if name == "cifar10":
-            tvd.CIFAR10(root, train=True, download=True)
-        elif name == "svhn":
-            for split in spec.splits:
-                tvd.SVHN(root, split=split, download=True)
-        else:
-            tvd.FashionMNIST(root, train=True, download=True)
-            tvd.FashionMNIST(root, train=False, download=True)
+        spec.fetch(root)
     except Exception as e:  # noqa: BLE001 - network errors come in many types
         raise DatasetError(f"download of {name} into {root!r} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
@@ -403,11 +456,11 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
     spec = get_dataset(name)
     _check_split(spec, split)
     classes: list[str] | None = list(spec.classes) if spec.classes else None
-    if name == "folder":
+    if spec.open_folder is not None:
         root = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
         if not root.is_dir():
             raise DatasetError(f"image folder {str(root)!r} not found; pass --data-dir DIR")
-        images, labels, classes = _read_folder(root, split, image_size or 64)
+        images, labels, classes = spec.open_folder(root, split, image_size or 64)
     else:
         root = spec.locate(data_dir, split) if spec.files[split] else Path(".")
         if root is None and download_missing:
@@ -416,8 +469,8 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
         if root is None:
             raise DatasetError(spec.missing_message(data_dir, split))
         images, labels = spec.reader(root, split)
-        if name == "cifar10":
-            classes = _read_cifar10_classes(root)
+        if spec.class_names is not None:
+            classes = spec.class_names(root)
     x = torch.from_numpy(np.ascontiguousarray(images))
     return ImageSet(to_rgb_size(x, image_size), torch.from_numpy(np.ascontiguousarray(labels)).long(),
                     name, split, classes)
@@ -447,7 +500,7 @@ def describe(data_dir: str | os.PathLike | None = None) -> list[dict]:
     """
     rows = []
     for spec in DATASETS.values():
-        if spec.name == "folder":
+        if spec.open_folder is not None:
             root = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
             rows.append({"name": spec.name, "description": spec.description, "where": str(root),
                          "present": None, "splits": {}})
@@ -476,25 +529,4 @@ def describe(data_dir: str | os.PathLike | None = None) -> list[dict]:
 
 
 def _count(spec: DatasetSpec, root: Path, split: str) -> int:
-    if spec.name == "svhn":
-        import scipy.io
-
-        path = root / f"{split}_32x32.mat"
-        try:
-            shapes = dict((n, s) for n, s, _ in scipy.io.whosmat(path))
-        except Exception:  # noqa: BLE001 - scipy.io raises assorted types on corrupt input
-            raise DatasetError(f"{path} corrupt") from None
-        if "X" not in shapes:
-            raise DatasetError(f"{path} has no X")
-        return int(shapes["X"][3])
-    if spec.name == "fashion-mnist":
-        path = root / _fashion_files(split)[1]
-        with gzip.open(path, "rb") as f:
-            try:
-                head = f.read(8)
-            except (OSError, EOFError, zlib.error):
-                raise DatasetError(f"{path} corrupt") from None
-        if len(head) < 8 or struct.unpack(">I", head[:4])[0] != IDX_LABELS_MAGIC:
-            raise DatasetError(f"{path} corrupt")
-        return int(struct.unpack(">I", head[4:8])[0])
-    return len(spec.reader(root, split)[1])
+    return spec.header_count(root, split) if spec.header_count is not None else len(spec.reader(root, split)[1])

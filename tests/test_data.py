@@ -245,3 +245,34 @@ def test_real_fashion_mnist():
     assert tr.images.shape == (60000, 3, 28, 28) and len(te) == 10000
     assert tr.labels.bincount().tolist() == [6000] * 10
     assert tr.classes[0] == "T-shirt/top"
+
+
+# --------------------------------------------------------------------- registry
+
+
+def test_a_new_dataset_is_one_registry_entry(tmp_path, monkeypatch):
+    """load, describe and --download know a dataset only through its DatasetSpec."""
+    from dcgan_features import data
+
+    def reader(root, split):
+        x = np.load(root / f"{split}.npy")
+        return x, np.arange(len(x)) % 2
+
+    fetched = []
+
+    def fetch(root):
+        fetched.append(root)
+        (tmp_path / "toy").mkdir(exist_ok=True)
+        np.save(tmp_path / "toy" / "train.npy", np.zeros((6, 1, 8, 8), np.uint8))
+
+    spec = data.DatasetSpec("toy", "a toy format", {"train": 6}, {"train": ("train.npy",)}, ("toy",), reader,
+                            fetch=fetch, install_hint=" (or: make toy)", header_count=lambda root, split: 6,
+                            class_names=lambda root: ["even", "odd"])
+    monkeypatch.setitem(data.DATASETS, "toy", spec)
+    with pytest.raises(data.DatasetError, match=r"--download to fetch it with torchvision \(or: make toy\)"):
+        data.load("toy", "train", data_dir=tmp_path)
+    assert [r for r in data.describe(tmp_path) if r["name"] == "toy"][0]["present"] is False
+    ds = data.load("toy", "train", data_dir=tmp_path, download_missing=True, image_size=16)
+    assert fetched == [str(tmp_path)] and ds.images.shape == (6, 3, 16, 16) and ds.classes == ["even", "odd"]
+    row = [r for r in data.describe(tmp_path) if r["name"] == "toy"][0]
+    assert row["present"] is True and row["splits"] == {"train": 6}
