@@ -201,6 +201,7 @@ class ArchSpec:
     default_width: int
     description: str
     _build: Callable[[int, int], tuple[Generator, Discriminator]]
+    theano_release: bool = False  # the authors released Theano weights in this layout (import-theano)
 
     def build(self, width: int | None = None, nz: int | None = None, init: bool = True,
               seed: int | None = None) -> tuple[Generator, Discriminator]:
@@ -226,8 +227,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     a.name: a
     for a in [
         ArchSpec("imagenet32", 32, 256, "uniform", 128,
-                 "the paper's CIFAR-10 model (trained on ImageNet-1k 32x32)", _imagenet32),
-        ArchSpec("svhn32", 32, 100, "normal", 64, "the paper's SVHN model", _svhn32),
+                 "the paper's CIFAR-10 model (trained on ImageNet-1k 32x32)", _imagenet32, theano_release=True),
+        ArchSpec("svhn32", 32, 100, "normal", 64, "the paper's SVHN model", _svhn32, theano_release=True),
         ArchSpec("dcgan32", 32, 100, "normal", 128, "pytorch/examples DCGAN at 32x32",
                  lambda w, nz: _pytorch_examples(w, nz, 32)),
         ArchSpec("dcgan64", 64, 100, "normal", 64, "pytorch/examples DCGAN at 64x64",

@@ -46,12 +46,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .architectures import Discriminator, Generator, get_arch
+from .architectures import ARCHITECTURES, Discriminator, Generator, get_arch
 from .checkpoint import AUTHORS_TRAINED_ON
 from .errors import UserError
 
 THEANO_BN_EPS = 1e-8
-ARCHES = ("svhn32", "imagenet32")  # the two released layouts; both end in linear layers
+ARCHES = tuple(name for name, spec in ARCHITECTURES.items() if spec.theano_release)  # both end in linear layers
 KINDS = {"G": "gen", "D": "discrim"}
 
 
