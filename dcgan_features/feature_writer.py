@@ -32,7 +32,8 @@ import torch
 
 from .atomic import atomic_path, check_writable_dir
 from .errors import FeatureFileError
-from .store import DTYPES, RESUME, SOURCE, FeatureFile, FileMeta, _decode, _fmt, _size, chunk_rows, partial_path
+from .store import (DTYPES, RESUME, SOURCE, FeatureFile, FileMeta, chunk_rows, decode_attr, format_size, format_value,
+                    partial_path)
 
 
 # -------------------------------------------------------------------------- writer
@@ -106,7 +107,7 @@ class FeatureWriter:
         if need > free:
             self.close()
             raise FeatureFileError(f"not enough disk space for {str(self.path)!r}: the features need "
-                                   f"{_size(need)} more, {_size(free)} is free there; free space or choose "
+                                   f"{format_size(need)} more, {format_size(free)} is free there; free space or choose "
                                    f"another --out")
 
     def _open_partial(self) -> h5py.File:
@@ -121,18 +122,17 @@ class FeatureWriter:
             sizes = {s: ff.n_rows(s) for s in ff.splits}
             asked = {s: len(l) for s, (l, _) in self.splits.items()}
             if sizes != asked:
-                diffs.append(f"splits {_fmt(tuple(f'{k}:{v}' for k, v in sizes.items()))} "
-                             f"(asked {_fmt(tuple(f'{k}:{v}' for k, v in asked.items()))})")
+                diffs.append(f"splits {format_value(tuple(f'{k}:{v}' for k, v in sizes.items()))} "
+                             f"(asked {format_value(tuple(f'{k}:{v}' for k, v in asked.items()))})")
             if diffs:
                 return "was made with " + "; ".join(diffs)
             if final:
                 if not all(ff.is_complete(s) for s in ff.splits):
                     return "is incomplete"
                 return None
-            res = ff._f.get(RESUME)
-            if res is None or _decode(res.attrs.get("key", "")) != self.resume_key:
-                key = _decode(res.attrs.get("key", "")) if res is not None else "?"
-                return f"was started with other run settings {key} (asked {self.resume_key})"
+            key = ff.resume_key()
+            if key != self.resume_key:
+                return f"was started with other run settings {'?' if key is None else key} (asked {self.resume_key})"
         return None
 
     def _create(self) -> None:
@@ -235,7 +235,7 @@ class FeatureWriter:
             g = self._f.get(f"{SOURCE}/{name}")
         if g is None:
             return None
-        return {k: torch.from_numpy(v[...]) for k, v in g.items()}, {k: _decode(v) for k, v in g.attrs.items()}
+        return {k: torch.from_numpy(v[...]) for k, v in g.items()}, {k: decode_attr(v) for k, v in g.attrs.items()}
 
     def save_state(self, name: str, tensors: Mapping[str, torch.Tensor], attrs: Mapping | None = None,
                    keep: bool = False) -> None:

@@ -106,19 +106,22 @@ class FileMeta:
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if mine != theirs:
                 show = (lambda v: v[:12]) if f.name == "checkpoint_sha256" else (lambda v: v)
-                out.append(f"{f.name} {_fmt(show(mine))} (asked {_fmt(show(theirs))})")
+                out.append(f"{f.name} {format_value(show(mine))} (asked {format_value(show(theirs))})")
         return out
 
 
-def _fmt(v) -> str:
+def format_value(v) -> str:
+    """A metadata value as shown in messages: tuples comma-joined."""
     return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
 
-def _size(n: int) -> str:
+def format_size(n: int) -> str:
+    """Bytes as MiB or GiB, for messages."""
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def _decode(v):
+def decode_attr(v):
+    """An HDF5 attribute as a plain Python value (bytes decoded, numpy scalars unwrapped)."""
     if isinstance(v, bytes):
         return v.decode()
     if isinstance(v, np.generic):
@@ -129,7 +132,7 @@ def _decode(v):
 def _read_meta(f: h5py.File, path: str) -> dict:
     required = ("format_version", "dataset", "architecture", "layers", "layer_dims", "grid", "bn_mode",
                 "checkpoint_sha256")
-    meta = {k: _decode(v) for k, v in f.attrs.items()}
+    meta = {k: decode_attr(v) for k, v in f.attrs.items()}
     if any(k not in meta for k in required):
         raise FeatureFileError(f"{path!r} is an HDF5 file but not a dcgan-features feature file "
                                f"(root attrs {', '.join(required[:3])}, ... missing)")
@@ -219,6 +222,11 @@ class FeatureFile:
 
     def close(self) -> None:
         self._f.close()
+
+    def resume_key(self) -> str | None:
+        """The run settings a partial file was started with (None: not a partial file)."""
+        res = self._f.get(RESUME)
+        return None if res is None else decode_attr(res.attrs.get("key", ""))
 
     def __repr__(self) -> str:
         return f"FeatureFile({str(self.path)!r}, splits={self.splits}, dim={self.dim})"
