@@ -1,8 +1,9 @@
-"""Weighted k-nearest-neighbour probe on cosine similarity (the VISSL / solo-learn kNN).
+"""Weighted k-nearest-neighbour probe on cosine similarity (the kNN monitor of VISSL and solo-learn).
 
 Each test row votes with its ``k`` most similar training rows (cosine similarity ``s``),
-each vote weighted ``exp(s / T)``; the class with the largest summed weight wins. Defaults
-``k=200, T=0.1`` as in VISSL and solo-learn. No fitting and no C: a cheap third probe.
+each vote weighted ``exp(s / T)``; the class with the largest summed weight wins. The defaults
+``k=200, T=0.1`` are this project's own choice (solo-learn's, for comparison, are k=20,
+T=0.07). No fitting and no C: a cheap third probe.
 
 Test rows are taken in chunks; for each chunk one pass over the training rows keeps a
 running top-k, so neither the (test x train) similarity matrix nor the training matrix
