@@ -1,6 +1,6 @@
 """What a fitted linear probe is, and what every backend minimises.
 
-:class:`LinearFit` holds the probes of one C grid (``coef`` (nC, D, K), ``intercept``
+:class:`LinearFit` holds the probes of one C grid (``coef`` (nC, d, K), ``intercept``
 (nC, K)) and scores any row source; :func:`objective` is the primal objective both
 backends minimise, in float64 (the tests judge every solution by it). The checks of
 probe names, C values and labels live here because both backends share them.
@@ -26,7 +26,7 @@ from .config import LINEAR_PROBES as PROBES
 
 @dataclass
 class LinearFit:
-    """The fitted probes of one C grid: ``coef`` (nC, D, K), ``intercept`` (nC, K)."""
+    """The fitted probes of one C grid: ``coef`` (nC, d, K), ``intercept`` (nC, K)."""
 
     probe: str
     Cs: np.ndarray
@@ -52,10 +52,10 @@ class LinearFit:
     def scores(self, source, device: str | torch.device = "auto") -> torch.Tensor:
         """(N, nC, K) decision values of every probe of the grid, one pass over ``source``."""
         dev = resolve_device(device)
-        P, D, K = self.coef.shape
-        if source.dim != D:
-            raise UserError(f"features have {source.dim} columns but the probe was fitted on {D}")
-        Wf = self.coef.to(dev).permute(1, 0, 2).reshape(D, P * K)
+        P, d, K = self.coef.shape
+        if source.dim != d:
+            raise UserError(f"features have {source.dim} columns but the probe was fitted on {d}")
+        Wf = self.coef.to(dev).permute(1, 0, 2).reshape(d, P * K)
         b = self.intercept.to(dev).reshape(1, P * K)
         out = torch.empty((source.n_rows, P, K), device=dev)
         for s, x in source.chunks(dev):
@@ -101,7 +101,7 @@ def objective(probe: str, coef: np.ndarray, intercept: np.ndarray, X: np.ndarray
               C: float) -> float:
     """The primal objective of one fitted probe, in float64: what both backends minimise.
 
-    ``coef`` (D, K), ``intercept`` (K,); for svm the sum of the K one-vs-rest objectives.
+    ``coef`` (d, K), ``intercept`` (K,); for svm the sum of the K one-vs-rest objectives.
     """
     check_probe(probe)
     coef = np.asarray(coef, np.float64)

@@ -31,7 +31,7 @@ class RowLoss:
         return a.sum(0) if self.svm else a.sum((0, 2)).unsqueeze(-1)
 
     def gdot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Per-group inner product of two parameter-shaped (D+1, nC, K) tensors, in float64."""
+        """Per-group inner product of two parameter-shaped (d+1, nC, K) tensors, in float64."""
         return self.group(a.double() * b.double())
 
     def loss(self, Z: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 It is a truncated Newton method (Newton-CG with a backtracking line search)
 run on every C of the grid and every class at once: parameters are ``W`` of shape
-(D+1, nC, K) and each pass over the rows computes ``X @ W`` for all of them with one matmul.
+(d+1, nC, K) and each pass over the rows computes ``X @ W`` for all of them with one matmul.
 A pass is one of: a gradient pass, or one Hessian-vector product inside CG. The line
 search needs no pass: it reuses ``X w`` and the ``X p`` of every CG step. CG is
 preconditioned in the top eigenspace of ``[X 1]^T [X 1]`` (found once per fit by two
@@ -62,20 +62,11 @@ class SolverConfig:
     tol: float = 1e-4
     max_newton: int = 100
     max_cg: int = 200  # CG steps (= passes over X) per Newton step
-    # Rank of the subspace preconditioner (0: plain CG). Features of a conv net are far from
-    # isotropic: a few directions (the mean above all) carry most of |X|^2, so plain or
-    # diagonally preconditioned CG needs hundreds of passes per Newton step at large C.
-    # Solving exactly in the top-``rank`` eigenspace of [X 1]^T [X 1] removes them.
-    # Per Newton step it costs N r^2 flops per (C, class), about r^2 / 2D passes: 128 measured
-    # best on 2000 x 3584 conv features (passes 972 -> 581, time 3x lower); only its diagonal
-    # (Nystrom-style) was worse than plain CG there.
+    # Rank of the subspace preconditioner (0: plain CG; see :mod:`.precond` for why it pays).
+    # Per Newton step it costs N r^2 flops per (C, class), about r^2 / 2D passes.
     precond_rank: int = 128
     power_iters: int = 1  # randomized subspace iterations (each one pass of width rank)
-    # CG stops at |r| <= cg_tol |g|, as liblinear's TRON does. Measured on 5000 x 3584 conv
-    # features, 4 C values, under the earlier stopping rule |g| <= 1e-5 |g0|: 0.1 took 422
-    # passes (svm) and 701 (logreg); the superlinear forcing sequence min(0.1, sqrt(|g|/|g0|))
-    # took 517 and 841, and min(0.1, |g|/|g0|) took 926 (svm).
-    cg_tol: float = 0.1
+    cg_tol: float = 0.1  # CG stops at |r| <= cg_tol |g|, as liblinear's TRON does
     # On a GPU, Hessian-vector products (all CG passes) multiply in TF32: they only steer the
     # Newton direction, and an inexact Hessian costs a few CG steps at most. The gradient and
     # the decision values X w it is taken at stay in full float32, recomputed every Newton step.
@@ -165,13 +156,13 @@ def _stopping_rule(probe: str, config: SolverConfig, y: Tensor, K: int, N: int, 
 
 
 def _initial(op: XOperator, probe: str, init: LinearFit | None, P: int, K: int) -> tuple[Tensor, Tensor | None]:
-    """Starting parameters W (D+1, nC, K) and, for a warm start, their decision values (one pass)."""
-    D, dev = op.dim, op.device
+    """Starting parameters W (d+1, nC, K) and, for a warm start, their decision values (one pass)."""
+    d, dev = op.dim, op.device
     if init is None:
-        return torch.zeros(D + 1, P, K, device=dev), None
-    if init.probe != probe or init.coef.shape[1:] != (D, K) or init.coef.shape[0] not in (1, P):
+        return torch.zeros(d + 1, P, K, device=dev), None
+    if init.probe != probe or init.coef.shape[1:] != (d, K) or init.coef.shape[0] not in (1, P):
         raise UserError("warm start must come from the same probe on the same features")
-    W = torch.cat([init.coef.to(dev).permute(1, 0, 2), init.intercept.to(dev)[None]], 0).expand(D + 1, P, K)
+    W = torch.cat([init.coef.to(dev).permute(1, 0, 2), init.intercept.to(dev)[None]], 0).expand(d + 1, P, K)
     W = W.contiguous().float()
     return W, op.x_dot(W)
 
@@ -204,13 +195,13 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     # memory still free, rather than on every pass.
     source = resident(source, dev, free_memory(dev) // 2)
     op = XOperator(source, dev)
-    N, D, P = source.n_rows, source.dim, len(Cs)
+    N, d, P = source.n_rows, source.dim, len(Cs)
     y = torch.from_numpy(y_np).to(dev)
     prob = RowLoss(probe, y, torch.tensor(Cs, dtype=torch.float32, device=dev), K)
     gdot = prob.gdot
-    reg = torch.ones(D + 1, 1, 1, device=dev)
+    reg = torch.ones(d + 1, 1, 1, device=dev)
     if probe == "logreg":
-        reg[D] = 0.0  # lbfgs LogisticRegression leaves the intercept unpenalised
+        reg[d] = 0.0  # lbfgs LogisticRegression leaves the intercept unpenalised
     W, Z = _initial(op, probe, init, P, K)
     passes = 0 if Z is None else 1
     if Z is None:
@@ -219,7 +210,7 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     tf32 = config.tf32_hvp and dev.type == "cuda"
     sub = None
     if config.precond_rank > 0:
-        sub = Subspace.fit(op, min(config.precond_rank, D + 1, N), config.power_iters, reg.view(-1))
+        sub = Subspace.fit(op, min(config.precond_rank, d + 1, N), config.power_iters, reg.view(-1))
         passes += sub.passes
     stop = _stopping_rule(probe, config, y, K, N, Cs, dev)
 
@@ -271,5 +262,5 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     conv = converged.reshape(P, -1).all(1).cpu().numpy()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    return LinearFit(probe, Cs, W[:D].permute(1, 0, 2).contiguous().cpu(), W[D].contiguous().cpu(), conv,
+    return LinearFit(probe, Cs, W[:d].permute(1, 0, 2).contiguous().cpu(), W[d].contiguous().cpu(), conv,
                      steps, passes, time.perf_counter() - t0, str(dev), "torch")

@@ -1,7 +1,7 @@
 """The X-operator: every pass the solver makes over the rows, and nothing else.
 
 ``X~ = [X 1]`` is the row matrix with the constant column of the intercept appended.
-Parameters are (D+1, m, K) tensors (m problems of K columns each); row-space values are
+Parameters are (d+1, m, K) tensors (m problems of K columns each); row-space values are
 (N, m, K). A distributed variant shards the rows and all-reduces what :meth:`XOperator.xt_dot`,
 :meth:`~XOperator.hvp` and :meth:`~XOperator.gram` sum over rows; :meth:`~XOperator.x_dot`
 needs no communication.
@@ -30,21 +30,21 @@ class XOperator:
 
     def x_dot(self, V: torch.Tensor) -> torch.Tensor:
         """Z = [X 1] V for all rows (N, m, K); one pass."""
-        D, (_, m, K) = self.dim, V.shape
-        Vf = V[:D].reshape(D, m * K)
+        d, (_, m, K) = self.dim, V.shape
+        Vf = V[:d].reshape(d, m * K)
         out = torch.empty((self.n_rows, m, K), device=self.device)
         for s, x in self.source.chunks(self.device, whole=True):
-            out[s:s + x.shape[0]] = torch.addmm(V[D].reshape(1, m * K), x, Vf).view(-1, m, K)
+            out[s:s + x.shape[0]] = torch.addmm(V[d].reshape(1, m * K), x, Vf).view(-1, m, K)
         return out
 
     def xt_dot(self, R: torch.Tensor) -> torch.Tensor:
         """[X 1]^T R, one pass. R: (N, m, K)."""
-        D, N, m, K = self.dim, self.n_rows, R.shape[1], R.shape[2]
-        G = torch.zeros(D + 1, m * K, device=self.device)
+        d, N, m, K = self.dim, self.n_rows, R.shape[1], R.shape[2]
+        G = torch.zeros(d + 1, m * K, device=self.device)
         for s, x in self.source.chunks(self.device, whole=True):
-            G[:D].addmm_(x.T, R[s:s + x.shape[0]].reshape(-1, m * K))
-        G[D] = R.reshape(N, m * K).sum(0)
-        return G.view(D + 1, m, K)
+            G[:d].addmm_(x.T, R[s:s + x.shape[0]].reshape(-1, m * K))
+        G[d] = R.reshape(N, m * K).sum(0)
+        return G.view(d + 1, m, K)
 
     def hvp(self, V: torch.Tensor, curv: torch.Tensor,
             hvp_rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,26 +53,26 @@ class XOperator:
         ``hvp_rows(curv[rows], U[rows])`` applies the loss's row-space Hessian; the solver
         adds the regulariser's part.
         """
-        D, N, (_, m, K) = self.dim, self.n_rows, V.shape
-        Vf = V[:D].reshape(D, m * K)
-        HV = torch.zeros(D + 1, m * K, device=self.device)
+        d, N, (_, m, K) = self.dim, self.n_rows, V.shape
+        Vf = V[:d].reshape(d, m * K)
+        HV = torch.zeros(d + 1, m * K, device=self.device)
         U = torch.empty((N, m, K), device=self.device)
         for s, x in self.source.chunks(self.device, whole=True):
             e = s + x.shape[0]
-            u = torch.addmm(V[D].reshape(1, m * K), x, Vf).view(-1, m, K)
+            u = torch.addmm(V[d].reshape(1, m * K), x, Vf).view(-1, m, K)
             U[s:e] = u
-            HV[:D].addmm_(x.T, hvp_rows(curv[s:e], u).reshape(-1, m * K))
-        HV[D] = hvp_rows(curv, U).reshape(N, m * K).sum(0)
-        return HV.view(D + 1, m, K), U
+            HV[:d].addmm_(x.T, hvp_rows(curv[s:e], u).reshape(-1, m * K))
+        HV[d] = hvp_rows(curv, U).reshape(N, m * K).sum(0)
+        return HV.view(d + 1, m, K), U
 
     def gram(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(X~ Q, X~^T X~ Q) for Q (D+1, r) in one pass: a subspace iteration's step."""
-        D, r = self.dim, Q.shape[1]
-        Y = torch.zeros(D + 1, r, device=self.device)
+        """(X~ Q, X~^T X~ Q) for Q (d+1, r) in one pass: a subspace iteration's step."""
+        d, r = self.dim, Q.shape[1]
+        Y = torch.zeros(d + 1, r, device=self.device)
         XQ = torch.empty(self.n_rows, r, device=self.device)
         for s, x in self.source.chunks(self.device, whole=True):
-            xq = torch.addmm(Q[D:], x, Q[:D])  # [x 1] Q, (n, r)
+            xq = torch.addmm(Q[d:], x, Q[:d])  # [x 1] Q, (n, r)
             XQ[s:s + x.shape[0]] = xq
-            Y[:D].addmm_(x.T, xq)
-        Y[D] = XQ.sum(0)
+            Y[:d].addmm_(x.T, xq)
+        Y[d] = XQ.sum(0)
         return XQ, Y

@@ -40,12 +40,12 @@ class Subspace:
 
     @classmethod
     def fit(cls, op, rank: int, power_iters: int, reg: torch.Tensor) -> "Subspace":
-        """From an :class:`~.operator.XOperator`; ``reg`` (D+1,) the regulariser's diagonal."""
-        D, dev = op.dim, op.device
+        """From an :class:`~.operator.XOperator`; ``reg`` (d+1,) the regulariser's diagonal."""
+        d, dev = op.dim, op.device
         gen = torch.Generator().manual_seed(0)  # the preconditioner only changes speed, never the solution
-        Y = torch.randn(D + 1, rank, generator=gen).to(dev)
+        Y = torch.randn(d + 1, rank, generator=gen).to(dev)
         for _ in range(power_iters + 1):
-            Q = torch.linalg.qr(Y).Q  # (D+1) x r, orthonormal
+            Q = torch.linalg.qr(Y).Q  # (d+1) x r, orthonormal
             XQ, Y = op.gram(Q)
         # Rayleigh-Ritz in span(Q): eigenvectors of Q^T X~^T X~ Q
         _, V = torch.linalg.eigh((Q.T @ Y).double())

@@ -55,7 +55,7 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
 
 
 class ArrayRows:
-    """Rows of an in-memory matrix ``X`` (N, D), with labels, optionally a subset ``rows``."""
+    """Rows of an in-memory matrix ``X`` (N, d), with labels, optionally a subset ``rows``."""
 
     def __init__(self, X, labels=None, rows: Sequence[int] | np.ndarray | None = None, split: str = "train",
                  chunk_rows: int | None = None, row_ids: np.ndarray | None = None, _checked: bool = False):
@@ -96,7 +96,7 @@ class ArrayRows:
 
     def chunks(self, device: str | torch.device = "cpu", chunk_rows: int | None = None, whole: bool = False
                ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(start, float32 (n, D) on device)`` covering this source's rows in order.
+        """Yield ``(start, float32 (n, d) on device)`` covering this source's rows in order.
 
         ``whole=True``: when the matrix is float32 on ``device`` already, one chunk that is the
         matrix itself (no copy), for callers that only multiply by it; callers that make
