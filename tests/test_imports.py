@@ -71,3 +71,39 @@ def test_a_cycle_is_found():
 def test_records_are_formatted_without_torch():
     code = "import sys, dcgan_features.records; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _code_map() -> dict[str, int]:
+    """README's code map: module -> its row (0 = top), read from the table's backquoted names."""
+    import re
+
+    text = (PACKAGE.parent / "README.md").read_text()
+    table = text[text.index("## Code map"):].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| stage")]
+    out = {}
+    for i, line in enumerate(rows):
+        package = None
+        for name in re.findall(r"`([\w/.]+)`", line):
+            if name.endswith(".py"):
+                out[f"{PACKAGE.name}.{name[:-3]}"] = i
+            elif name.endswith("/"):
+                package = f"{PACKAGE.name}.{name[:-1]}"
+                out[package] = i
+            elif package is not None and name.islower():  # a module of the subpackage named before it
+                out[f"{package}.{name}"] = i
+    return out
+
+
+def test_readme_code_map_matches_the_tree():
+    rows, graph = _code_map(), import_graph()
+    assert len(rows) > 20
+    missing = [m for m in rows if m not in graph]
+    assert not missing, f"README's code map names modules that do not exist: {missing}"
+
+    def row(m):
+        parts = m.split(".")
+        return next((rows[".".join(parts[:k])] for k in range(len(parts), 1, -1) if ".".join(parts[:k]) in rows), None)
+
+    upward = [(m, d) for m, deps in graph.items() for d in deps
+              if row(m) is not None and row(d) is not None and row(d) > row(m)]
+    assert not upward, f"imports from a row of README's code map to a row below it: {upward}"
