@@ -85,7 +85,7 @@ def _code_map() -> dict[str, int]:
         package = None
         for name in re.findall(r"`([\w/.]+)`", line):
             if name.endswith(".py"):
-                out[f"{PACKAGE.name}.{name[:-3]}"] = i
+                out[f"{PACKAGE.name}.{name[:-3].replace('/', '.')}"] = i
             elif name.endswith("/"):
                 package = f"{PACKAGE.name}.{name[:-1]}"
                 out[package] = i
