@@ -167,7 +167,7 @@ def _check_split(g: h5py.Group, split: str, dim: int, path: str) -> None:
     if "features" not in g or "labels" not in g or "n_rows" not in g.attrs:
         raise FeatureFileError(f"{path!r}: split {split!r} lacks features/labels/n_rows; "
                                f"not a dcgan-features feature file")
-    feats, labels, n = g["features"], g["labels"], _decode(g.attrs["n_rows"])
+    feats, labels, n = g["features"], g["labels"], decode_attr(g.attrs["n_rows"])
     if not _is_int(n) or n < 0:
         raise FeatureFileError(f"{path!r}: split {split!r} has n_rows {n!r}, not a row count")
     if feats.ndim != 2 or feats.shape != (n, dim):
