@@ -9,8 +9,8 @@ reference to its tensor could see it overwritten by whatever in-place op runs ne
 BatchNorm has four modes (``BN_MODES``): ``running`` uses the stored statistics (eval
 mode); ``batch`` normalises with each batch's own statistics without touching the stored
 ones; ``recompute`` first re-estimates every BN layer's population statistics over the
-training images with :func:`recompute_bn_stats` (a cumulative average over batches,
-as the authors' script did), then extracts as ``running``; ``authors`` is ``recompute`` as
+training images with :func:`recompute_bn_stats` (the average over batches of each batch's
+statistics, as the authors' script did), then extracts as ``running``; ``authors`` is ``recompute`` as
 the SVHN authors' script does it exactly (the train rows outside their validation split,
 in their shuffled order, batches of 128, the biased variance of each batch: see
 ``extract``).
@@ -259,18 +259,22 @@ def extract_features(D: nn.Module, x: torch.Tensor, layers: str | Sequence[str] 
 
 @torch.no_grad()
 def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str | None = None,
-                       forward: Callable[[torch.Tensor], object] | None = None, biased: bool = False) -> int:
+                       forward: Callable[[torch.Tensor], object] | None = None, biased: bool = False,
+                       gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> int:
     """Re-estimate every BN layer's population mean and variance over ``batches``.
 
-    Each BN layer's running statistics are reset and re-accumulated as the plain average
-    over batches (``momentum=None``) in train mode, so every layer sees the batch-normalised
-    output of the layers before it, as in the authors' script. Each batch's variance is
-    PyTorch's unbiased one (n/(n-1) times the one it normalises with); ``biased=True``
-    averages the biased ones instead, as Theano's ``T.mean(T.sqr(X - u))`` in the authors'
-    script. Weights are not touched; the running statistics of D are replaced (copy D first
-    to keep the old ones). Only blocks up to ``upto`` (default: all) run; a model without
-    named ``blocks`` (any nn.Module) runs ``forward`` (default: the model itself) instead.
-    The caller's modes and momenta are restored. Returns the number of batches used.
+    Each BN layer's statistics become the plain average over batches of its batch mean and
+    batch variance, measured in train mode, so every layer sees the batch-normalised output
+    of the layers before it, as in the authors' script. Each batch's variance is PyTorch's
+    unbiased one (n/(n-1) times the one it normalises with); ``biased=True`` averages the
+    biased ones instead, as Theano's ``T.mean(T.sqr(X - u))`` in the authors' script. It is
+    :func:`batch_bn_stats` followed by :func:`set_bn_stats`; a ``torchrun`` extraction runs
+    the first part on each rank's batches and ``gather`` hands every rank the rows of all
+    batches, in order, so every rank gets one process's bits. Weights are not touched; the
+    running statistics of D are replaced (copy D first to keep the old ones). Only blocks up
+    to ``upto`` (default: all) run, the BN layers after it are reset; a model without named
+    ``blocks`` (any nn.Module) runs ``forward`` (default: the model itself) instead. The
+    caller's modes and momenta are restored. Returns the number of batches used.
 
     >>> from dcgan_features.architectures import build
     >>> _, D = build("dcgan32", width=2, seed=0)
@@ -279,21 +283,58 @@ def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str 
     >>> int(D.blocks.d2[1].num_batches_tracked)
     2
     """
-    bns = batchnorms(D)
+    stats = batch_bn_stats(D, batches, upto, forward, biased)
+    if gather is not None:
+        stats = gather(stats)
+    if stats.shape[0] == 0 and recomputed_batchnorms(D, upto, forward):
+        raise UserError("no training images to recompute BatchNorm statistics from; use --bn running or batch")
+    set_bn_stats(D, stats, upto, forward)
+    return stats.shape[0]
+
+
+def recomputed_batchnorms(D: nn.Module, upto: str | None = None, forward: Callable | None = None
+                          ) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BN layers a re-estimation runs, in order: those of D's blocks up to ``upto`` (all
+    blocks when None), or every BN layer of a model run through ``forward``."""
+    if forward is not None or not hasattr(D, "blocks"):
+        return batchnorms(D)
+    bns = []
+    for name, block in D.blocks.items():
+        bns += batchnorms(block)
+        if name == upto:
+            break
+    return bns
+
+
+@torch.no_grad()
+def batch_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str | None = None,
+                   forward: Callable[[torch.Tensor], object] | None = None, biased: bool = False) -> torch.Tensor:
+    """Each batch's BN statistics, float64 on the CPU: one row per batch, per BN layer of
+    :func:`recomputed_batchnorms` its batch mean then its batch variance (unbiased, or with
+    ``biased`` the variance it normalises with, computed in float64).
+
+    D runs in train mode (each layer normalises with the batch's own statistics, so a row
+    depends on its batch alone); the statistics are read from the running buffers with
+    ``momentum=1``, which makes them the batch's own, computed by BatchNorm itself.
+    Every BN buffer of D is reset; modes and momenta are restored.
+    """
+    if forward is None and not hasattr(D, "blocks"):
+        forward = D
+    bns = recomputed_batchnorms(D, upto, forward)
     saved = [(m, m.training) for m in D.modules()]
-    momenta = [(m, m.momentum) for m in bns]
-    sums = {m: torch.zeros_like(m.running_var, dtype=torch.float64) for m in bns} if biased else {}
+    momenta = [(m, m.momentum) for m in batchnorms(D)]
+    var: dict = {}
 
-    def add_biased(m, inputs):  # the input's per-channel variance as the layer normalises with it
+    def grab_biased(m, inputs):  # the input's per-channel variance as the layer normalises with it
         x = inputs[0].detach()
-        sums[m] += x.transpose(0, 1).reshape(x.shape[1], -1).double().var(1, unbiased=False)
+        var[m] = x.transpose(0, 1).reshape(x.shape[1], -1).double().var(1, unbiased=False)
 
-    hooks = [m.register_forward_pre_hook(add_biased) for m in bns] if biased else []
-    n = 0
+    hooks = [m.register_forward_pre_hook(grab_biased) for m in bns] if biased else []
+    rows = []
     try:
-        for m in bns:
+        for m, _ in momenta:
             m.reset_running_stats()
-            m.momentum = None  # cumulative average over batches
+            m.momentum = 1.0  # running stats := this batch's stats (1 * batch + 0 * old)
         D.train()
         for x in batches:
             if forward is not None:
@@ -303,20 +344,37 @@ def recompute_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str 
                     x = block(x)
                     if name == upto:
                         break
-            n += 1
-        for m in sums:  # only batches that reached the layer count (all do, up to `upto`)
-            if int(m.num_batches_tracked):
-                m.running_var.copy_(sums[m] / int(m.num_batches_tracked))
+            rows.append(torch.cat([t.double().cpu() for m in bns
+                                   for t in (m.running_mean, var[m] if biased else m.running_var)]))
     finally:
         for h in hooks:
             h.remove()
         for m, mom in momenta:
+            m.reset_running_stats()
             m.momentum = mom
         for m, training in saved:
             m.training = training
-    if n == 0 and bns:
-        raise UserError("no training images to recompute BatchNorm statistics from; use --bn running or batch")
-    return n
+    width = sum(2 * m.num_features for m in bns)
+    return torch.stack(rows) if rows else torch.zeros((0, width), dtype=torch.float64)
+
+
+@torch.no_grad()
+def set_bn_stats(D: nn.Module, stats: torch.Tensor, upto: str | None = None, forward: Callable | None = None) -> None:
+    """Set the BN layers of :func:`recomputed_batchnorms` to the average of the rows of
+    ``stats`` (from :func:`batch_bn_stats`), summed in row order in float64: one fixed
+    order whatever produced the rows. ``num_batches_tracked`` becomes the number of rows.
+    """
+    acc = torch.zeros(stats.shape[1], dtype=torch.float64)
+    for row in stats:  # sequential on purpose: the same additions in the same order everywhere
+        acc += row.double()
+    mean = acc / max(stats.shape[0], 1)
+    at = 0
+    for m in recomputed_batchnorms(D, upto, forward):
+        c = m.num_features
+        m.running_mean.copy_(mean[at:at + c])
+        m.running_var.copy_(mean[at + c:at + 2 * c])
+        m.num_batches_tracked.fill_(stats.shape[0])
+        at += 2 * c
 
 
 def bn_state(D: nn.Module) -> dict[str, torch.Tensor]:
