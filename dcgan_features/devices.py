@@ -23,11 +23,12 @@ from .errors import UserError
 DEVICES = ("auto", "cpu", "cuda")  # the --device choices; "cuda:N" is accepted too
 
 
-def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+def resolve_device(name: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
     """``auto`` = cuda if available; ``cuda`` without CUDA is a one-line UserError.
 
     The one place every command turns ``--device`` into a torch.device; ``cuda`` means
-    ``cuda:<local_rank>`` so each torchrun process takes its own GPU.
+    ``cuda:<local_rank>`` so each torchrun process takes its own GPU (default: the current
+    CUDA device, which :func:`init_distributed` sets to the local rank's).
     """
     name = str(name)
     if name not in DEVICES and not name.startswith("cuda:"):
@@ -37,7 +38,9 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> to
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError("--device cuda asked for, but CUDA is not available here; use --device cpu or auto")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+        if ":" in name:
+            return torch.device(name)
+        return torch.device(f"cuda:{torch.cuda.current_device() if local_rank is None else local_rank}")
     return torch.device("cpu")
 
 
@@ -88,16 +91,36 @@ class DistContext:
 
 
 def init_distributed(device_flag: str) -> DistContext:
-    """Join the torchrun group if launched by torchrun (WORLD_SIZE > 1)."""
+    """Join the torchrun group if launched by torchrun (WORLD_SIZE > 1).
+
+    NCCL when the ranks use GPUs, gloo on CPUs. A launch the group cannot be formed from
+    (no ``MASTER_ADDR``, no ``RANK``, an unreachable rendezvous, ``--device cuda`` without
+    CUDA) is a one-line UserError with the fix, raised on every rank; waiting for missing
+    ranks ends at torch's rendezvous timeout.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()
     import torch.distributed as dist
 
+    launch = ("launch with torchrun, which sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT "
+              "(e.g. torchrun --standalone --nproc-per-node 2 -m dcgan_features.cli ...)")
+    if "RANK" not in os.environ:
+        raise UserError(f"WORLD_SIZE={world} is set but RANK is not; {launch}")
     ctx = DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if str(device_flag).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda asks for NCCL on GPUs under torchrun, but CUDA is not available here; "
+                        "use --device cpu (gloo)")
     use_cuda = device_flag != "cpu" and torch.cuda.is_available()
     if use_cuda:
+        if ctx.local_rank >= torch.cuda.device_count():
+            raise UserError(f"local rank {ctx.local_rank} has no GPU (this node has {torch.cuda.device_count()}); "
+                            f"start at most that many processes per node")
         torch.cuda.set_device(ctx.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        try:
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        except (ValueError, RuntimeError) as e:  # torch.distributed's errors (DistError) are RuntimeErrors
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"could not join the torchrun group: {first}; {launch}") from None
     return ctx

@@ -39,6 +39,7 @@ from .atomic import check_writable_dir
 from .devices import resolve_device
 from .errors import FeatureFileError, UserError
 from .locks import output_lock
+from .extract_parts import check_no_parts
 from .feature_writer import FeatureWriter
 from .sources.base import FeatureSource, Plan, PrepareContext
 from .sources.discriminator import Model, checkpoint_model, random_init_model, random_init_sha256  # noqa: F401
@@ -159,41 +160,23 @@ def extract(model: FeatureSource, out: str | os.PathLike, cfg: ExtractConfig, da
     loaded here. Summary keys: path, state (new, resume or done), rows (per split),
     seconds, images_per_s. ``out`` is locked for the whole run
     (:func:`~dcgan_features.locks.output_lock`): a second extraction to it is refused.
+    One process; under ``torchrun`` every rank calls
+    :func:`dcgan_features.extract_dist.extract_sharded` instead (the CLI does).
     """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("extract() is the single-process path: under torchrun call "
+                        "dcgan_features.extract_dist.extract_sharded on every rank")
     with output_lock(out):
         return _extract(model, Path(out), cfg, data, log, progress)
 
 
 def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | None, log: Callable[[str], None],
              progress: bool) -> dict:
-    from .data import load
-
-    if cfg.dtype not in DTYPES:
-        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
-    if cfg.batch_size < 1 or (cfg.limit is not None and cfg.limit < 1):
-        raise UserError("batch size and limit must be positive")
     device = resolve_device(cfg.device)
-    plan = model.plan(cfg.layers, cfg.grid, cfg.bn)  # checks layers, grid and bn mode; installs nothing
-    check_writable_dir(out.parent if str(out.parent) else ".")
-
-    # (1) data: the requested splits (+ train when the source prepares on it), first `limit` rows
-    data = dict(data or {})
-    need = list(cfg.splits) + (["train"] if model.needs_train(plan) and "train" not in cfg.splits else [])
-    for split in need:
-        if split not in data:
-            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=model.image_size)
-    images = {s: data[s].images[:cfg.limit] for s in need}
-    labels = {s: data[s].labels[:cfg.limit].numpy() for s in need}
-
-    # (2) the file: done already, resume, or new
-    grid = cfg.grid if plan.grid is None else plan.grid
-    meta = FileMeta(cfg.dataset, model.architecture, model.width, tuple(plan.layers), tuple(plan.layer_dims), grid,
-                    plan.bn_mode, model.sha256, cfg.dtype, model.spec, model.trained_on)
+    plan, images, labels, meta = _inputs(model, out, cfg, data)
+    check_no_parts(out, world=1, overwrite=cfg.overwrite)
     splits = {s: (labels[s], np.arange(len(labels[s]), dtype=np.int64)) for s in cfg.splits}
-    key = {"batch_size": cfg.batch_size, "tf32": cfg.tf32}
-    if plan.bn_mode == "authors":
-        key.update(bn_holdout=cfg.bn_holdout, bn_seed=cfg.bn_seed, bn_batch_size=cfg.bn_batch_size)
-    writer = FeatureWriter(out, meta, splits, resume_key=key, overwrite=cfg.overwrite, log=log)
+    writer = FeatureWriter(out, meta, splits, resume_key=resume_key(cfg, plan), overwrite=cfg.overwrite, log=log)
     t0 = time.perf_counter()
     try:
         writer.open()
@@ -210,6 +193,42 @@ def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | N
         raise _disk_error(e, out, writer) from None
     finally:
         writer.close()
+
+
+def resume_key(cfg: ExtractConfig, plan: Plan) -> dict:
+    """The run settings a partial file must have been started with to be resumed."""
+    key = {"batch_size": cfg.batch_size, "tf32": cfg.tf32}
+    if plan.bn_mode == "authors":
+        key.update(bn_holdout=cfg.bn_holdout, bn_seed=cfg.bn_seed, bn_batch_size=cfg.bn_batch_size)
+    return key
+
+
+def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | None):
+    """Check the settings, load the splits (+ train when the source prepares on it), first
+    ``limit`` rows; return the plan, images and labels by split, and the file's metadata."""
+    from .data import load
+
+    if cfg.dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    if cfg.batch_size < 1 or (cfg.limit is not None and cfg.limit < 1):
+        raise UserError("batch size and limit must be positive")
+    plan = model.plan(cfg.layers, cfg.grid, cfg.bn)  # checks layers, grid and bn mode; installs nothing
+    check_writable_dir(out.parent if str(out.parent) else ".")
+
+    # (1) data: the requested splits (+ train when the source prepares on it), first `limit` rows
+    data = dict(data or {})
+    need = list(cfg.splits) + (["train"] if model.needs_train(plan) and "train" not in cfg.splits else [])
+    for split in need:
+        if split not in data:
+            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=model.image_size)
+    images = {s: data[s].images[:cfg.limit] for s in need}
+    labels = {s: data[s].labels[:cfg.limit].numpy() for s in need}
+
+    # (2) the file: done already, resume, or new
+    grid = cfg.grid if plan.grid is None else plan.grid
+    meta = FileMeta(cfg.dataset, model.architecture, model.width, tuple(plan.layers), tuple(plan.layer_dims), grid,
+                    plan.bn_mode, model.sha256, cfg.dtype, model.spec, model.trained_on)
+    return plan, images, labels, meta
 
 
 @contextlib.contextmanager
@@ -239,7 +258,10 @@ def _authors_bn_batches(cfg: ExtractConfig, train: torch.Tensor, device: torch.d
 
 
 def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractConfig, writer: FeatureWriter,
-         images: dict, rows: dict, t0: float, kill_after: int, log, progress: bool) -> dict:
+         images: dict, rows: dict, t0: float, kill_after: int, log, progress: bool,
+         prepare: Callable[[FeatureSource, Plan, PrepareContext], None] | None = None) -> dict:
+    """Prepare the source, then write ``rows`` of ``images`` (every split of ``cfg.splits``) to
+    ``writer``. ``prepare`` replaces ``model.prepare`` (a torchrun rank's, which shares the work)."""
     from tqdm import tqdm
 
     model.to(device)
@@ -254,8 +276,9 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
 
     # (3) the source's own preparation (BN re-estimation, a K-means fit), kept for a resume
     bn_batches = (lambda: _authors_bn_batches(cfg, images["train"], device, log)) if plan.bn_mode == "authors" else None
-    model.prepare(plan, PrepareContext(images, device, lambda s: batches(images[s]), writer.saved_state,
-                                       writer.save_state, log, bn_batches))
+    ctx = PrepareContext(images, device, lambda s: batches(images[s]), writer.saved_state, writer.save_state, log,
+                         bn_batches)
+    (prepare or (lambda m, p, c: m.prepare(p, c)))(model, plan, ctx)
 
     # (4) batches -> features -> writer thread; resume at the batch holding the first missing row
     done_rows = [0]
@@ -291,4 +314,4 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
     writer.finish()
     seconds = time.perf_counter() - t0
     return {"path": str(writer.path), "state": writer.state, "rows": rows, "seconds": seconds,
-            "images_per_s": done_rows[0] / seconds if seconds > 0 else 0.0}
+            "images_per_s": done_rows[0] / seconds if seconds > 0 else 0.0, "computed": done_rows[0]}

@@ -255,6 +255,9 @@ class FeatureFile:
         if not self.is_complete(split):
             raise FeatureFileError(f"split {split!r} of {str(self.path)!r} is incomplete (an extraction was "
                                    f"interrupted); run the same `dcgan-features extract` command again to finish it")
+        if RESUME in self._f:  # complete split of a .partial or torchrun part file: not a finished file
+            raise FeatureFileError(f"{str(self.path)!r} is an unfinished extraction (a partial or part file); run "
+                                   f"the same `dcgan-features extract` command again to finish it")
 
     def _group(self, split: str) -> h5py.Group:
         if split not in self.splits:

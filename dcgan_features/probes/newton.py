@@ -44,7 +44,7 @@ from ..devices import resolve_device
 from ..errors import UserError
 from .linear import LinearFit, check_Cs, check_probe, probe_labels
 from .losses import RowLoss
-from .operator import XOperator
+from .operator import ShardedXOperator, XOperator
 from .precond import Subspace
 from .rows import free_memory, resident
 
@@ -185,19 +185,29 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     """Fit ``probe`` for every C in ``Cs`` on the labelled rows of ``source`` at once.
 
     ``init`` warm-starts from a fit of the same probe (one C, broadcast, or one per C).
+    In a ``torchrun`` group (:func:`dcgan_features.distributed.current`) every rank keeps a
+    contiguous share of the rows resident and the sums over rows are all-reduced
+    (:class:`.operator.ShardedXOperator`): every rank runs the same iterations and returns
+    the same fit, equal to one process's up to float32 summation order.
     """
+    from ..distributed import current, share
+
     check_probe(probe)
     Cs = check_Cs(Cs)
     dev = resolve_device(device)
     t0 = time.perf_counter()
     y_np, K = probe_labels(source, n_classes)
+    N, d, P = source.n_rows, source.dim, len(Cs)  # N: every rank's rows together
+    ctx = current()
+    lo, hi = share(N, ctx.world, ctx.rank)
+    if ctx.enabled:
+        source = source.subset(np.arange(lo, hi))
     # Hundreds of passes follow: pay a subset's gather or float16's widening once, in half the
     # memory still free, rather than on every pass.
     source = resident(source, dev, free_memory(dev) // 2)
-    op = XOperator(source, dev)
-    N, d, P = source.n_rows, source.dim, len(Cs)
+    op = ShardedXOperator(source, dev, ctx) if ctx.enabled else XOperator(source, dev)
     y = torch.from_numpy(y_np).to(dev)
-    prob = RowLoss(probe, y, torch.tensor(Cs, dtype=torch.float32, device=dev), K)
+    prob = RowLoss(probe, y[lo:hi], torch.tensor(Cs, dtype=torch.float32, device=dev), K)
     gdot = prob.gdot
     reg = torch.ones(d + 1, 1, 1, device=dev)
     if probe == "logreg":
@@ -205,7 +215,7 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     W, Z = _initial(op, probe, init, P, K)
     passes = 0 if Z is None else 1
     if Z is None:
-        Z = torch.zeros(N, P, K, device=dev)
+        Z = torch.zeros(op.n_rows, P, K, device=dev)
 
     tf32 = config.tf32_hvp and dev.type == "cuda"
     sub = None
@@ -220,7 +230,7 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
         return HV + reg * V, U
 
     def objective_at(W_: Tensor, Z_: Tensor) -> Tensor:
-        return prob.loss(Z_) + 0.5 * gdot(reg * W_, W_)
+        return op.row_sum(prob.loss(Z_)) + 0.5 * gdot(reg * W_, W_)
 
     converged = None
     gnorm0 = None
@@ -230,6 +240,7 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
             Z = op.x_dot(W)
             passes += 1
         loss, dZ, curv = prob.terms(Z)
+        loss = op.row_sum(loss)
         G, G0 = _gradient(op, prob, reg, W, dZ, at_zero=gnorm0 is None and init is not None)
         passes += 1
         if G0 is not None:

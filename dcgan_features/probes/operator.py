@@ -28,6 +28,11 @@ class XOperator:
         self.source, self.device = source, device
         self.n_rows, self.dim = source.n_rows, source.dim
 
+    def row_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """A sum over this operator's rows made outside it (a loss), summed over every row
+        there is: the identity here, an all-reduce in :class:`ShardedXOperator`."""
+        return t
+
     def x_dot(self, V: torch.Tensor) -> torch.Tensor:
         """Z = [X 1] V for all rows (N, m, K); one pass."""
         d, (_, m, K) = self.dim, V.shape
@@ -76,3 +81,32 @@ class XOperator:
             Y[:d].addmm_(x.T, xq)
         Y[d] = XQ.sum(0)
         return XQ, Y
+
+
+class ShardedXOperator(XOperator):
+    """One ``torchrun`` rank's share of the rows: row-space results (``X~ V``) stay local, and
+    every product summed over rows (``X~^T R``, the Hessian-vector product, the Gram step, and
+    :meth:`row_sum`) is all-reduced, so every rank holds the whole-matrix value. An all-reduce
+    hands every rank the same bits (NCCL and gloo reduce each element once, then share it), so
+    all ranks take the same solver branches and stop together.
+    """
+
+    def __init__(self, source, device: torch.device, ctx):
+        super().__init__(source, device)
+        self.ctx = ctx
+
+    def row_sum(self, t: torch.Tensor) -> torch.Tensor:
+        from ..distributed import all_sum
+
+        return all_sum(self.ctx, t.contiguous())
+
+    def xt_dot(self, R: torch.Tensor) -> torch.Tensor:
+        return self.row_sum(super().xt_dot(R))
+
+    def hvp(self, V, curv, hvp_rows):
+        HV, U = super().hvp(V, curv, hvp_rows)
+        return self.row_sum(HV), U
+
+    def gram(self, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        XQ, Y = super().gram(Q)
+        return XQ, self.row_sum(Y)

@@ -35,8 +35,9 @@ class Subspace:
     scales the complement by that block's smallest diagonal entry, as Nystrom PCG does.
     """
 
-    def __init__(self, U: torch.Tensor, XU: torch.Tensor, reg_U: torch.Tensor, passes: int):
-        self.U, self.XU, self.reg_U, self.passes = U, XU, reg_U, passes
+    def __init__(self, U: torch.Tensor, XU: torch.Tensor, reg_U: torch.Tensor, passes: int,
+                 row_sum: Callable[[torch.Tensor], torch.Tensor] = lambda t: t):
+        self.U, self.XU, self.reg_U, self.passes, self.row_sum = U, XU, reg_U, passes, row_sum
 
     @classmethod
     def fit(cls, op, rank: int, power_iters: int, reg: torch.Tensor) -> "Subspace":
@@ -51,7 +52,7 @@ class Subspace:
         _, V = torch.linalg.eigh((Q.T @ Y).double())
         V = V.float()
         U = Q @ V
-        return cls(U, XQ @ V, U.T @ (reg[:, None] * U), power_iters + 1)
+        return cls(U, XQ @ V, U.T @ (reg[:, None] * U), power_iters + 1, op.row_sum)
 
     def preconditioner(self, weight: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """``v -> M^{-1} v`` for every group, ``weight`` (N, nC, K) the row-space curvature."""
@@ -59,13 +60,14 @@ class Subspace:
         r = self.XU.shape[1]
         w = weight.reshape(N, P * K)
         U = self.U
-        A = torch.empty(P * K, r, r, dtype=torch.float64, device=w.device)
+        gram = torch.empty(P * K, r, r, device=w.device)
         for g in range(P * K):  # U^T H_g U = reg_U + (X~U)^T diag(w_g) (X~U)
             wg, XUg = w[:, g], self.XU
             rows = wg.nonzero().squeeze(1)
             if rows.numel() < 0.8 * N:  # squared hinge: only margin violators have curvature
                 wg, XUg = wg[rows], XUg[rows]
-            A[g] = (self.reg_U + (XUg * wg[:, None]).T @ XUg).double()
+            gram[g] = (XUg * wg[:, None]).T @ XUg
+        A = (self.reg_U + self.row_sum(gram)).double()  # the rows' part summed over every rank's rows
         A = 0.5 * (A + A.transpose(1, 2))
         c = A.diagonal(dim1=1, dim2=2).min(1).values.clamp_min(1e-12)  # (G,) complement scale
         eye = torch.eye(r, dtype=A.dtype, device=A.device)

@@ -72,6 +72,10 @@ class PrepareContext:
     save: Callable[..., None]
     log: Callable[[str], None] = field(default=lambda m: None)
     bn_batches: Callable[[], Iterator[torch.Tensor]] | None = None
+    # Under torchrun (dcgan_features.extract_dist) ``batches("train")`` yields this rank's
+    # share of the train batches, and ``gather`` turns rows computed per batch of it into the
+    # rows of every batch, in order (BN statistics: one process's arithmetic on every rank).
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class FeatureSource:
@@ -126,7 +130,9 @@ def recompute_bn_once(model, plan: Plan, ctx: PrepareContext, to_input: Callable
     if ctx.bn_batches is None:
         ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
     batches = ctx.bn_batches() if ctx.bn_batches is not None else ctx.batches("train")
-    recompute_bn_stats(model, (to_input(x) for x in batches), biased=plan.bn_mode == "authors", **kw)
+    # the authors' batches are every rank's whole list (no gather); train batches are a rank's share
+    recompute_bn_stats(model, (to_input(x) for x in batches), biased=plan.bn_mode == "authors",
+                       gather=ctx.gather if ctx.bn_batches is None else None, **kw)
     ctx.save("bn_stats", bn_state(model))
 
 
