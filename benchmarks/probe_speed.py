@@ -12,6 +12,18 @@ atomically), one per fit, with the device, date, command and machine load.
         --C 1e-4,1e-3,1e-2,1e-1 --case cifar10-sized --backends torch,sklearn --mem-limit-gb 12
     # on a GPU machine (both probes, whole grid, 50000 x 28672):
     python benchmarks/probe_speed.py --features F.h5 --device cuda --backends torch --case cifar10-sized
+    # torchrun: time per pass and the all-reduce against the number of ranks (results/probe_dist.csv)
+    nice python benchmarks/probe_speed.py --distributed --ranks 1,2 --features F_big.h5 --threads 1 --max-cg 8
+
+``--distributed`` runs the torch solver under ``torchrun`` once per rank count, each rank
+holding its share of the rows resident (read from the file, not cached whole), for a bounded
+number of passes (``--max-newton`` Newton steps, at most ``--max-cg`` CG passes each): a full
+C grid takes over a thousand passes. It records the time per pass between the first and the
+last Newton step (CG passes, gradient passes and the solver's work between them), the time
+before the first step (share loaded, preconditioner's two Gram passes, first gradient), and
+the time of one all-reduce of the Hessian-vector product's size, then extrapolates the grid.
+``--make-features PATH`` first writes a CIFAR-10-sized file of class-shifted Gaussian
+features (the pass time does not depend on the values).
 """
 
 from __future__ import annotations
@@ -119,6 +131,110 @@ def run_child(args, backend: str, probe: str) -> dict:
     return res
 
 
+# --------------------------------------------------------------------- distributed
+
+DIST_COLUMNS = ("date", "device", "command", "case", "ranks", "rows_total", "rows_per_rank", "dim", "probe",
+                "columns", "allreduce_mb", "kind", "pass_seconds", "allreduce_seconds", "setup_seconds",
+                "passes_timed", "grid_passes", "grid_seconds", "load_avg_1m", "source", "notes")
+
+
+def make_features(path: str, n_train: int = 50000, n_test: int = 10000, dim: int = 28672, seed: int = 0) -> None:
+    """A feature file of the CIFAR-10 size: per class a random mean, plus unit Gaussian noise, float16."""
+    import numpy as np
+
+    from dcgan_features.feature_writer import FeatureWriter
+    from dcgan_features.store import FileMeta
+
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=0.5, size=(10, dim)).astype(np.float32)
+    labels = {s: rng.integers(0, 10, n) for s, n in (("train", n_train), ("test", n_test))}
+    meta = FileMeta("synthetic", "gaussian", 0, ("x",), (dim,), 1, "none", "0" * 64)
+    with FeatureWriter(path, meta, {s: (y, np.arange(len(y))) for s, y in labels.items()}) as w:
+        for split, y in labels.items():
+            for lo in range(0, len(y), 1000):
+                yy = y[lo:lo + 1000]
+                x = rng.standard_normal((len(yy), dim), dtype=np.float32) + means[yy]
+                w.write(split, lo, x.astype(np.float16))
+                w.commit(split)
+            w.complete(split)
+
+
+def dist_worker(args) -> dict:
+    """One rank: the solver for a bounded number of passes; rank 0 returns the timings."""
+    import numpy as np
+    import torch
+
+    from dcgan_features.devices import init_distributed, resolve_device
+    from dcgan_features.distributed import all_sum
+    from dcgan_features.probes.newton import SolverConfig, fit_torch
+    from dcgan_features.probes.rows import FileRows
+    from dcgan_features.store import FeatureFile
+
+    ctx = init_distributed(args.device)
+    dev = resolve_device(args.device)
+    Cs = [float(c) for c in args.C.split(",")]
+    stamps = []
+
+    def log(msg: str) -> None:
+        stamps.append((time.perf_counter(), int(msg.rsplit("passes ", 1)[1])))
+
+    with FeatureFile(args.features) as ff:
+        src = FileRows(ff, "train")  # each rank reads its own share only
+        if args.n_train < src.n_rows:
+            src = src.subset(np.arange(args.n_train))
+        t0 = time.perf_counter()
+        fit_torch(args.probe, src, Cs, n_classes=10, device=dev, log=log,
+                  config=SolverConfig(max_newton=args.max_newton, max_cg=args.max_cg))
+    (t1, p1), (t2, p2) = stamps[0], stamps[-1]
+    cols = len(Cs) * (10 if args.probe in ("svm", "logreg") else 1)
+    buf = torch.ones((src.dim + 1) * cols, device=dev)
+    all_sum(ctx, buf)  # warm-up
+    ta = time.perf_counter()
+    for _ in range(10):
+        all_sum(ctx, buf)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    ar = (time.perf_counter() - ta) / 10 if ctx.enabled else 0.0
+    return {"pass_seconds": round((t2 - t1) / max(p2 - p1, 1), 4), "setup_seconds": round(t1 - t0, 2),
+            "passes_timed": p2 - p1, "allreduce_seconds": round(ar, 5), "columns": cols, "rank": ctx.rank}
+
+
+def run_distributed(args) -> None:
+    from dcgan_features.atomic import write_csv_atomic
+    from dcgan_features.store import FeatureFile
+
+    if args.make_features and not Path(args.features).exists():
+        make_features(args.features)
+    with FeatureFile(args.features) as ff:
+        n_all, dim = ff.n_rows("train"), ff.dim
+    n = min(args.n_train or n_all, n_all)
+    command = "python benchmarks/probe_speed.py " + shlex.join(sys.argv[1:])
+    out = Path(args.dist_out)
+    for world in [int(w) for w in args.ranks.split(",")]:
+        load = os.getloadavg()[0]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world),
+               __file__, "--dist-worker", "--features", args.features, "--C", args.C, "--device", args.device,
+               "--n-train", str(n), "--probe", args.probes.split(",")[0], "--max-newton", str(args.max_newton),
+               "--max-cg", str(args.max_cg), *(["--threads", str(args.threads)] if args.threads else [])]
+        p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(
+            Path(__file__).resolve().parents[1])})
+        lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
+        if p.returncode or not lines:
+            raise SystemExit(f"torchrun with {world} ranks failed: {p.stderr.strip().splitlines()[-1:]}")
+        res = json.loads(lines[-1])
+        row = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": device_name(args.device), "command": command,
+               "case": args.case, "ranks": world, "rows_total": n, "rows_per_rank": -(-n // world), "dim": dim,
+               "probe": args.probes.split(",")[0], "columns": res["columns"],
+               "allreduce_mb": f"{(dim + 1) * res['columns'] * 4 / 2**20:.2f}", "kind": "measured",
+               "pass_seconds": res["pass_seconds"], "allreduce_seconds": res["allreduce_seconds"],
+               "setup_seconds": res["setup_seconds"], "passes_timed": res["passes_timed"],
+               "grid_passes": args.grid_passes, "grid_seconds": round(res["setup_seconds"] + args.grid_passes
+                                                                      * res["pass_seconds"]),
+               "load_avg_1m": f"{load:.1f}", "source": "this run", "notes": args.notes}
+        print(json.dumps(row), flush=True)
+        write_csv_atomic(out, DIST_COLUMNS, [row], append=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", required=True)
@@ -138,11 +254,34 @@ def main() -> None:
                          "LogisticRegression, where lbfgs stops before its tol on these features]")
     ap.add_argument("--log", default=None, help="append the workers' progress (stderr) to this file")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "probe_speed.csv"))
+    ap.add_argument("--distributed", action="store_true",
+                    help="time per pass and all-reduce under torchrun for each --ranks (see the module doc)")
+    ap.add_argument("--ranks", default="1,2", help="with --distributed: rank counts to run")
+    ap.add_argument("--max-newton", type=int, default=2, help="with --distributed: Newton steps timed")
+    ap.add_argument("--max-cg", type=int, default=8, help="with --distributed: CG passes per Newton step at most")
+    ap.add_argument("--grid-passes", type=int, default=1333,
+                    help="with --distributed: passes of a whole C grid, to extrapolate the grid time [default: "
+                         "the 50000 x 28672 L2-SVM grid's, results/probe_speed.csv]")
+    ap.add_argument("--make-features", action="store_true",
+                    help="with --distributed: write --features first if missing (CIFAR-10 size, synthetic)")
+    ap.add_argument("--dist-out", default=str(Path(__file__).resolve().parents[1] / "results" / "probe_dist.csv"))
+    ap.add_argument("--dist-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--backend", help=argparse.SUPPRESS)
     ap.add_argument("--probe", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if args.threads and (args.dist_worker or args.distributed):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.dist_worker:
+        res = dist_worker(args)
+        if res.pop("rank") == 0:
+            print(json.dumps(res), flush=True)
+        return
+    if args.distributed:
+        return run_distributed(args)
     if args.worker:
         if args.threads:
             import torch
