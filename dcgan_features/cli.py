@@ -216,8 +216,9 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
                        validation=validation, selection=selection, ci_ddof=None if ci_ddof is None else int(ci_ddof))
     # the table this run appends to is held from the start: a second probe on it is refused.
     # torchrun: every rank runs the protocol, each fit on its share of the rows; rank 0 reports
-    with joined(device if backend == "torch" else "cpu") as group, FeatureFile(features_path) as ff, \
-            (output_lock(Path(out_dir) / "probes.csv", parents=True) if group.rank == 0 else contextlib.nullcontext()):
+    with joined(device if backend == "torch" else "cpu") as group, \
+            (output_lock(Path(out_dir) / "probes.csv", parents=True) if group.rank == 0 else contextlib.nullcontext()), \
+            FeatureFile(features_path) as ff:
         if group.enabled:
             same_launch(group, {**ctx.params, "features": {"path": str(Path(features_path).resolve()),
                                                            "bytes": Path(features_path).stat().st_size,
