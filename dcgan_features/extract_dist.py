@@ -47,7 +47,7 @@ from .distributed import LostRankError, agree, gather_rows, joined, share, stop_
 from .errors import FeatureFileError, UserError
 from .extract_parts import _parts_on_disk, check_no_parts, part_path
 from .feature_writer import FeatureWriter
-from .store import RESUME, SOURCE, _decode, partial_path
+from .store import RESUME, SOURCE, decode_attr, partial_path
 
 JOIN_BLOCK_BYTES = 64 << 20  # rows copied per read while joining the parts
 
@@ -308,7 +308,7 @@ class _Sharded:
                 for name, g in (f[group].items() if group in f else ()):
                     if isinstance(g, h5py.Group) and w.saved_state(name) is None:
                         w.save_state(name, {k: torch.from_numpy(v[...]) for k, v in g.items()},
-                                     {k: _decode(v) for k, v in g.attrs.items()}, keep)
+                                     {k: decode_attr(v) for k, v in g.attrs.items()}, keep)
 
     def _remove_parts(self) -> None:
         for p in _parts_on_disk(self.out).get(self.ctx.world, []):

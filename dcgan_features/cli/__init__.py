@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {e.format_message()}{hint}", err=True)
         sys.exit(e.exit_code)
     except UserError as e:
-        click.echo(f"error: {e}", err=True)
+        if not getattr(e, "quiet", False):  # a torchrun group's shared error: rank 0 prints it
+            click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -76,7 +76,7 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
       dcgan-features extract --model torchvision:resnet18 --list-layers
       dcgan-features extract --model python:my_net.py:make --weights w.pt --layer 'layer1,layer2.*' --dataset cifar10 --out m.h5
     """
-    from ..extract import extract
+    from ..extract_dist import extract_any
     from ..sources import SourceOptions, from_spec
 
     if sum(x is not None and x is not False for x in (model_spec, checkpoint, random_init or None)) != 1:
@@ -111,7 +111,9 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
         ctx.fail(f"--splits needs at least one split name, got {splits!r}")
     cfg = extract_config(dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
                          batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite)
-    res = extract(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)
+    res = extract_any(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)
+    if res.get("rank", 0) != 0:  # torchrun: rank 0 reports for the group
+        return
     rows = " + ".join(f"{s} {n}" for s, n in res["rows"].items())
     if res["state"] == "done":
         click.echo(f"{out} already holds {rows} rows with these settings; nothing to do")

@@ -70,9 +70,13 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
       dcgan-features probe svhn --features svhn.h5 --C 1e-4,1e-3,1e-2 --draws 100
       dcgan-features probe fashion-mnist --features fm.h5 --probe all --standardize --out results/probes
       dcgan-features probe digits --features f.h5 --backend sklearn --val-size 100 --labels-per-class 5
+      torchrun --standalone --nproc-per-node 8 -m dcgan_features.cli probe cifar10 --features c.h5 \\
+          --device cuda       # each GPU holds a share of the rows; the same records
     """
+    import contextlib
     from pathlib import Path
 
+    from ..distributed import joined, same_launch
     from ..locks import output_lock
     from ..probes.protocols import from_file, get_protocol, run_protocol
     from ..records import format_table, write_records
@@ -86,15 +90,25 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
     cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,
                        validation=validation, selection=selection, ci_ddof=None if ci_ddof is None else int(ci_ddof))
-    # the table this run appends to is held from the start: a second probe on it is refused
-    with output_lock(Path(out) / "probes.csv", parents=True), FeatureFile(features_path) as ff:
+    # the table this run appends to is held from the start: a second probe on it is refused.
+    # torchrun: every rank runs the protocol, each fit on its share of the rows; rank 0 reports
+    with joined(device if backend == "torch" else "cpu") as group, \
+            (output_lock(Path(out) / "probes.csv", parents=True) if group.rank == 0 else contextlib.nullcontext()), \
+            FeatureFile(features_path) as ff:
+        if group.enabled:
+            same_launch(group, {**ctx.params, "features": {"path": str(Path(features_path).resolve()),
+                                                           "bytes": Path(features_path).stat().st_size,
+                                                           **{k: str(v) for k, v in ff.meta.items()}}})
         made_from = ff.meta.get("dataset")
         if made_from and made_from != dataset:
             raise UserError(f"{features_path} holds features of {made_from!r}, not {dataset!r}; "
                             f"run `probe {made_from}` or extract {dataset} features")
         feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
+        log = (lambda m: click.echo(m, err=True)) if group.rank == 0 else (lambda m: None)
         records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,
-                               backend=backend, standardize=standardize, log=lambda m: click.echo(m, err=True))
+                               backend=backend, standardize=standardize, log=log)
+        if group.rank != 0:
+            return
         click.echo(format_table(records))
         paths = write_records(records, out)
     click.echo(f"wrote {len(paths) - 1} JSON record(s) and appended to {paths[-1]}")
