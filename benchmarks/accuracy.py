@@ -59,8 +59,9 @@ def row_sources(args, arch: str | None, width: int | None) -> dict[str, tuple[st
         "pixels": ("pixels", lambda: from_spec("pixels", size)),
         "random": ("random D", lambda: random_init_model(arch, width, seed=0)),
         "trained": ("trained D", lambda: checkpoint_model(args.checkpoint)),
+        # seed 0, as the random D's: --seed is the protocol's (None means the protocol's own)
         "kmeans": ("K-means", lambda: from_spec(f"kmeans:{args.kmeans_k}",
-                                                 SourceOptions(seed=args.seed, image_size=args.image_size))),
+                                                 SourceOptions(seed=0, image_size=args.image_size))),
     }
     return {row: makers[row] for row in args.rows}
 
