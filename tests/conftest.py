@@ -1,5 +1,7 @@
 """Shared test settings."""
 
+import subprocess
+
 import numpy as np
 import pytest
 import torch
@@ -57,3 +59,17 @@ class CliRun:
 def run_cli(capsys) -> CliRun:
     """The CLI runner every command's tests share (see :class:`CliRun`)."""
     return CliRun(capsys)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: real ENOSPC from the kernel (needs root and mount rights, else skipped)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); the patched-write tests cover disk full")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

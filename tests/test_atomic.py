@@ -7,7 +7,6 @@ still cover the message.
 
 import errno
 import os
-import subprocess
 
 import pytest
 
@@ -22,24 +21,16 @@ from probes.test_rows import write_features
 
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A 256 KiB tmpfs with no page left (needs root and mount rights, else skipped)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root); test_write_errors_are_one_line covers the message")
-    try:
-        with open(mnt / "filler", "wb", buffering=0) as f:
-            while True:
-                try:
-                    f.write(b"\0" * 4096)
-                except OSError as e:
-                    assert e.errno == errno.ENOSPC
-                    break
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+def full_disk(tiny_disk):
+    """The 256 KiB tmpfs of conftest's tiny_disk with no page left."""
+    with open(tiny_disk / "filler", "wb", buffering=0) as f:
+        while True:
+            try:
+                f.write(b"\0" * 4096)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+                break
+    yield tiny_disk
 
 
 @pytest.fixture(scope="module")

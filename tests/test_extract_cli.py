@@ -154,20 +154,6 @@ def test_disk_full_leaves_nothing_a_reader_accepts_then_resumes(run_cli, tmp_pat
     assert code == 0 and "0 of 80 rows already written" in err  # one chunk per split: none saved
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 256 KiB tmpfs: real ENOSPC from the kernel (needs root and mount rights, else skipped)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root); the patched-write test covers disk full")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def test_real_disk_full(run_cli, tiny_disk, monkeypatch):
     out = tiny_disk / "f.h5"
     args = [a for a in FAST if a not in ("--limit", "40")] + ["--bn", "batch", "--dtype", "float32"]
