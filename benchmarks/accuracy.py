@@ -40,8 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan_features.atomic import write_csv_atomic  # noqa: E402
-from dcgan_features.records import CSV_COLUMNS, csv_value  # noqa: E402
+from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
+from dcgan_features.probes.records import CSV_COLUMNS, csv_value  # noqa: E402
 from dcgan_features.reproduce.chain import block_rows  # noqa: E402  (one block's columns of a feature file)
 from dcgan_features.reproduce.paper import paper_records  # noqa: E402  (the paper's Tables 1 and 2)
 
@@ -49,10 +49,10 @@ EXTRA_COLUMNS = ("notes", "date", "command")
 ROWS = ("pixels", "random", "trained", "kmeans")
 
 # --rows names -> (row label, SPEC of the feature source); every row's features come from
-# `extract --model SPEC` (dcgan_features.sources), written to HDF5 and read back by the probes.
+# `extract --model SPEC` (dcgan_features.extract.sources), written to HDF5 and read back by the probes.
 def row_sources(args, arch: str | None, width: int | None) -> dict[str, tuple[str, object]]:
-    from dcgan_features.sources import SourceOptions, from_spec
-    from dcgan_features.sources.discriminator import checkpoint_model, random_init_model
+    from dcgan_features.extract.sources import SourceOptions, from_spec
+    from dcgan_features.extract.sources.discriminator import checkpoint_model, random_init_model
 
     size = SourceOptions(image_size=args.image_size)
     makers = {
@@ -67,12 +67,12 @@ def row_sources(args, arch: str | None, width: int | None) -> dict[str, tuple[st
 
 
 def run_dataset(args) -> list[dict]:
-    from dcgan_features.architectures import get_arch
-    from dcgan_features.checkpoint import load as load_ckpt
-    from dcgan_features.data import load
-    from dcgan_features.extract import extract, extract_config
+    from dcgan_features.nets.architectures import get_arch
+    from dcgan_features.nets.checkpoint import load as load_ckpt
+    from dcgan_features.data.registry import load
+    from dcgan_features.extract.run import extract, extract_config
     from dcgan_features.probes.protocols import Features, from_file, get_protocol, run_protocol
-    from dcgan_features.store import FeatureFile
+    from dcgan_features.extract.store import FeatureFile
 
     arch = width = None
     if args.checkpoint:

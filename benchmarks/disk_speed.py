@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan_features.atomic import write_csv_atomic  # noqa: E402
+from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
 
 COLUMNS = ["date", "device", "dir", "filesystem", "bytes", "seconds", "mb_per_s", "block", "dd", "note", "command"]
 
@@ -49,7 +49,7 @@ def filesystem(folder: str) -> str:
 
 
 def machine_name(device: str) -> str:
-    from dcgan_features.devices import device_name, resolve_device
+    from dcgan_features.core.devices import device_name, resolve_device
 
     dev = resolve_device(device)
     name = device_name(dev)

@@ -32,12 +32,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dcgan_features import devices  # noqa: E402
-from dcgan_features.atomic import write_csv_atomic  # noqa: E402
-from dcgan_features.data import ImageSet, load, make_synthetic  # noqa: E402
-from dcgan_features.extract import ExtractConfig, extract, random_init_model  # noqa: E402
-from dcgan_features.devices import resolve_device  # noqa: E402
-from dcgan_features.features import to_model_input  # noqa: E402
+from dcgan_features.core import devices  # noqa: E402
+from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
+from dcgan_features.data.registry import ImageSet, load, make_synthetic  # noqa: E402
+from dcgan_features.extract.run import ExtractConfig, extract, random_init_model  # noqa: E402
+from dcgan_features.core.devices import resolve_device  # noqa: E402
+from dcgan_features.extract.hooks import to_model_input  # noqa: E402
 
 COLUMNS = ["date", "device", "threads", "command", "arch", "width", "dim", "dataset", "n_images", "batch_size",
            "bn", "dtype", "bare_forward_s_before", "bare_forward_s_after", "bare_img_per_s", "extract_s",
@@ -97,8 +97,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.model:
-        from dcgan_features.sources import from_spec
-        from dcgan_features.sources.generic import normalize
+        from dcgan_features.extract.sources import from_spec
+        from dcgan_features.extract.sources.generic import normalize
 
         model = from_spec(args.model)
         net = model.module.to(device).eval()

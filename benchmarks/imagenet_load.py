@@ -3,7 +3,7 @@
 Writes a synthetic split of the real size in the real formats (ten ``train_data_batch_N``
 batches of random uint8 pixels and labels 1..1000: ``Imagenet32_train_npz/*.npz`` and the
 pickled ``Imagenet32_train/*``, protocol 3), then loads each form with
-``dcgan_features.data.load`` in a child process and records its wall time and its peak RSS
+``dcgan_features.data.registry.load`` in a child process and records its wall time and its peak RSS
 (the child's high-water RSS, ``VmHWM``, right after loading, before it checks any pixel) beside the RSS it had before loading (the
 interpreter with torch imported). Each form is loaded twice: first with its files evicted
 from the page cache (``posix_fadvise(DONTNEED)`` on these files only: "cold", read from
@@ -36,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dcgan_features import downsampled_imagenet as dsi  # noqa: E402
-from dcgan_features.atomic import atomic_path  # noqa: E402
+from dcgan_features.data import downsampled_imagenet as dsi  # noqa: E402
+from dcgan_features.core.atomic import atomic_path  # noqa: E402
 
 COLUMNS = ("date", "device", "command", "dataset", "split", "n_images", "form", "cache", "status",
            "load_seconds", "peak_rss_gib", "ru_maxrss_gib", "rss_before_load_gib", "dataset_uint8_gib",
@@ -94,7 +94,7 @@ def child(args) -> None:
     """
     import resource
 
-    from dcgan_features.data import load
+    from dcgan_features.data.registry import load
 
     before = _status_kib("VmRSS") * 1024
     t0 = time.perf_counter()
@@ -151,7 +151,7 @@ def main() -> None:
     n = args.n or dsi.SPLIT_SIZES[args.split]
     import torch
 
-    from dcgan_features.devices import device_name
+    from dcgan_features.core.devices import device_name
 
     device = f"{device_name(torch.device('cpu'))} x{os.cpu_count()}, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / GIB:.0f} GiB RAM"
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

@@ -31,12 +31,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan_features import devices  # noqa: E402
-from dcgan_features.atomic import write_csv_atomic  # noqa: E402
-from dcgan_features.data import load  # noqa: E402
-from dcgan_features.devices import resolve_device  # noqa: E402
-from dcgan_features.extract import ExtractConfig, extract  # noqa: E402
-from dcgan_features.sources import SourceOptions, from_spec  # noqa: E402
+from dcgan_features.core import devices  # noqa: E402
+from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
+from dcgan_features.data.registry import load  # noqa: E402
+from dcgan_features.core.devices import resolve_device  # noqa: E402
+from dcgan_features.extract.run import ExtractConfig, extract  # noqa: E402
+from dcgan_features.extract.sources import SourceOptions, from_spec  # noqa: E402
 
 COLUMNS = ["date", "device", "threads", "command", "dataset", "n_images", "image_size", "k", "n_patches",
            "iterations", "dim", "fit_s", "encode_s", "total_s", "img_per_s", "peak_rss_gb", "target", "note"]

@@ -46,7 +46,7 @@ def pass_seconds(n: int, m: int, world: int, k: float, F: float, B: float, busbw
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.probe_speed import DIST_COLUMNS
-    from dcgan_features.atomic import write_csv_atomic
+    from dcgan_features.core.atomic import write_csv_atomic
 
     dist = list(csv.DictReader(open(RESULTS / "probe_dist.csv")))
     cpu = [r for r in dist if r["kind"] == "measured" and r["case"] == "cifar10-sized"]

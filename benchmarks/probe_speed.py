@@ -47,7 +47,7 @@ def device_name(device: str) -> str:
     """The GPU's name, or the CPU's with its core count (the probe workers' device)."""
     import torch
 
-    from dcgan_features import devices
+    from dcgan_features.core import devices
 
     dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available():
@@ -64,7 +64,7 @@ def worker(args) -> dict:
 
     from dcgan_features.probes import fit_sklearn, fit_torch
     from dcgan_features.probes.rows import ArrayRows, open_split
-    from dcgan_features.store import FeatureFile
+    from dcgan_features.extract.store import FeatureFile
 
     Cs = [float(c) for c in args.C.split(",")]
     with FeatureFile(args.features) as ff:
@@ -142,8 +142,8 @@ def make_features(path: str, n_train: int = 50000, n_test: int = 10000, dim: int
     """A feature file of the CIFAR-10 size: per class a random mean, plus unit Gaussian noise, float16."""
     import numpy as np
 
-    from dcgan_features.feature_writer import FeatureWriter
-    from dcgan_features.store import FileMeta
+    from dcgan_features.extract.writer import FeatureWriter
+    from dcgan_features.extract.store import FileMeta
 
     rng = np.random.default_rng(seed)
     means = rng.normal(scale=0.5, size=(10, dim)).astype(np.float32)
@@ -164,11 +164,11 @@ def dist_worker(args) -> dict:
     import numpy as np
     import torch
 
-    from dcgan_features.devices import init_distributed, resolve_device
-    from dcgan_features.distributed import all_sum
+    from dcgan_features.core.devices import init_distributed, resolve_device
+    from dcgan_features.core.distributed import all_sum
     from dcgan_features.probes.newton import SolverConfig, fit_torch
     from dcgan_features.probes.rows import FileRows
-    from dcgan_features.store import FeatureFile
+    from dcgan_features.extract.store import FeatureFile
 
     ctx = init_distributed(args.device)
     dev = resolve_device(args.device)
@@ -200,8 +200,8 @@ def dist_worker(args) -> dict:
 
 
 def run_distributed(args) -> None:
-    from dcgan_features.atomic import write_csv_atomic
-    from dcgan_features.store import FeatureFile
+    from dcgan_features.core.atomic import write_csv_atomic
+    from dcgan_features.extract.store import FeatureFile
 
     if args.make_features and not Path(args.features).exists():
         make_features(args.features)
@@ -290,8 +290,8 @@ def main() -> None:
         print(json.dumps(worker(args)), flush=True)
         return
 
-    from dcgan_features.atomic import write_csv_atomic
-    from dcgan_features.store import FeatureFile
+    from dcgan_features.core.atomic import write_csv_atomic
+    from dcgan_features.extract.store import FeatureFile
 
     with FeatureFile(args.features) as ff:
         n_all, n_test, dim = ff.n_rows("train"), ff.n_rows("test"), ff.dim

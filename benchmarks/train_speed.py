@@ -53,11 +53,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan_features.architectures import get_arch, sample_z  # noqa: E402
-from dcgan_features.atomic import write_csv_atomic  # noqa: E402
-from dcgan_features.devices import DistContext, device_name, resolve_device  # noqa: E402
-from dcgan_features.train import TrainConfig, _Run, _use_cuda_graph  # noqa: E402
-from dcgan_features.train_state import RunFolder  # noqa: E402
+from dcgan_features.nets.architectures import get_arch, sample_z  # noqa: E402
+from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
+from dcgan_features.core.devices import DistContext, device_name, resolve_device  # noqa: E402
+from dcgan_features.train.loop import TrainConfig, _Run, _use_cuda_graph  # noqa: E402
+from dcgan_features.train.state import RunFolder  # noqa: E402
 
 COLUMNS = ["date", "device", "arch", "width", "batch", "variant", "cuda_graph", "joint_d", "prenormalize",
            "compile", "amp", "ckpt_every", "async_ckpt", "img_per_s", "vs_plain", "host_ms_per_step",

@@ -69,7 +69,7 @@ def test_a_cycle_is_found():
 
 
 def test_records_are_formatted_without_torch():
-    code = "import sys, dcgan_features.records; sys.exit('torch' in sys.modules)"
+    code = "import sys, dcgan_features.probes.records; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -100,10 +100,35 @@ def test_readme_code_map_matches_the_tree():
     missing = [m for m in rows if m not in graph]
     assert not missing, f"README's code map names modules that do not exist: {missing}"
 
-    def row(m):
-        parts = m.split(".")
-        return next((rows[".".join(parts[:k])] for k in range(len(parts), 1, -1) if ".".join(parts[:k]) in rows), None)
-
-    upward = [(m, d) for m, deps in graph.items() for d in deps
-              if row(m) is not None and row(d) is not None and row(d) > row(m)]
+    upward = upward_imports(rows, graph)
     assert not upward, f"imports from a row of README's code map to a row below it: {upward}"
+
+
+def _row_of(rows: dict[str, int], module: str) -> int | None:
+    parts = module.split(".")
+    return next((rows[".".join(parts[:k])] for k in range(len(parts), 1, -1) if ".".join(parts[:k]) in rows), None)
+
+
+def upward_imports(rows: dict[str, int], graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where the imported module sits in a lower row than its importer."""
+    return [(m, d) for m, deps in graph.items() for d in deps
+            if _row_of(rows, m) is not None and _row_of(rows, d) is not None and _row_of(rows, d) > _row_of(rows, m)]
+
+
+def test_every_module_belongs_to_a_row_of_the_code_map():
+    rows = _code_map()
+    loose = sorted(m for m in import_graph() if m != PACKAGE.name and _row_of(rows, m) is None)
+    assert not loose, f"modules in no row of README's code map (the import-direction check cannot see them): {loose}"
+
+
+def test_the_core_imports_no_stage():
+    core = f"{PACKAGE.name}.core"
+    out = [(m, d) for m, deps in import_graph().items() if m.startswith(core + ".") or m == core
+           for d in deps if not d.startswith(core) and d != PACKAGE.name]
+    assert not out, f"core/ imports a stage: {out}"
+
+
+def test_an_upward_import_is_caught():
+    rows = {"p.core": 0, "p.data": 1}
+    graph = {"p.core.errors": {"p.data.registry"}, "p.data.registry": {"p.core.errors"}}
+    assert upward_imports(rows, graph) == [("p.core.errors", "p.data.registry")]

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from dcgan_features.cli import main
-from dcgan_features.extract_parts import part_path
+from dcgan_features.extract.parts import part_path
 from dcgan_features.probes.newton import SolverConfig, fit_torch
 from dcgan_features.probes.rows import open_split
-from dcgan_features.store import FeatureFile, partial_path
-from test_extract_cli import same_file
+from dcgan_features.extract.store import FeatureFile, partial_path
+from cli_checks import same_file
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRACT = ["extract", "--random-init", "--arch", "dcgan32", "--width", "4", "--dataset", "digits", "--batch-size",
@@ -35,10 +35,10 @@ FIT = dict(probe="svm", Cs=[0.01, 1.0], n_classes=10, device="cpu", config=dict(
 WORKER = """
 import json, os, sys
 import torch
-from dcgan_features import extract
+from dcgan_features.extract import run as extract
 from dcgan_features.cli import main
 
-from dcgan_features.devices import init_distributed
+from dcgan_features.core.devices import init_distributed
 
 init_distributed("cpu")  # the worker owns the group: the commands below join it and leave it up
 rank = int(os.environ["RANK"])
@@ -56,7 +56,7 @@ for argv in commands:
 if mode == "fit":  # the solver itself, every rank on its share: the weights each rank ends with
     from dcgan_features.probes.newton import SolverConfig, fit_torch
     from dcgan_features.probes.rows import open_split
-    from dcgan_features.store import FeatureFile
+    from dcgan_features.extract.store import FeatureFile
 
     kw = json.loads(sys.argv[4])
     with FeatureFile(sys.argv[3]) as ff:

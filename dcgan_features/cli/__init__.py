@@ -11,7 +11,7 @@ group (a new command is a new module imported below):
 - :mod:`.reproduce`   ``reproduce``
 - :mod:`.quickstart`  ``quickstart``
 
-Every user error (a :class:`~dcgan_features.errors.UserError` from the library or a
+Every user error (a :class:`~dcgan_features.core.errors.UserError` from the library or a
 click usage error) becomes one ``error: ...`` line on stderr and a non-zero exit.
 Run as ``dcgan-features``, ``python -m dcgan_features.cli`` or ``torchrun -m dcgan_features.cli``.
 """
@@ -22,7 +22,7 @@ import sys
 
 import click
 
-from ..errors import UserError
+from ..core.errors import UserError
 from . import extract, generate, info, probe, quickstart, reproduce, train  # noqa: F401  (register the commands)
 from .group import cli
 

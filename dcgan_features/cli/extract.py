@@ -1,11 +1,11 @@
 """``extract``: features of a dataset into an HDF5 file, defaults from
-:class:`~dcgan_features.extract_config.ExtractConfig` (per dataset: :func:`~dcgan_features.extract_config.extract_config`)."""
+:class:`~dcgan_features.extract.config.ExtractConfig` (per dataset: :func:`~dcgan_features.extract.config.extract_config`)."""
 
 from __future__ import annotations
 
 import click
 
-from ..extract_config import ExtractConfig, extract_config
+from ..extract.config import ExtractConfig, extract_config
 from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, LazyHelp, Names, cli, device_option, out_file
 
 E = ExtractConfig  # class attributes: the defaults
@@ -13,7 +13,7 @@ SOURCE_SEED = 0  # sources.SourceOptions.seed, which imports torch (tests/cli/te
 
 
 def _model_help() -> str:
-    from ..sources import SOURCES
+    from ..extract.sources import SOURCES
 
     return "What to take features from: " + "; ".join(f"{k.usage} ({k.help})" for k in SOURCES.values()) + "."
 
@@ -31,7 +31,7 @@ def _model_help() -> str:
               help="torchvision/python models: a state dict file, loaded with weights_only (never runs code).")
 @click.option("--image-size", type=click.IntRange(1, MAX_IMAGE_SIZE), default=None,
               help="Input size for pixels, kmeans and generic models. [default: 32]")
-@click.option("--normalize", type=Names("dcgan_features.sources:NORMALIZE"), default=None,
+@click.option("--normalize", type=Names("dcgan_features.extract.sources:NORMALIZE"), default=None,
               help="Input scaling of generic models. [default: imagenet for torchvision, minus1to1 for python]")
 @click.option("--kmeans-from", type=click.Path(dir_okay=False), default=None,
               help="kmeans:K: encode with the dictionary stored in this feature file instead of fitting one.")
@@ -45,11 +45,11 @@ def _model_help() -> str:
               help="D blocks: all, a comma list (d1,d3) or a range (d2..d4); generic models: module names "
                    "or globs (layer1,layer2.*.conv2), all = every Conv2d after its activation.")
 @click.option("--grid", type=click.IntRange(min=1), default=E.grid, help="Max-pool each block's output to GRID x GRID.")
-@click.option("--bn", type=Names("dcgan_features.features:BN_MODES"), default=None,
+@click.option("--bn", type=Names("dcgan_features.extract.hooks:BN_MODES"), default=None,
               help="BatchNorm: re-estimate statistics over train (the paper's way), over train as the SVHN "
                    "authors' script does it exactly, the checkpoint's, or per batch. [default: svhn authors, "
                    "others recompute]")
-@click.option("--dtype", type=Names("dcgan_features.store:DTYPES"), default=None,
+@click.option("--dtype", type=Names("dcgan_features.extract.store:DTYPES"), default=None,
               help="Stored feature dtype. [default: float32 for the paper's protocols (cifar10, svhn, also "
                    "with TF32 off on a GPU), float16 otherwise]")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=E.batch_size, help="Images per forward pass.")
@@ -76,8 +76,8 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
       dcgan-features extract --model torchvision:resnet18 --list-layers
       dcgan-features extract --model python:my_net.py:make --weights w.pt --layer 'layer1,layer2.*' --dataset cifar10 --out m.h5
     """
-    from ..extract_dist import extract_any
-    from ..sources import SourceOptions, from_spec
+    from ..extract.distributed import extract_any
+    from ..extract.sources import SourceOptions, from_spec
 
     if sum(x is not None and x is not False for x in (model_spec, checkpoint, random_init or None)) != 1:
         ctx.fail("give exactly one of --checkpoint CKPT, --random-init --arch A or --model SPEC")
@@ -97,7 +97,7 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
                          kmeans_from=kmeans_from)
     model = from_spec(model_spec, opts)
     if list_layers:
-        from ..sources.generic import list_layers as layer_table
+        from ..extract.sources.generic import list_layers as layer_table
 
         rows = [("name", "type", f"output at 3x{model.image_size}x{model.image_size}")] + layer_table(model)
         w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))

@@ -12,7 +12,7 @@ GRID_N = 64  # samples in a `sample` grid; `arithmetic --n` names the grid its i
 
 @cli.command("import-theano")
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--arch", required=True, type=Names("dcgan_features.theano_import:ARCHES"),
+@click.option("--arch", required=True, type=Names("dcgan_features.nets.theano_import:ARCHES"),
               help="Architecture the arrays belong to (width and z size are read from the files).")
 @click.option("--epoch", type=click.IntRange(min=0), default=None,
               help="Epoch prefix of the files. [default: the highest present]")
@@ -31,7 +31,7 @@ def import_theano_cmd(folder: str, arch: str, epoch: int | None, out: str) -> No
       dcgan-features import-theano models/imagenet_gan_pretrain_128f_relu_lrelu_7l_3x3_256z \\
           --arch imagenet32 --epoch 30 --out imagenet_theano.pt
     """
-    from ..theano_import import import_theano
+    from ..nets.theano_import import import_theano
 
     info = import_theano(folder, arch, out, epoch=epoch)
     click.echo(f"imported {arch} width {info.width} z={info.nz} epoch {info.epoch}: "
@@ -40,7 +40,7 @@ def import_theano_cmd(folder: str, arch: str, epoch: int | None, out: str) -> No
 
 def _gen_options(f):
     f = device_option("auto")(f)
-    f = click.option("--bn", type=Names("dcgan_features.generate:BN_MODES"), default=None,
+    f = click.option("--bn", type=Names("dcgan_features.look.generate:BN_MODES"), default=None,
                      help="BatchNorm statistics. [default: batch for imported checkpoints, running otherwise]")(f)
     f = click.option("--seed", type=int, default=0, help="Seed of the latent vectors.")(f)
     f = click.option("--out", required=True, type=click.Path(dir_okay=False), callback=out_file,
@@ -72,7 +72,7 @@ def sample_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device: str
     """
     import math
 
-    from .. import generate
+    from ..look import generate
 
     L = generate.load_generator(checkpoint, bn=bn, device=device)
     _, images = generate.sample(L.G, L.spec, n, seed, nz=L.nz)
@@ -92,7 +92,7 @@ def interpolate_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device
     \b
       dcgan-features interpolate svhn_theano.pt --rows 8 --steps 10 --seed 1 --out interp.png
     """
-    from .. import generate
+    from ..look import generate
 
     L = generate.load_generator(checkpoint, bn=bn, device=device)
     images = generate.interpolate(L.G, L.spec, rows, steps, seed, nz=L.nz)
@@ -123,7 +123,7 @@ def arithmetic_cmd(ctx: click.Context, checkpoint: str, out: str, seed: int, bn:
       dcgan-features sample svhn_theano.pt --n 64 --seed 3 --numbered --out ids.png
       dcgan-features arithmetic svhn_theano.pt --n 64 --seed 3 --a 1,17 --b 7,22 --c 10,52 --out arith.png
     """
-    from .. import generate
+    from ..look import generate
 
     groups = [_parse_ids(ctx, flag, v) for flag, v in (("--a", a), ("--b", b), ("--c", c))]
     for flag, ids in zip(("--a", "--b", "--c"), groups):

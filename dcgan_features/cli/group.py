@@ -12,7 +12,7 @@ import importlib
 import click
 
 from .. import __version__
-from ..errors import UserError
+from ..core.errors import UserError
 
 # Upper bounds of the size options: each far above any real use (the paper's widths are 64-128,
 # its batch 128) and low enough that a typo cannot ask for tens of GB before failing
@@ -40,7 +40,7 @@ def cli() -> None:
 class Names(click.Choice):
     """A ``click.Choice`` over the names of a registry, ``"module:attribute"``, plus ``extra`` names.
 
-    >>> Names("dcgan_features.devices:DEVICES").choices
+    >>> Names("dcgan_features.core.devices:DEVICES").choices
     ('auto', 'cpu', 'cuda')
     """
 
@@ -56,7 +56,7 @@ class Names(click.Choice):
 def out_file(ctx: click.Context, param: click.Parameter, value: str | None, parents: bool = False) -> str | None:
     """--out callback: a file in a writable folder (one that can be created, with ``parents``),
     checked before any work."""
-    from ..atomic import check_output_file
+    from ..core.atomic import check_output_file
 
     if value is not None:
         try:
@@ -68,7 +68,7 @@ def out_file(ctx: click.Context, param: click.Parameter, value: str | None, pare
 
 def out_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """--out callback for a run folder: a writable folder, or one that can be created."""
-    from ..atomic import check_output_folder
+    from ..core.atomic import check_output_folder
 
     if value is not None:
         try:
@@ -80,7 +80,7 @@ def out_folder(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 def device_option(default: str):
     """``--device auto|cpu|cuda``, its default from the command's config."""
-    return click.option("--device", type=Names("dcgan_features.devices:DEVICES"), default=default,
+    return click.option("--device", type=Names("dcgan_features.core.devices:DEVICES"), default=default,
                         help="Where to run: auto takes cuda when available.")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..extract_config import ExtractConfig
+from ..extract.config import ExtractConfig
 from .group import MAX_IMAGE_SIZE, cli
 
 
@@ -18,7 +18,7 @@ def architectures_cmd(width: int | None, grid: int) -> None:
       dcgan-features architectures
       dcgan-features architectures --width 32
     """
-    from ..architectures import ARCHITECTURES
+    from ..nets.architectures import ARCHITECTURES
 
     for spec in ARCHITECTURES.values():
         w = spec.default_width if width is None else width
@@ -54,7 +54,7 @@ def datasets_cmd(ctx: click.Context, data_dir: str | None, verify: str | None, i
       dcgan-features datasets --verify cifar10 --download --data-dir data
       dcgan-features datasets --verify imagenet32 --data-dir /data/imagenet32
     """
-    from ..data import describe, get_dataset
+    from ..data.registry import describe, get_dataset
 
     if download and verify is None:
         ctx.fail("--download needs --verify NAME (the dataset to fetch)")

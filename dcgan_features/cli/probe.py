@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..probes.config import BACKENDS, PROBE_NAMES, ProbeConfig
 from .group import MAX_DRAWS, Names, cli, device_option
 
@@ -76,11 +76,11 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
     import contextlib
     from pathlib import Path
 
-    from ..distributed import joined, same_launch
-    from ..locks import output_lock
+    from ..core.distributed import joined, same_launch
+    from ..core.locks import output_lock
     from ..probes.protocols import from_file, get_protocol, run_protocol
-    from ..records import format_table, write_records
-    from ..store import FeatureFile
+    from ..probes.records import format_table, write_records
+    from ..extract.store import FeatureFile
 
     grid = parse_grid(ctx, c_grid)
     chosen = PROBE_NAMES if "all" in probes else tuple(dict.fromkeys(probes))

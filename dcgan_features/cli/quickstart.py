@@ -1,11 +1,11 @@
-"""``quickstart``: the main job end to end, defaults from :class:`~dcgan_features.quickstart.QuickstartConfig`."""
+"""``quickstart``: the main job end to end, defaults from :class:`~dcgan_features.reproduce.quickstart.QuickstartConfig`."""
 
 from __future__ import annotations
 
 import click
 
 from ..probes.config import PROBE_NAMES
-from ..quickstart import QuickstartConfig  # torch-free: only its defaults are read here
+from ..reproduce.quickstart import QuickstartConfig  # torch-free: only its defaults are read here
 from ..reproduce.config import SETUPS  # torch-free too
 from .group import MAX_BATCH, MAX_WIDTH, cli, device_option, out_file, out_folder
 
@@ -44,7 +44,7 @@ def quickstart_cmd(dataset: str, data_dir: str | None, arch: str | None, width: 
     """
     import time
 
-    from ..quickstart import run
+    from ..reproduce.quickstart import run
     from ..reproduce.runner import format_summary
 
     t0 = time.perf_counter()

@@ -1,10 +1,10 @@
-"""``train``: a DCGAN run, every default from :class:`~dcgan_features.train_config.TrainConfig`."""
+"""``train``: a DCGAN run, every default from :class:`~dcgan_features.train.config.TrainConfig`."""
 
 from __future__ import annotations
 
 import click
 
-from ..train_config import TrainConfig
+from ..train.config import TrainConfig
 from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option
 
 T = TrainConfig  # class attributes: the defaults
@@ -66,9 +66,9 @@ def train_cmd(**settings) -> None:
     """
     import os
 
-    from ..architectures import get_arch
-    from ..data import get_dataset
-    from ..train import train
+    from ..nets.architectures import get_arch
+    from ..data.registry import get_dataset
+    from ..train.loop import train
 
     get_arch(settings["arch"])  # unknown names fail here with the list, before anything is loaded
     get_dataset(settings["dataset"])

@@ -35,7 +35,7 @@ True
 import importlib
 
 # The public names load their modules (and torch) on first use, so the torch-free
-# :mod:`.config` and :mod:`dcgan_features.records` stay cheap to import for the CLI.
+# :mod:`.config` and :mod:`dcgan_features.probes.records` stay cheap to import for the CLI.
 _PUBLIC = {"fit": "estimators", "LinearFit": "linear", "objective": "linear", "PROBES": "linear",
            "SolverConfig": "newton", "fit_torch": "newton", "fit_sklearn": "sklearn_backend"}
 __all__ = list(_PUBLIC)

@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 AUTHORS_SEED = 42  # lib/rng.py: np_rng = RandomState(42), py_rng = Random(42)
 

@@ -22,8 +22,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..devices import resolve_device
-from ..errors import UserError
+from ..core.devices import resolve_device
+from ..core.errors import UserError
 from .config import BACKENDS, PROBE_NAMES
 from .knn import knn_predict
 from .linear import LinearFit

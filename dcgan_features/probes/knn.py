@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
-from ..devices import resolve_device
+from ..core.errors import UserError
+from ..core.devices import resolve_device
 
 
 @dataclass(frozen=True)

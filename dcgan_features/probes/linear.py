@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..devices import resolve_device
-from ..errors import UserError
+from ..core.devices import resolve_device
+from ..core.errors import UserError
 from .config import LINEAR_PROBES as PROBES
 
 

@@ -40,8 +40,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..devices import resolve_device
-from ..errors import UserError
+from ..core.devices import resolve_device
+from ..core.errors import UserError
 from .linear import LinearFit, check_Cs, check_probe, probe_labels
 from .losses import RowLoss
 from .operator import ShardedXOperator, XOperator
@@ -185,12 +185,12 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     """Fit ``probe`` for every C in ``Cs`` on the labelled rows of ``source`` at once.
 
     ``init`` warm-starts from a fit of the same probe (one C, broadcast, or one per C).
-    In a ``torchrun`` group (:func:`dcgan_features.distributed.current`) every rank keeps a
+    In a ``torchrun`` group (:func:`dcgan_features.core.distributed.current`) every rank keeps a
     contiguous share of the rows resident and the sums over rows are all-reduced
     (:class:`.operator.ShardedXOperator`): every rank runs the same iterations and returns
     the same fit, equal to one process's up to float32 summation order.
     """
-    from ..distributed import current, share
+    from ..core.distributed import current, share
 
     check_probe(probe)
     Cs = check_Cs(Cs)

@@ -96,7 +96,7 @@ class ShardedXOperator(XOperator):
         self.ctx = ctx
 
     def row_sum(self, t: torch.Tensor) -> torch.Tensor:
-        from ..distributed import all_sum
+        from ..core.distributed import all_sum
 
         return all_sum(self.ctx, t.contiguous())
 

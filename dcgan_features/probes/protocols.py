@@ -56,8 +56,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..devices import resolve_device
-from ..errors import UserError
+from ..core.devices import resolve_device
+from ..core.errors import UserError
 from . import authors
 from .c_search import CSearch, search_C
 from .config import ProbeConfig
@@ -213,7 +213,7 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
 def _extraction_departures(protocol: str, bn_mode: str | None, dtype: str) -> str:
     """Where a feature file's extraction differs from the paper protocol's (``extract.PAPER_EXTRACTION``):
     e.g. ``"bn recompute (paper: authors); float16 (paper: float32)"``, empty when it does not."""
-    from ..extract import PAPER_EXTRACTION
+    from ..extract.run import PAPER_EXTRACTION
 
     paper = PAPER_EXTRACTION.get(protocol, {})
     out = []

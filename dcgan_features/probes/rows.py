@@ -29,8 +29,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..devices import free_memory, resolve_device
-from ..errors import FeatureFileError, UserError
+from ..core.devices import free_memory, resolve_device
+from ..core.errors import FeatureFileError, UserError
 
 # Resident bytes of one float32 chunk handed to a solver: big enough for efficient
 # matmuls, small enough that a chunk never matters next to the matrix itself.

@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..devices import mem_available
-from ..errors import UserError
+from ..core.devices import mem_available
+from ..core.errors import UserError
 from .linear import LinearFit, check_Cs, check_probe, probe_labels
 from .rows import resident
 

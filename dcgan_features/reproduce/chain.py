@@ -70,16 +70,16 @@ class Chain:
                                  "width": src.width, "epochs": src.epochs, "batch_size": src.batch_size,
                                  "seed": self.cfg.model_seed}}
         if src.kind == "import-theano":
-            from ..checkpoint import AUTHORS_TRAINED_ON
-            from ..theano_import import convert_folder
+            from ..nets.checkpoint import AUTHORS_TRAINED_ON
+            from ..nets.theano_import import convert_folder
 
             _, _, info = convert_folder(src.path, src.arch)
             return {"arch": src.arch, "width": info.width, "trained_on": AUTHORS_TRAINED_ON[src.arch],
                     "checkpoint": str(self.out / "model" / "imported.pt"),
                     "identity": {"source": "import-theano", "folder": src.path, "arch": src.arch,
                                  "epoch": info.epoch, "sha256": info.sha256}}
-        from .. import checkpoint
-        from ..architectures import get_arch
+        from ..nets import checkpoint
+        from ..nets.architectures import get_arch
 
         ckpt = checkpoint.load(src.path)
         what = f"checkpoint {src.path}" if src.kind == "checkpoint" else f"the packaged model {Path(src.path).name}"
@@ -110,7 +110,7 @@ class Chain:
         return Stage("model", m["identity"], ["model/samples.png"], self._samples_only, command=cmd, title=title)
 
     def _train(self, stage: Stage, how: str) -> dict:
-        from ..train import TrainConfig, train
+        from ..train.loop import TrainConfig, train
 
         src, folder = self.source, self.out / "train"
         if how == "compute" and folder.exists():
@@ -124,7 +124,7 @@ class Chain:
                 "resumed": resume}
 
     def _import(self, stage: Stage, how: str) -> dict:
-        from ..theano_import import import_theano
+        from ..nets.theano_import import import_theano
 
         (self.out / "model").mkdir(parents=True, exist_ok=True)
         info = import_theano(self.source.path, self.source.arch, self.model["checkpoint"])
@@ -132,7 +132,7 @@ class Chain:
 
     def _samples_only(self, stage: Stage, how: str) -> dict:
         """The model's sample grid (64 samples, seed 0) for the report."""
-        from .. import generate
+        from ..look import generate
 
         (self.out / "model").mkdir(parents=True, exist_ok=True)
         L = generate.load_generator(self.model["checkpoint"], device=self.cfg.device)
@@ -144,7 +144,7 @@ class Chain:
 
     def data(self) -> dict:
         """The protocol's train and test splits at 32x32, loaded once per process."""
-        from ..data import load
+        from ..data.registry import load
 
         if self._data is None:
             p = self.protocol
@@ -154,7 +154,7 @@ class Chain:
 
     def _extract_config(self):
         """The protocol's extraction settings (the paper's BN, dtype and TF32 where it has them)."""
-        from ..extract import extract_config
+        from ..extract.run import extract_config
 
         p = self.protocol
         return extract_config(self.cfg.protocol, splits=(p.train_split, p.test_split), device=self.cfg.device,
@@ -189,8 +189,8 @@ class Chain:
                 for which, (source, after, opts, title) in made.items()]
 
     def _source(self, which: str):
-        from ..sources import SourceOptions, from_spec
-        from ..sources.discriminator import checkpoint_model, random_init_model
+        from ..extract.sources import SourceOptions, from_spec
+        from ..extract.sources.discriminator import checkpoint_model, random_init_model
 
         m = self.model
         if which == "trained":
@@ -201,8 +201,8 @@ class Chain:
 
     def _extract_action(self, which: str) -> Callable[[Stage, str], dict]:
         def action(stage: Stage, how: str) -> dict:
-            from ..extract import extract
-            from ..store import partial_path
+            from ..extract.run import extract
+            from ..extract.store import partial_path
 
             path = self.out / "features" / f"{which}.h5"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +248,7 @@ class Chain:
 
     def _probe_action(self, which: str) -> Callable[[Stage, str], dict]:
         def action(stage: Stage, how: str) -> dict:
-            from ..atomic import write_text_atomic
+            from ..core.atomic import write_text_atomic
 
             records = self._probe(which)
             (self.out / "probes").mkdir(parents=True, exist_ok=True)
@@ -258,7 +258,7 @@ class Chain:
 
     def _probe(self, which: str) -> list[dict]:
         from ..probes.protocols import Features, from_file, run_protocol
-        from ..store import FeatureFile
+        from ..extract.store import FeatureFile
 
         cfg, p, m = self.cfg, self.protocol, self.model
         stamp = time.strftime("%Y-%m-%d")
@@ -304,7 +304,7 @@ class Chain:
         return plan(self.stages(), self.book)
 
     def _device_name(self) -> str:
-        from ..devices import device_name, resolve_device
+        from ..core.devices import device_name, resolve_device
 
         return device_name(resolve_device(self.cfg.device))
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 PACKAGED = Path(__file__).resolve().parents[1] / "pretrained"  # checkpoints shipped with the package
 IMAGE_SIZE = 32  # every protocol's images are probed at 32x32 (grayscale ones resized, DESIGN section 2)
@@ -150,8 +150,8 @@ def resolve(cfg: ReproduceConfig) -> ModelSource:
             why = "the checkpoint fixes its own architecture" if kind != "import-theano" else "it only applies to training"
             raise UserError(f"{', '.join(extra)} only apply when training (--train-dataset); {why}")
     if kind == "train":
-        from ..architectures import get_arch
-        from ..data import get_dataset
+        from ..nets.architectures import get_arch
+        from ..data.registry import get_dataset
 
         arch = cfg.arch or setup.arch
         spec = get_arch(arch)
@@ -164,7 +164,7 @@ def resolve(cfg: ReproduceConfig) -> ModelSource:
                            cfg.epochs if cfg.epochs is not None else setup.epochs,
                            cfg.batch_size if cfg.batch_size is not None else setup.batch_size)
     if kind == "import-theano":
-        from ..theano_import import ARCHES
+        from ..nets.theano_import import ARCHES
 
         arch = cfg.arch or setup.arch
         if arch not in ARCHES:

@@ -233,7 +233,7 @@ against a random D of the same architecture and the raw pixels. Written by <code
 
 def write_report(chain, stage_records: Sequence[dict], rows: Sequence[dict]) -> Path:
     """``<out>/report.html`` from the stage records and the results rows (ours, then the paper's)."""
-    from ..atomic import write_text_atomic
+    from ..core.atomic import write_text_atomic
 
     path = chain.out / "report.html"
     write_text_atomic(path, render(chain, stage_records, rows))

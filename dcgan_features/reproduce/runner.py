@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .chain import Chain
 from .config import ReproduceConfig
 from .stages import execute
@@ -55,8 +55,8 @@ def results_rows(chain: Chain) -> list[dict]:
 
 
 def write_results(chain: Chain) -> Path:
-    from ..atomic import write_csv_atomic
-    from ..records import CSV_COLUMNS, csv_value
+    from ..core.atomic import write_csv_atomic
+    from ..probes.records import CSV_COLUMNS, csv_value
 
     path = chain.out / "results.csv"
     write_csv_atomic(path, CSV_COLUMNS + EXTRA_COLUMNS, results_rows(chain), value=csv_value)
@@ -87,8 +87,8 @@ def run(cfg: ReproduceConfig, log: Callable[[str], None] = lambda m: None) -> di
     The run folder is this process's alone while it runs (a second ``reproduce`` into it is
     refused in one line), and a foreign folder is refused before anything is written.
     """
-    from ..atomic import check_output_folder
-    from ..locks import output_lock
+    from ..core.atomic import check_output_folder
+    from ..core.locks import output_lock
 
     check_output_folder(cfg.out)
     check_out(cfg)
@@ -99,7 +99,7 @@ def run(cfg: ReproduceConfig, log: Callable[[str], None] = lambda m: None) -> di
 
 def _run(chain: Chain) -> dict:
     from .. import __version__
-    from ..atomic import write_text_atomic
+    from ..core.atomic import write_text_atomic
     from .report import write_report
 
     cfg = chain.cfg

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..atomic import write_text_atomic
+from ..core.atomic import write_text_atomic
 
 
 def fingerprint(settings: dict) -> str:

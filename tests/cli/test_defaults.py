@@ -8,11 +8,11 @@ import click
 import pytest
 
 from dcgan_features.cli import cli
-from dcgan_features.extract_config import ExtractConfig
+from dcgan_features.extract.config import ExtractConfig
 from dcgan_features.probes.config import ProbeConfig
-from dcgan_features.quickstart import QuickstartConfig
+from dcgan_features.reproduce.quickstart import QuickstartConfig
 from dcgan_features.reproduce.config import ReproduceConfig
-from dcgan_features.train_config import TrainConfig
+from dcgan_features.train.config import TrainConfig
 
 # command -> the config whose fields are its options' defaults (same names)
 CONFIGS = {"train": TrainConfig, "extract": ExtractConfig, "probe": ProbeConfig, "quickstart": QuickstartConfig,
@@ -27,9 +27,9 @@ def _signature_default(dotted: str, param: str):
 # options whose default lives in a library function's signature, or nowhere but the CLI
 # (None: "unset", the library decides; required options have none)
 ELSEWHERE = {
-    ("extract", "seed"): lambda: __import__("dcgan_features.sources", fromlist=["SourceOptions"]).SourceOptions.seed,
-    ("arithmetic", "neighbours"): lambda: _signature_default("dcgan_features.generate.arithmetic", "neighbours"),
-    ("arithmetic", "noise"): lambda: _signature_default("dcgan_features.generate.arithmetic", "noise"),
+    ("extract", "seed"): lambda: __import__("dcgan_features.extract.sources", fromlist=["SourceOptions"]).SourceOptions.seed,
+    ("arithmetic", "neighbours"): lambda: _signature_default("dcgan_features.look.generate.arithmetic", "neighbours"),
+    ("arithmetic", "noise"): lambda: _signature_default("dcgan_features.look.generate.arithmetic", "noise"),
 }
 # None: chosen per dataset by extract_config (the paper's protocols extract differently)
 PER_DATASET = {("extract", "bn"), ("extract", "dtype")}
@@ -73,8 +73,8 @@ def test_every_default_comes_from_one_place(command, option):
 
 
 def test_choice_lists_are_the_registries():
-    from dcgan_features.devices import DEVICES
-    from dcgan_features.features import BN_MODES
+    from dcgan_features.core.devices import DEVICES
+    from dcgan_features.extract.hooks import BN_MODES
     from dcgan_features.probes.config import BACKENDS, PROBE_NAMES
     from dcgan_features.probes.protocols import PROTOCOLS
 
@@ -97,7 +97,7 @@ def test_the_cli_imports_no_torch():
 
 
 def _parsed_train_config(run_cli, monkeypatch, command: str) -> TrainConfig:
-    import dcgan_features.train as train_mod
+    import dcgan_features.train.loop as train_mod
 
     seen = []
     monkeypatch.setattr(train_mod, "train", lambda cfg: seen.append(cfg) or (_ for _ in ()).throw(SystemExit(0)))

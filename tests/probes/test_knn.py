@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dcgan_features.errors import UserError
+from dcgan_features.core.errors import UserError
 from dcgan_features.probes.knn import knn_accuracy, knn_predict
 from dcgan_features.probes.rows import ArrayRows
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dcgan_features.architectures import get_arch
-from dcgan_features.errors import UserError
+from dcgan_features.nets.architectures import get_arch
+from dcgan_features.core.errors import UserError
 from dcgan_features.probes import newton
 from dcgan_features.probes import SolverConfig, fit, fit_torch, objective
 from dcgan_features.probes.linear import check_Cs

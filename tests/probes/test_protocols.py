@@ -7,11 +7,11 @@ import h5py
 import numpy as np
 import pytest
 
-from dcgan_features.errors import UserError
+from dcgan_features.core.errors import UserError
 from dcgan_features.probes.protocols import (PROTOCOLS, draw_labels, from_arrays, get_protocol, run_protocol,
                                              split_validation)
-from dcgan_features.records import CSV_COLUMNS, write_records
-from test_rows import write_features
+from dcgan_features.probes.records import CSV_COLUMNS, write_records
+from feature_files import write_features
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_C_on_the_grid_edge_widens_it_by_decades_on_validation_only(digits, monk
     twice by a decade (fits of pool rows only), is recorded, and is said."""
     Xtr, ytr, Xte, yte = digits
     from dcgan_features.probes import estimators
-    from dcgan_features.records import csv_value
+    from dcgan_features.probes.records import csv_value
 
     seen, real_fit = [], estimators.fit
     monkeypatch.setattr(estimators, "fit", lambda p, src, Cs, *a, **kw: seen.append((src, list(Cs))) or

@@ -4,34 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from dcgan_features.errors import FeatureFileError
+from dcgan_features.core.errors import FeatureFileError
 from dcgan_features.probes import fit_torch, objective
 from dcgan_features.probes import newton, rows as rows_mod
 from dcgan_features.probes.rows import ArrayRows, FileRows, Standardized, open_split, resident, standardizer
-from dcgan_features.feature_writer import FeatureWriter
-from dcgan_features.store import FeatureFile, FileMeta
+from dcgan_features.extract.writer import FeatureWriter
+from dcgan_features.extract.store import FeatureFile, FileMeta
+from feature_files import write_features
 
-
-def write_features(path, splits, dataset="digits", dtype="float16", incomplete=(), trained_on="fashion-mnist"):
-    """A feature file in the real schema via the store's writer: ``splits`` = {name: (X, labels)}.
-
-    Splits named in ``incomplete`` are then marked unfinished, as an interrupted extraction leaves them.
-    """
-    dim = next(iter(splits.values()))[0].shape[1]
-    meta = FileMeta(dataset, "dcgan32", 4, ("d1",), (dim,), 4, "running", "ab" * 32, dtype, trained_on=trained_on)
-    w = FeatureWriter(path, meta, {s: (y, np.arange(len(y))) for s, (X, y) in splits.items()}).open()
-    for s, (X, y) in splits.items():
-        w.write(s, 0, np.asarray(X, dtype))
-        w.complete(s)
-    w.finish()
-    w.close()
-    if incomplete:
-        import h5py
-
-        with h5py.File(path, "r+") as f:
-            for s in incomplete:
-                f[s].attrs["complete"] = False
-    return path
 
 
 @pytest.fixture(scope="module")

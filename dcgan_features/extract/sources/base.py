@@ -1,0 +1,156 @@
+"""What every feature source gives the extraction pipeline.
+
+A :class:`FeatureSource` turns uint8 images (N, 3, S, S) into one feature row per image.
+:func:`dcgan_features.extract.run.extract` asks it for its metadata (what the HDF5 file
+records), lets it :meth:`~FeatureSource.prepare` (re-estimate BatchNorm statistics, fit a
+K-means dictionary) with a place to keep state across a resume, then streams batches
+through the function its :meth:`~FeatureSource.extractor` context returns. The file
+schema, the resumable writer and the atomic rename are the pipeline's, the same for
+every source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
+
+from ...core.errors import UserError
+
+if TYPE_CHECKING:  # torch-free at import: the CLI reads the registry without loading torch
+    import torch
+
+NORMALIZE = ("minus1to1", "imagenet", "unit")  # how generic models are fed (sources.generic.normalize)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Options of ``extract`` that some source kinds take (``None``: the kind's default)."""
+
+    seed: int = 0
+    width: int | None = None
+    weights: str | None = None
+    image_size: int | None = None
+    normalize: str | None = None
+    kmeans_from: str | None = None
+
+    def given(self) -> list[str]:
+        """Flag names of the options set away from their defaults."""
+        return [f"--{k.replace('_', '-')}" for k, v in vars(self).items()
+                if v is not None and not (k == "seed" and v == 0)]
+
+
+@dataclass
+class Plan:
+    """The features a source will write: layer names, their dims, the BN mode and the grid recorded."""
+
+    layers: list[str]
+    layer_dims: list[int]
+    bn_mode: str = "none"
+    grid: int | None = None  # None: the --grid asked for; sources with their own pooling set it
+
+    @property
+    def dim(self) -> int:
+        return int(sum(self.layer_dims))
+
+
+@dataclass
+class PrepareContext:
+    """What :meth:`FeatureSource.prepare` may use.
+
+    ``batches(split)`` yields the uint8 images of a split in extraction batches on
+    ``device``; ``bn_batches()``, when set, the batches BatchNorm statistics are re-estimated
+    over instead of the train split's (``--bn authors``); ``saved(name)`` returns tensors (and attrs) a previous, interrupted run
+    kept with ``save(name, tensors, attrs, keep)`` (``keep``: also in the final file).
+    """
+
+    images: Mapping[str, torch.Tensor]
+    device: torch.device
+    batches: Callable[[str], Iterator[torch.Tensor]]
+    saved: Callable[[str], tuple[dict, dict] | None]
+    save: Callable[..., None]
+    log: Callable[[str], None] = field(default=lambda m: None)
+    bn_batches: Callable[[], Iterator[torch.Tensor]] | None = None
+    # Under torchrun (dcgan_features.extract.distributed) ``batches("train")`` yields this rank's
+    # share of the train batches, and ``gather`` turns rows computed per batch of it into the
+    # rows of every batch, in order (BN statistics: one process's arithmetic on every rank).
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+class FeatureSource:
+    """Base of every source; subclasses set the attributes and override what they need.
+
+    Attributes: ``spec`` (the SPEC it was made from, recorded in the file), ``architecture``
+    and ``width`` (the file's ``architecture``/``width`` attrs), ``image_size`` (images are
+    loaded at this size), ``sha256`` (of the weights, or of what determines them), ``trained_on``
+    (the dataset its weights were trained on; ``none`` for pixels and random weights).
+    """
+
+    spec: str = ""
+    architecture: str = ""
+    width: int = 0
+    image_size: int = 32
+    sha256: str = ""
+    imported: bool = False  # a Theano import: no running BN statistics
+    trained_on: str = "none"  # the dataset its weights were trained on (the file's trained_on attr)
+
+    def plan(self, layers: str, grid: int, bn: str) -> Plan:
+        """Resolve ``--layer``/``--grid``/``--bn`` for this source (raise UserError if invalid)."""
+        raise NotImplementedError
+
+    def needs_train(self, plan: Plan) -> bool:
+        """Whether :meth:`prepare` needs the train split (loaded even when not extracted)."""
+        return plan.bn_mode in ("recompute", "authors")
+
+    def prepare(self, plan: Plan, ctx: PrepareContext) -> None:
+        """Work before extraction (fits, BN statistics); keep its result with ``ctx.save``."""
+
+    def to(self, device: torch.device) -> "FeatureSource":
+        return self
+
+    @contextlib.contextmanager
+    def extractor(self, plan: Plan, grid: int, dtype: torch.dtype) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+        """A function uint8 batch on the device -> (B, plan.dim) features in ``dtype``."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+
+def recompute_bn_once(model, plan: Plan, ctx: PrepareContext, to_input: Callable, **kw) -> None:
+    """``--bn recompute``: re-estimate BN over train once; a resumed run reuses the saved statistics.
+    ``--bn authors``: the same over ``ctx.bn_batches()``, with biased batch variances."""
+    from ..hooks import bn_state, recompute_bn_stats
+
+    if plan.bn_mode not in ("recompute", "authors"):
+        return
+    saved = ctx.saved("bn_stats")
+    if saved is not None:
+        model.load_state_dict({**model.state_dict(), **saved[0]})
+        return
+    if ctx.bn_batches is None:
+        ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
+    batches = ctx.bn_batches() if ctx.bn_batches is not None else ctx.batches("train")
+    # the authors' batches are every rank's whole list (no gather); train batches are a rank's share
+    recompute_bn_stats(model, (to_input(x) for x in batches), biased=plan.bn_mode == "authors",
+                       gather=ctx.gather if ctx.bn_batches is None else None, **kw)
+    ctx.save("bn_stats", bn_state(model))
+
+
+def text_sha256(text: str) -> str:
+    """sha256 of a text: what identifies a source made without a weights file."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def no_layers(kind: str, layers: str, grid: int | None = None) -> None:
+    """Sources with one fixed feature set accept only ``--layer all``."""
+    if layers.strip() != "all":
+        raise UserError(f"{kind} has one fixed feature set; --layer applies to models (checkpoint, random, "
+                        f"torchvision, python), got --layer {layers}")

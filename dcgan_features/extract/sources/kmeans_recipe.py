@@ -1,0 +1,234 @@
+"""The single-layer K-means network of Coates, Lee & Ng (AISTATS 2011), in torch, in chunks.
+
+The recipe, as in the authors' ``kmeans_demo.m`` (CIFAR-10, 77.9% at K = 1600):
+
+1. ``n_patches`` (400,000) random ``patch x patch`` (6x6) patches of the training images,
+   the i-th from image ``i mod N`` at a uniformly random position (seeded);
+2. each patch normalised by its own mean and ``sqrt(var + 10)`` (pixels on the 0..255
+   scale, variance with N - 1 as Matlab's ``var``);
+3. ZCA whitening fitted on them: ``x -> (x - M) P`` with ``P = V diag(1/sqrt(d + 0.1)) V^T``
+   from the eigendecomposition of their covariance (N - 1);
+4. Lloyd's K-means for a fixed number of iterations (50) on the whitened patches;
+   initial centroids are K distinct random patches and a cluster left empty is re-seeded
+   with a random patch (the demo zeroes it instead);
+5. encoding, at stride 1 over every position of an image: the "triangle" activation
+   ``f_k = max(0, mean_j(z_j) - z_k)`` with ``z_k`` the distance to centroid k, then
+   sum-pooling over the four quadrants (split at ``round(positions / 2)``, Matlab's round),
+   concatenated quadrant by quadrant (top-left, bottom-left, top-right, bottom-right): 4K values.
+
+Patches are flattened channel by channel (``F.unfold``'s order: C, rows, columns).
+Encoding works on sub-batches whose (positions x K) distance matrix stays under
+``max_elements``, so the 51M x 1600 distances of Fashion-MNIST never exist at once.
+
+>>> g = torch.Generator().manual_seed(0)
+>>> images = torch.randint(0, 256, (20, 3, 12, 12), dtype=torch.uint8, generator=g)
+>>> d = fit_dictionary(images, KMeansConfig(k=8, n_patches=500, iterations=3))
+>>> tuple(d.centroids.shape), tuple(encode(images[:2], d).shape)
+((8, 107), (2, 32))
+>>> gray = images[:, :1].expand(-1, 3, -1, -1)  # 3 equal channels of zero-mean patches: 35 directions
+>>> tuple(fit_dictionary(gray, KMeansConfig(k=8, n_patches=500, iterations=3)).whitening.shape)
+(108, 35)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ...core.errors import UserError
+
+
+@dataclass(frozen=True)
+class KMeansConfig:
+    """The recipe's numbers; the defaults are Coates, Lee & Ng's CIFAR-10 settings."""
+
+    k: int = 1600
+    patch: int = 6
+    n_patches: int = 400_000
+    iterations: int = 50
+    norm_eps: float = 10.0  # per-patch: / sqrt(var + norm_eps), pixels on 0..255
+    zca_eps: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class Dictionary:
+    """A fitted K-means network: mean (d,), whitening (d, r), centroids (K, r); d = C * patch^2.
+
+    The centroids live in the whitened eigenbasis of :func:`fit_zca` (r <= d directions).
+    """
+
+    mean: torch.Tensor
+    whitening: torch.Tensor
+    centroids: torch.Tensor
+    patch: int
+    channels: int
+    norm_eps: float = 10.0
+
+    @property
+    def k(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def to(self, device: torch.device | str) -> "Dictionary":
+        return Dictionary(self.mean.to(device), self.whitening.to(device), self.centroids.to(device),
+                          self.patch, self.channels, self.norm_eps)
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def sample_patches(images: torch.Tensor, n: int, patch: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, C * patch^2) float32 patches on 0..255: patch i from image ``i mod N``, random position."""
+    N, C, H, W = images.shape
+    if H < patch or W < patch:
+        raise UserError(f"images of {H}x{W} are smaller than the {patch}x{patch} receptive field")
+    r = torch.randint(0, H - patch + 1, (n,), generator=generator)
+    c = torch.randint(0, W - patch + 1, (n,), generator=generator)
+    img = torch.arange(n) % N
+    step = torch.arange(patch)
+    out = torch.empty((n, C * patch * patch), dtype=torch.float32)
+    for lo in range(0, n, 65536):  # index in slices: the index tensors are as large as the patches
+        s = slice(lo, lo + 65536)
+        rows = (r[s, None] + step)[:, None, :, None]
+        cols = (c[s, None] + step)[:, None, None, :]
+        ch = torch.arange(C)[None, :, None, None]
+        out[s] = images[img[s, None, None, None], ch, rows, cols].reshape(-1, C * patch * patch).float()
+    return out
+
+
+def normalize_patches_(x: torch.Tensor, eps: float = 10.0) -> torch.Tensor:
+    """In place: each row minus its mean, divided by sqrt(its variance (N - 1) + eps)."""
+    mean = x.mean(1, keepdim=True)
+    denom = x.var(1, keepdim=True).add_(eps).sqrt_()
+    return x.sub_(mean).div_(denom)
+
+
+def fit_zca(x: torch.Tensor, eps: float = 0.1, chunk: int = 65536, rank_tol: float = 1e-9
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """ZCA of the rows of x, fitted in float64: mean M (d,) and the whitening map, (d, r).
+
+    ZCA is ``P = V diag(1/sqrt(d + eps)) V^T``. Distances, which are all K-means and the
+    encoding use, do not change under the rotation ``V``, so the map returned is
+    ``V_r diag(1/sqrt(d_r + eps))``: whitened patches in the eigenbasis, keeping the r
+    directions whose variance exceeds ``rank_tol`` times the largest. The directions left
+    out hold no variance at all (a grayscale image's three equal channels leave 36 of
+    108), so every distance is ZCA's; the matmuls of Lloyd's iterations and of the
+    encoding shrink from d to r columns (3x for grayscale data).
+    """
+    n, d = x.shape
+    mean = x.sum(0, dtype=torch.float64) / n
+    cov = torch.zeros((d, d), dtype=torch.float64, device=x.device)
+    for lo in range(0, n, chunk):
+        xc = x[lo:lo + chunk].double() - mean
+        cov.addmm_(xc.T, xc)
+    cov /= max(n - 1, 1)
+    evals, evecs = torch.linalg.eigh(cov)
+    keep = evals > rank_tol * evals.max().clamp_min(0)
+    if not keep.any():  # constant patches: keep one direction so shapes stay valid
+        keep[-1] = True
+    P = evecs[:, keep] * (evals[keep].clamp_min(0) + eps).rsqrt()
+    return mean.float(), P.float()
+
+
+def whiten_(x: torch.Tensor, mean: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """(x - M) P: (n, d) -> (n, r) (x is consumed as scratch)."""
+    return x.sub_(mean) @ P
+
+
+def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: torch.Generator,
+          chunk: int = 1024, log=lambda m: None) -> torch.Tensor:
+    """Lloyd's K-means from ``centroids`` for a fixed number of iterations; empty clusters re-seeded.
+
+    A patch goes to the centroid maximising ``x.c - |c|^2 / 2`` (nearest, as the demo computes
+    it); sums are accumulated in float64. A cluster that ends an iteration empty takes a random
+    patch (drawn from ``generator``).
+    """
+    n, d = x.shape
+    k = centroids.shape[0]
+    c = centroids.clone()
+    for it in range(iterations):
+        half_sq = 0.5 * (c * c).sum(1)
+        sums = torch.zeros((k, d), dtype=torch.float64, device=x.device)
+        counts = torch.zeros(k, dtype=torch.float64, device=x.device)
+        for lo in range(0, n, chunk):
+            xb = x[lo:lo + chunk]
+            labels = torch.addmm(half_sq, xb, c.T, beta=-1).argmax(1)  # (chunk,)
+            sums.index_add_(0, labels, xb.double())
+            counts += torch.bincount(labels, minlength=k).double()
+        empty = counts == 0
+        c = (sums / counts.clamp_min(1)[:, None]).float()
+        if empty.any():
+            pick = torch.randint(0, n, (int(empty.sum()),), generator=generator)
+            c[empty] = x[pick.to(x.device)]
+        if (it + 1) % 10 == 0 or it + 1 == iterations:
+            log(f"K-means: iteration {it + 1}/{iterations}, {int(empty.sum())} empty clusters re-seeded")
+    return c
+
+
+def fit_dictionary(images: torch.Tensor, cfg: KMeansConfig, device: torch.device | str = "cpu",
+                   log=lambda m: None) -> Dictionary:
+    """Fit the recipe's whitening and centroids on uint8 images (N, C, H, W)."""
+    if cfg.k < 1:
+        raise UserError(f"K-means needs K >= 1 centroids, got {cfg.k}")
+    if cfg.k > cfg.n_patches:
+        raise UserError(f"K = {cfg.k} is larger than the {cfg.n_patches} patches it is fitted on; "
+                        f"lower K or raise the number of patches")
+    g = torch.Generator().manual_seed(cfg.seed)
+    log(f"K-means: {cfg.n_patches} random {cfg.patch}x{cfg.patch} patches of {images.shape[0]} images")
+    x = normalize_patches_(sample_patches(images, cfg.n_patches, cfg.patch, g), cfg.norm_eps).to(device)
+    mean, P = fit_zca(x, cfg.zca_eps)
+    x = whiten_(x, mean, P)
+    init = x[torch.randperm(x.shape[0], generator=g)[:cfg.k].to(x.device)]
+    log(f"K-means: Lloyd's algorithm, K = {cfg.k}, {cfg.iterations} iterations")
+    chunk = 1024 if x.device.type == "cpu" else 1 << 16  # CPU: a cache-sized block; GPU: fewer launches
+    c = lloyd(x, init, cfg.iterations, g, chunk=chunk, log=log)
+    return Dictionary(mean, P, c, cfg.patch, images.shape[1], cfg.norm_eps)
+
+
+# -------------------------------------------------------------------------- encoding
+
+
+def quadrant_split(n: int) -> int:
+    """Where the demo splits ``n`` positions into halves: Matlab's ``round(n / 2)`` (halves round up)."""
+    return (n + 1) // 2
+
+
+def _encode_chunk(x: torch.Tensor, d: Dictionary, cross: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> (B, 4K) triangle features, sum-pooled over the 4 quadrants."""
+    B, C, H, W = x.shape
+    hp, wp = H - d.patch + 1, W - d.patch + 1
+    p = F.unfold(x.float(), d.patch)  # (B, C*patch^2, hp*wp), positions row by row
+    p = p.transpose(1, 2).reshape(B * hp * wp, -1)
+    p = whiten_(normalize_patches_(p, d.norm_eps), d.mean, d.whitening)
+    # squared distances in one matmul: [x, |x|^2, 1] @ [-2 C^T; 1; |c|^2]
+    aug = torch.cat([p, (p * p).sum(1, keepdim=True), torch.ones_like(p[:, :1])], 1)
+    z = (aug @ cross).clamp_min_(0).sqrt_()  # (B*hp*wp, K) distances
+    mu = z.mean(1, keepdim=True)
+    f = torch.sub(mu, z, out=z).relu_().view(B, hp, wp, d.k)
+    h, w = quadrant_split(hp), quadrant_split(wp)
+    top, bottom = f[:, :h].sum(1), f[:, h:].sum(1)  # (B, wp, K): sums of whole contiguous rows
+    return torch.cat([top[:, :w].sum(1), bottom[:, :w].sum(1), top[:, w:].sum(1), bottom[:, w:].sum(1)], 1)
+
+
+@torch.no_grad()
+def encode(images: torch.Tensor, d: Dictionary, max_elements: int = 1 << 23) -> torch.Tensor:
+    """Features (N, 4K) float32 of uint8 images (N, C, H, W) on the dictionary's device.
+
+    Sub-batches hold at most ``max_elements`` distances (positions x K) at a time.
+    """
+    N, C, H, W = images.shape
+    if C != d.channels:
+        raise UserError(f"the K-means dictionary was fitted on {d.channels}-channel patches; "
+                        f"these images have {C} channels")
+    positions = (H - d.patch + 1) * (W - d.patch + 1)
+    if positions < 1:
+        raise UserError(f"images of {H}x{W} are smaller than the {d.patch}x{d.patch} receptive field")
+    cross = torch.cat([-2 * d.centroids.T, torch.ones_like(d.centroids[:, 0])[None],
+                       (d.centroids * d.centroids).sum(1)[None]], 0)
+    step = max(1, max_elements // (positions * d.k))
+    out = torch.empty((N, 4 * d.k), dtype=torch.float32, device=d.centroids.device)
+    for lo in range(0, N, step):
+        out[lo:lo + step] = _encode_chunk(images[lo:lo + step].to(d.centroids.device), d, cross)
+    return out

@@ -1,0 +1,158 @@
+"""Exclusive outputs: a second process on one output is refused in one line; stale locks are taken over."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dcgan_features.core.errors import FeatureFileError, UserError
+from dcgan_features.extract.writer import FeatureWriter
+from dcgan_features.core.locks import OutputLocked, lock_path, output_lock
+from dcgan_features.extract.store import FeatureFile, FileMeta
+
+from cli_checks import assert_one_line, run_cli
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+HOLD = """
+import sys, time
+from dcgan_features.core.locks import output_lock
+with output_lock(sys.argv[1], folder=sys.argv[2] == "1"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def hold(path, folder=False) -> subprocess.Popen:
+    """Another process holding ``path``'s lock until killed."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), "1" if folder else "0"],
+                            stdout=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.005)
+
+
+def test_second_process_refused_then_stale_lock_taken_over(tmp_path):
+    out = tmp_path / "f.h5"
+    proc = hold(out)
+    try:
+        with pytest.raises(OutputLocked, match=f"f.h5 is in use by process {proc.pid} on "):
+            with output_lock(out):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert lock_path(out).exists()  # left behind by the killed holder, its pid inside
+    assert lock_path(out).read_text().split()[0] == str(proc.pid)
+    with output_lock(out) as lock:  # stale: the kernel dropped the dead holder's lock
+        assert lock.read_text().split()[0] == str(os.getpid())
+    assert not lock.exists()
+
+
+def test_folder_lock_and_what_it_leaves(tmp_path):
+    run = tmp_path / "a" / "run"
+    with output_lock(run, folder=True) as lock:
+        assert lock == run / ".lock" and run.is_dir()
+    assert not (tmp_path / "a").exists()  # created for the lock and empty: removed again
+    (tmp_path / "file").write_text("x")  # a parent that is a file: no lock, even as root
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        with output_lock(tmp_path / "file" / "f.h5", parents=True):
+            pass
+    with pytest.raises(UserError, match="does not exist; create it first"):
+        with output_lock(tmp_path / "missing" / "f.h5"):
+            pass
+    with pytest.raises(UserError, match="is a folder"):
+        with output_lock(tmp_path):
+            pass
+    with pytest.raises(UserError, match="is a file"):
+        with output_lock(tmp_path / "file", folder=True):
+            pass
+    for empty in ("", ".", "x/.."):
+        with pytest.raises(UserError, match="names no file"):
+            with output_lock(empty):
+                pass
+
+
+def test_writer_renames_only_its_own_file(tmp_path):
+    meta = FileMeta("digits", "dcgan32", 4, ("d1",), (8,), 1, "batch", "0" * 64)
+    out = tmp_path / "f.h5"
+    w = FeatureWriter(out, meta, {"test": (np.array([1, 2]), np.arange(2))}).open()
+    w.write("test", 0, np.ones((2, 8), np.float16))
+    w.complete("test")
+    other = tmp_path / "other.h5"
+    other.write_bytes(w.partial.read_bytes())  # another writer's file put in its place
+    os.replace(other, w.partial)
+    with pytest.raises(FeatureFileError, match="replaced by another process"):
+        w.finish()
+    w.close()
+    assert not out.exists()
+
+
+EXTRACT = ["extract", "--random-init", "--arch", "dcgan32", "--width", "4", "--dataset", "digits",
+           "--device", "cpu", "--bn", "batch"]
+
+
+def test_every_writer_takes_its_lock_before_any_work(tmp_path, capsys):
+    """extract's --out and train's run folder, held by another process: refused in one line,
+    nothing loaded, nothing written."""
+    out, run = tmp_path / "f.h5", tmp_path / "run"
+    holders = [hold(out), hold(run, folder=True)]
+    try:
+        for argv, holder in ((EXTRACT + ["--out", out], holders[0]),
+                             (["train", "--dataset", "digits", "--arch", "dcgan32", "--width", "4", "--epochs", "1",
+                               "--device", "cpu", "--out", run], holders[1])):
+            code, err = run_cli(capsys, *argv)
+            assert_one_line(code, err, f"in use by process {holder.pid}")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".f.h5.lock", "run"]
+        assert [p.name for p in run.iterdir()] == [".lock"]
+    finally:
+        for h in holders:
+            h.kill()
+            h.wait()
+
+
+@pytest.mark.slow
+def test_two_concurrent_extracts_on_one_out(tmp_path, capsys):
+    out = tmp_path / "f.h5"
+    first = subprocess.Popen([sys.executable, "-m", "dcgan_features.cli", *EXTRACT, "--batch-size", "1",
+                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    wait_for(lock_path(out), first)
+    code, err = run_cli(capsys, *EXTRACT, "--out", out)
+    assert_one_line(code, err, f"in use by process {first.pid}")
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    with FeatureFile(out) as ff:  # the first run's file, whole
+        assert all(ff.is_complete(s) for s in ff.splits) and ff.n_rows("train") == 1297
+    assert not lock_path(out).exists() and not Path(str(out) + ".partial").exists()
+
+
+@pytest.mark.slow
+def test_two_concurrent_trains_on_one_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--arch", "dcgan32", "--width", "4", "--batch-size", "8",
+            "--epochs", "50", "--device", "cpu", "--out", str(run)]
+    first = subprocess.Popen([sys.executable, "-m", "dcgan_features.cli", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        wait_for(run / "config.json", first)
+        code, err = run_cli(capsys, *argv)
+        assert_one_line(code, err, f"in use by process {first.pid}")
+        code, err = run_cli(capsys, *argv, "--resume")
+        assert_one_line(code, err, f"in use by process {first.pid}")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM  # the first run checkpointed and stopped cleanly
+    assert (run / "checkpoints" / "last.pt").is_file() and not (run / ".lock").exists()

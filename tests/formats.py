@@ -1,0 +1,106 @@
+"""Tiny dataset files in their released on-disk formats, shared by the loader, CLI and reproduce tests."""
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from dcgan_features.data import downsampled_imagenet as dsi
+from dcgan_features.data.registry import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC
+
+rng = np.random.default_rng(0)
+
+
+
+def write_cifar(root: Path, per_batch: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    xs, ys = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_batch).tolist()
+        with open(folder / name, "wb") as f:  # the real files: bytes keys, a list of labels
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [b"x.png"] * per_batch}, f, protocol=2)
+        xs.append(data), ys.append(labels)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
+                                      b"horse", b"ship", b"truck"], b"num_cases_per_batch": per_batch,
+                     b"num_vis": 3072}, f, protocol=2)
+    train_x = np.concatenate(xs[:5]).reshape(-1, 3, 32, 32)
+    return train_x, np.concatenate(ys[:5]), xs[5].reshape(-1, 3, 32, 32), np.asarray(ys[5])
+
+
+
+def write_svhn(root: Path, split: str, n: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)  # HWCN, as the real files
+    y = rng.integers(1, 11, (n, 1)).astype(np.uint8)  # 1..10, 10 meaning digit 0
+    y[0, 0] = 10
+    scipy.io.savemat(root / f"{split}_32x32.mat", {"X": X, "y": y})
+    return X, y
+
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+
+def write_fashion(root: Path, n_train: int = 6, n_test: int = 3) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images, IDX_IMAGES_MAGIC)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels, IDX_LABELS_MAGIC)
+        out[prefix] = (images, labels)
+    return out
+
+
+
+BATCH_SIZES = [3, 2, 4, 1, 3, 2, 2, 3, 1, 2]  # ten train batches of unequal size, as the last real one is
+
+
+
+PROTOCOL = 3  # Python 3's default when the files were made (2017); they load with a plain pickle.load
+
+
+
+def write_batch(path: Path, data: np.ndarray, labels, form: str, mean=True, protocol=PROTOCOL) -> None:
+    """One batch exactly as released: data (N, 3*S*S) uint8 planar, labels 1..1000, mean."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {"data": data, "labels": labels}
+    if mean:
+        fields["mean"] = data.mean(0)
+    if form == "npz":
+        np.savez(path, **fields)
+    else:
+        with open(path, "wb") as f:  # the real files are plain pickled dicts: str keys, labels a list
+            pickle.dump({k: (list(map(int, v)) if k == "labels" else v) for k, v in fields.items()}, f,
+                        protocol=protocol)
+
+
+
+def write_split(base: Path, size: int, split: str, form: str, seed: int = 0, flat: bool = False,
+                sizes=None) -> tuple[np.ndarray, np.ndarray]:
+    """Write a split; return the images (N, 3, S, S) and the 0-based labels it must load as."""
+    rng = np.random.default_rng(seed)
+    sizes = sizes or (BATCH_SIZES if split == "train" else [5])
+    xs, ys = [], []
+    for i, (name, n) in enumerate(zip(dsi.batch_names(split, form), sizes)):
+        folder = base if flat else base / dsi.release_folders(size, split, form)[0]
+        if size == 64 and split == "train" and not flat:  # imagenet64's train comes in two archives
+            folder = base / dsi.release_folders(size, split, form)[1 + (i >= 5)]
+        data = rng.integers(0, 256, (n, 3 * size * size), dtype=np.uint8)
+        labels = rng.integers(1, 1001, n)
+        labels[0] = 1000 if i % 2 else 1
+        write_batch(folder / name, data, labels, form)
+        xs.append(data), ys.append(labels)
+    return np.concatenate(xs), np.concatenate(ys) - 1
+

@@ -1,0 +1,181 @@
+"""`dcgan-features reproduce`: the whole chain on tiny data (train on Downsampled ImageNet files,
+probe digits), skip on rerun, changed settings, kill -9 during extraction, the packaged SVHN
+model, and every bad input as one line."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcgan_features.nets import checkpoint
+from dcgan_features.nets.architectures import build
+from dcgan_features.cli import main
+from dcgan_features.extract.run import KILL_ENV
+from dcgan_features.reproduce.config import PACKAGED
+from formats import write_split
+
+REPO = Path(__file__).resolve().parents[2]
+# train on one dataset (imagenet32, 23 images in the released npz batches), probe another (digits)
+TINY = ["--train-dataset", "imagenet32", "--width", "2", "--epochs", "1", "--batch-size", "8", "--draws", "2",
+        "--C", "0.1", "--probe", "svm", "--device", "cpu"]
+STAGES = ["model", "extract:trained", "extract:random", "extract:pixels", "probe:pixels", "probe:random",
+          "probe:trained"]
+
+
+def cli(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def actions(err: str) -> dict:
+    """stage -> reuse/resume/compute, from the run's log lines '[i/n] stage: action (reason)'."""
+    got = {}
+    for line in err.splitlines():
+        if line.startswith("[") and "] " in line and ": " in line:
+            name, rest = line.split("] ", 1)[1].split(": ", 1)
+            got[name] = rest.split(" ", 1)[0]
+    return got
+
+
+def table(path, drop=("fit_seconds",)):
+    with open(path, newline="") as f:
+        return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def imagenet32(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet32")
+    write_split(root, 32, "train", "npz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(imagenet32):
+    return [*TINY, "--train-data-dir", str(imagenet32)]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, tiny):
+    out = tmp_path_factory.mktemp("reproduce") / "run"
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "digits", "--out", str(out), *tiny])
+    assert e.value.code == 0
+    return out
+
+
+def test_whole_chain_writes_the_table_and_the_report(chain):
+    rows = table(chain / "results.csv")
+    from dcgan_features.probes.records import CSV_COLUMNS
+
+    assert list(rows[0]) == [c for c in CSV_COLUMNS if c != "fit_seconds"] + ["notes", "date", "command"]
+    got = {(r["features"], r["protocol"], r["trained_on"]) for r in rows}
+    assert got == {(f, c, t) for f, t in (("pixels", "none"), ("random D", "none"), ("trained D", "imagenet32"))
+                   for c in ("digits/all", "digits/20-per-class")}
+    assert all(r["dataset"] == "digits" and 50 < float(r["mean"]) <= 100 for r in rows)
+    assert all(r["command"].startswith("dcgan-features reproduce digits --out ") for r in rows)
+    assert (chain / "train" / "checkpoints" / "last.pt").is_file() and (chain / "train" / "losses.png").is_file()
+    assert checkpoint.load(chain / "train" / "checkpoints" / "last.pt")["trained_on"] == "imagenet32"
+    for s in STAGES:
+        rec = json.loads((chain / "stages" / f"{s.replace(':', '_')}.json").read_text())
+        assert rec["status"] == "complete" and len(rec["fingerprint"]) == 16
+    page = (chain / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2  # sample grid and loss curves, inline
+    assert "<script" not in page and "http://" not in page and "https://" not in page  # nothing from the network
+    assert "Where C landed" in page and "trained D" in page and "imagenet32" in page
+
+
+def test_rerun_redoes_nothing_and_writes_the_same_table(chain, capsys, tiny):
+    before = (chain / "results.csv").read_bytes()
+    records = {p.name: p.read_bytes() for p in (chain / "stages").iterdir()}
+    code, out, err = cli(capsys, "reproduce", "digits", "--out", chain, *tiny)
+    assert code == 0, err
+    assert actions(err) == {s: "reuse" for s in STAGES}
+    assert (chain / "results.csv").read_bytes() == before
+    assert {p.name: p.read_bytes() for p in (chain / "stages").iterdir()} == records
+    assert "trained D" in out and "pixels" in out
+
+
+def test_changed_setting_recomputes_only_the_stages_it_affects(chain, tmp_path, capsys, tiny):
+    out = tmp_path / "run"
+    shutil.copytree(chain, out)
+    changed = tiny[:tiny.index("--draws")] + ["--draws", "3"] + tiny[tiny.index("--draws") + 2:]  # only probes use it
+    code, plan, _ = cli(capsys, "reproduce", "digits", "--out", out, *changed, "--dry-run")
+    assert code == 0
+    lines = {ln.split()[1]: ln.split()[2] for ln in plan.splitlines() if ln[:1].isdigit()}
+    assert lines == {**{s: "reuse" for s in STAGES[:4]}, **{s: "compute" for s in STAGES[4:]}}
+    assert "changed: protocol" in plan and "dcgan-features extract --model random:dcgan32 --width 2" in plan
+    code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *changed)
+    assert code == 0, err
+    assert actions(err) == {**{s: "reuse" for s in STAGES[:4]}, **{s: "compute" for s in STAGES[4:]}}
+    assert {r["n_runs"] for r in table(out / "results.csv") if "per-class" in r["protocol"]} == {"3"}
+
+
+def test_kill_9_during_extraction_then_the_same_table(chain, tmp_path, capsys, tiny):
+    out = tmp_path / "run"
+    shutil.copytree(chain, out)
+    shutil.rmtree(out / "features")  # keep the trained model; extract and probe again
+    env = {**os.environ, KILL_ENV: "1400", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dcgan_features.cli", "reproduce", "digits", "--out", str(out),
+                           *tiny], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    assert actions(proc.stderr)["extract:trained"] == "compute"
+    assert (out / "features" / "trained.h5.partial").is_file() and not (out / "features" / "trained.h5").exists()
+    code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *tiny)
+    assert code == 0, err
+    assert actions(err) == {"model": "reuse", "extract:trained": "resume",
+                            **{s: "compute" for s in STAGES[2:]}}
+    assert "resuming" in err
+    drop = ("fit_seconds", "command")  # the command names its own --out
+    assert table(out / "results.csv", drop) == table(chain / "results.csv", drop)
+
+
+def test_packaged_svhn_model_loads_weights_only_and_is_the_default(tmp_path, capsys):
+    ck = torch.load(PACKAGED / "svhn32_theano.pt", weights_only=True)
+    assert (ck["arch"], ck["width"], ck["nz"], ck["trained_on"], ck["imported"]) == ("svhn32", 64, 100, "svhn", True)
+    assert "MIT License" in (PACKAGED / "LICENSE").read_text() and "Alec Radford" in (PACKAGED / "LICENSE").read_text()
+    code, out, err = cli(capsys, "reproduce", "svhn", "--out", tmp_path / "s", "--dry-run")
+    assert code == 0, err
+    assert "model: bundled, svhn32 width 64, trained on svhn" in out
+    assert "dcgan-features sample " in out and not (tmp_path / "s").exists()  # a dry run writes nothing
+
+
+def one_line_error(capsys, *args, match):
+    code, _, err = cli(capsys, "reproduce", *args)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+    return lines[0]
+
+
+def test_bad_input_is_one_line(tmp_path, capsys, chain, tiny):
+    G, D = build("dcgan64", width=2)
+    big = tmp_path / "big.pt"
+    checkpoint.save(big, checkpoint.make_payload("dcgan64", 2, G, D))
+    out = tmp_path / "o"
+    one_line_error(capsys, "digits", "--out", out, "--checkpoint", big, "--train-dataset", "digits",
+                   match="give one model source, not --checkpoint and --train-dataset")
+    one_line_error(capsys, "digits", "--out", out, "--train-data-dir", tmp_path, match="--train-data-dir needs --train-dataset")
+    one_line_error(capsys, "digits", "--out", out, "--checkpoint", big,
+                   match="takes 64x64 images, but the digits protocol probes 32x32 ones")
+    one_line_error(capsys, "digits", "--out", out, "--train-dataset", "digits", "--arch", "dcgan64",
+                   match="--arch dcgan64 takes 64x64 images")
+    one_line_error(capsys, "digits", "--out", out, "--checkpoint", big, "--epochs", "3",
+                   match="--epochs only apply when training")
+    one_line_error(capsys, "fashion-mnist", "--out", chain, match="holds a `reproduce digits` run, not fashion-mnist")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    one_line_error(capsys, "digits", "--out", tmp_path / "other", match="holds files that are not a reproduce run")
+    one_line_error(capsys, "digits", "--out", out, "--train-dataset", "nope", match="unknown dataset 'nope'")
+    assert not out.exists()  # refused before anything was written
+    from dcgan_features.core.locks import output_lock
+
+    with output_lock(chain, folder=True):  # another reproduce is writing this folder
+        one_line_error(capsys, "digits", "--out", chain, *tiny, match="is in use by process")
