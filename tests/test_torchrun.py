@@ -35,7 +35,6 @@ FIT = dict(probe="svm", Cs=[0.01, 1.0], n_classes=10, device="cpu", config=dict(
 WORKER = """
 import json, os, sys
 import torch
-from dcgan_features.extract import run as extract
 from dcgan_features.cli import main
 
 from dcgan_features.core.devices import init_distributed
@@ -44,7 +43,10 @@ init_distributed("cpu")  # the worker owns the group: the commands below join it
 rank = int(os.environ["RANK"])
 mode, commands = sys.argv[1], json.loads(sys.argv[2])
 if mode == "kill" and rank == 1:
-    os.environ[extract.KILL_ENV] = "128"  # rank 1 dies (SIGKILL) after two of its batches
+    sys.path.insert(0, os.path.join(os.environ["PYTHONPATH"], "tests"))
+    import faults
+
+    faults.kill_after_rows(128)  # rank 1 dies (SIGKILL) after two of its batches
 for argv in commands:
     if mode == "differ" and rank == 1:
         argv[argv.index("--batch-size") + 1] = "32"

@@ -162,7 +162,7 @@ class _Sharded:
 
     # (2) this rank's part file, (3) the source's preparation shared by the ranks, (4) its rows
     def run(self, data, progress: bool) -> dict:
-        from .run import KILL_ENV, _disk_error, _run, _tf32, resume_key
+        from .run import _disk_error, _run, _tf32, resume_key
 
         ctx, cfg = self.ctx, self.cfg
         t0 = time.perf_counter()
@@ -189,13 +189,12 @@ class _Sharded:
 
             states = agree(ctx, open_part)
             images = {s: self.images[s][lo:hi] for s, (lo, hi) in self.shares.items() if s in cfg.splits}
-            kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
 
             def work() -> int:
                 try:
                     with _tf32(cfg.tf32):
                         return _run(self.model, self.plan, self.device, cfg, part, images,
-                                    {s: len(v[0]) for s, v in splits.items()}, t0, kill_after, self.log,
+                                    {s: len(v[0]) for s, v in splits.items()}, t0, self.log,
                                     progress, prepare=lambda m, p, c: self._prepare(m, p, c, part))["computed"]
                 except OSError as e:
                     raise _disk_error(e, self.out, part) from None

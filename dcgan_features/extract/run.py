@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
 import threading
 import time
 from pathlib import Path
@@ -45,8 +44,6 @@ from .sources.base import FeatureSource, Plan, PrepareContext
 from .sources.discriminator import Model, checkpoint_model, random_init_model, random_init_sha256  # noqa: F401
 from .config import PAPER_EXTRACTION, ExtractConfig, extract_config  # noqa: F401
 from .store import DTYPES, FileMeta
-
-KILL_ENV = "DCGAN_FEATURES_TEST_KILL_AFTER_ROWS"  # tests only: SIGKILL itself once this many rows went to the writer
 
 
 # Our discriminators are sources like any other; their builders keep their old import path.
@@ -185,10 +182,9 @@ def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | N
     rows = {s: len(labels[s]) for s in cfg.splits}
     if writer.state == "done":
         return {"path": str(out), "state": "done", "rows": rows, "seconds": 0.0, "images_per_s": 0.0}
-    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     try:
         with _tf32(cfg.tf32):
-            return _run(model, plan, device, cfg, writer, images, rows, t0, kill_after, log, progress)
+            return _run(model, plan, device, cfg, writer, images, rows, t0, log, progress)
     except OSError as e:
         raise _disk_error(e, out, writer) from None
     finally:
@@ -258,7 +254,7 @@ def _authors_bn_batches(cfg: ExtractConfig, train: torch.Tensor, device: torch.d
 
 
 def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractConfig, writer: FeatureWriter,
-         images: dict, rows: dict, t0: float, kill_after: int, log, progress: bool,
+         images: dict, rows: dict, t0: float, log, progress: bool,
          prepare: Callable[[FeatureSource, Plan, PrepareContext], None] | None = None) -> dict:
     """Prepare the source, then write ``rows`` of ``images`` (every split of ``cfg.splits``) to
     ``writer``. ``prepare`` replaces ``model.prepare`` (a torchrun rank's, which shares the work)."""
@@ -293,8 +289,6 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
     def on_commit(n: int) -> None:
         done_rows[0] += n
         bar.update(n)
-        if kill_after and skipped + done_rows[0] >= kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
 
     out_dtype = getattr(torch, cfg.dtype)
     bw = _BackgroundWriter(writer, device, bs, plan.dim, out_dtype, on_commit)

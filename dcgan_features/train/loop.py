@@ -53,7 +53,6 @@ from .step import DeviceImages, StepStats, TrainStep, to_unit_range
 
 __all__ = ["TrainConfig", "TrainResult", "Interrupted", "NonFiniteLoss", "train", "make_generators", "to_unit_range"]
 
-KILL_ENV = "DCGAN_FEATURES_TEST_SIGKILL_AFTER_CKPT"  # test hook: SIGKILL self after the checkpoint at this step
 N_SAMPLES = 64  # the fixed-z sample grid, 8 x 8
 
 
@@ -417,9 +416,6 @@ class _Run:
         stop = bool(packed[4] > 0)
         if want_ckpt or stop:
             self._save_checkpoint(epoch_end=epoch_end, epoch=epoch)
-            if self.step == int(os.environ.get(KILL_ENV, "-1")):
-                self.writer.wait()
-                os.kill(os.getpid(), signal.SIGKILL)
         if epoch_end and self.is_main and (epoch + 1) % cfg.sample_every == 0:
             self._save_samples(epoch + 1)
         if stop:

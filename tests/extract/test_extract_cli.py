@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,12 +15,13 @@ import torch
 from dcgan_features.nets import checkpoint
 from dcgan_features.nets.architectures import build
 from dcgan_features.data.registry import load
-from dcgan_features.extract.run import KILL_ENV, random_init_sha256
+from dcgan_features.extract.run import random_init_sha256
 from dcgan_features.extract.hooks import extract_features
 from dcgan_features.extract.writer import FeatureWriter
 from dcgan_features.extract.store import FeatureFile, partial_path
 from cli_checks import run_cli, same_file
 
+FAULTS = Path(__file__).resolve().parents[1] / "faults.py"  # the SIGKILL launcher
 FAST = ["--random-init", "--arch", "dcgan32", "--width", "2", "--dataset", "synthetic", "--limit", "40",
         "--batch-size", "16", "--device", "cpu"]
 
@@ -56,9 +58,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_file(run_cli, tmp_path, bn, 
     ref = tmp_path / "ref.h5"
     assert run_cli("extract", *args, "--out", ref)[0] == 0
     out = tmp_path / "f.h5"
-    env = {**os.environ, KILL_ENV: str(kill_after), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dcgan_features.cli", "extract", *args, "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(FAULTS), "kill-after-rows", str(kill_after), "--", "extract", *args,
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr
     assert not out.exists() and partial_path(out).exists()
     with FeatureFile(partial_path(out)) as ff:

@@ -16,7 +16,6 @@ import torch
 from dcgan_features.nets import checkpoint
 from dcgan_features.nets.architectures import build
 from dcgan_features.cli import main
-from dcgan_features.extract.run import KILL_ENV
 from dcgan_features.reproduce.config import PACKAGED
 from formats import write_split
 
@@ -122,9 +121,10 @@ def test_kill_9_during_extraction_then_the_same_table(chain, tmp_path, capsys, t
     out = tmp_path / "run"
     shutil.copytree(chain, out)
     shutil.rmtree(out / "features")  # keep the trained model; extract and probe again
-    env = {**os.environ, KILL_ENV: "1400", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dcgan_features.cli", "reproduce", "digits", "--out", str(out),
-                           *tiny], env=env, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "faults.py"), "kill-after-rows", "1400", "--",
+                           "reproduce", "digits", "--out", str(out), *tiny],
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr
     assert actions(proc.stderr)["extract:trained"] == "compute"
     assert (out / "features" / "trained.h5.partial").is_file() and not (out / "features" / "trained.h5").exists()

@@ -24,15 +24,17 @@ from dcgan_features.nets import checkpoint
 from dcgan_features.data import registry as data
 from dcgan_features.nets.architectures import get_arch, sample_z
 from dcgan_features.core.errors import CheckpointError
-from dcgan_features.train.loop import KILL_ENV, TrainConfig, _Run, make_generators, to_unit_range, train
+from dcgan_features.train.loop import TrainConfig, _Run, make_generators, to_unit_range, train
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "synthetic", "--arch", "dcgan32", "--width", "4", "--batch-size", "100", "--device", "cpu"]
 
 
-def spawn(*args: str, env: dict | None = None) -> subprocess.Popen:
-    """`dcgan-features train ...` in a fresh Python process (output captured)."""
-    return subprocess.Popen([sys.executable, "-m", "dcgan_features.cli", "train", *args], cwd=REPO,
+def spawn(*args: str, env: dict | None = None, fault: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`dcgan-features train ...` in a fresh Python process (output captured); ``fault``:
+    a tests/faults.py fault and its argument, injected from outside the product."""
+    launcher = [str(REPO / "tests" / "faults.py"), *fault, "--"] if fault else ["-m", "dcgan_features.cli"]
+    return subprocess.Popen([sys.executable, *launcher, "train", *args], cwd=REPO,
                             env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -112,7 +114,7 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     common = dict(epochs=3, max_steps=25, ckpt_every=7, log_every=7)
     args = [*TINY, "--epochs", "3", "--max-steps", "25", "--ckpt-every", "7", "--log-every", "7", "--out", str(broken)]
-    p = spawn(*args, env={KILL_ENV: "14"})  # runs on the other core while the straight run goes here
+    p = spawn(*args, fault=("kill-after-checkpoint", "14"))  # runs on the other core while the straight run goes here
     train(tiny_config(straight, **common))
     _, err = p.communicate(timeout=120)
     assert p.returncode == -signal.SIGKILL, err
