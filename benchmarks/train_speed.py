@@ -4,7 +4,7 @@ Every variant trains the same architecture at the same width on the same random 
 (seeded; throughput does not depend on content) through the library's own run object
 (``train._Run``: the exact code ``dcgan-features train`` runs), timed step by step:
 
-* ``full``: everything on (the default on the device): one D pass over cat(real, fake) with
+* ``full``: everything on (``train``'s defaults, plus ``--cuda-graph`` on CUDA): one D pass over cat(real, fake) with
   per-half BatchNorm, data pre-normalised on the device, and on CUDA the CUDA-graph step;
 * one row per change turned off: ``no-cuda-graph`` (CUDA only), ``no-joint-d``,
   ``no-prenormalize``; ``all-off`` turns all three off at once; ``compile`` adds
@@ -64,7 +64,7 @@ COLUMNS = ["date", "device", "arch", "width", "batch", "variant", "cuda_graph", 
            "device_ms_per_step", "gflop_per_step", "tflops", "ceiling_img_per_s", "steps", "warmup", "n_images",
            "threads", "torch", "note", "command"]
 
-FULL = {"cuda_graph": None, "joint_d": True, "prenormalize": True, "compile": False, "async_ckpt": True}
+FULL = {"cuda_graph": True, "joint_d": True, "prenormalize": True, "compile": False, "async_ckpt": True}
 ABLATION = {
     "full": {},
     "no-cuda-graph": {"cuda_graph": False},
@@ -306,16 +306,17 @@ def variants(args, device: torch.device) -> list[tuple[str, int, dict]]:
     unknown = [v for v in names if v not in ABLATION and v != "plain"]
     if unknown:
         sys.exit(f"error: unknown variant(s) {', '.join(unknown)}; choose from plain, {', '.join(ABLATION)}")
+    full = {**FULL, "cuda_graph": device.type == "cuda"}  # the graph is asked for on CUDA only (off by default)
     out = []
     for name in names:
         if name == "no-cuda-graph" and device.type != "cuda":
             continue  # the same as full off CUDA
         if name == "compile" and device.type != "cuda" and not args.compile_variants:
             continue
-        out.append((name, args.batch, {} if name == "plain" else {**FULL, **ABLATION[name]}))
+        out.append((name, args.batch, {} if name == "plain" else {**full, **ABLATION[name]}))
     for b in (int(x) for x in args.sweep.split(",") if x):
         if b != args.batch:
-            out.append(("full", b, dict(FULL)))
+            out.append(("full", b, dict(full)))
     return out
 
 

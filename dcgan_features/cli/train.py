@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import click
 
-from ..train.config import TrainConfig
+from ..train.config import GPU_VERIFIED, TrainConfig
 from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option
 
 T = TrainConfig  # class attributes: the defaults
@@ -32,7 +34,8 @@ T = TrainConfig  # class attributes: the defaults
 @click.option("--compile/--no-compile", default=T.compile,
               help="torch.compile G and D (slow start, faster steps).")
 @click.option("--cuda-graph/--no-cuda-graph", default=T.cuda_graph,
-              help="Capture the whole step as one CUDA graph and replay it. [default: on CUDA when it applies]")
+              help="Capture the whole step as one CUDA graph and replay it (CUDA only; never run on a GPU yet: "
+                   "no results row, so off by default).")
 @click.option("--joint-d/--no-joint-d", default=T.joint_d,
               help="One D pass over cat(real, fake), BatchNorm statistics per half (the paper's two passes' math).")
 @click.option("--prenormalize/--no-prenormalize", default=T.prenormalize,
@@ -78,3 +81,8 @@ def train_cmd(**settings) -> None:
         tail = (f", loss_D {m['loss_d']:.3f}, loss_G {m['loss_g']:.3f}" if m else "")
         click.echo(f"trained to step {result.step} (epoch {result.epoch:.2f}){tail}, "
                    f"{result.img_per_s:.0f} img/s; checkpoint: {result.checkpoint}")
+
+
+# The GPU paths and their rows, from the one table of them (train.config.GPU_VERIFIED).
+train_cmd.help = (inspect.cleandoc(train_cmd.help or "") + "\n\nGPU paths and the results rows that show them running:"
+                  "\n\n\b\n" + "\n".join(f"  {path}:\n      {row}" for path, row in GPU_VERIFIED))

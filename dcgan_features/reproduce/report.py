@@ -227,8 +227,18 @@ against a random D of the same architecture and the raw pixels. Written by <code
 {blocks}
 {_c_section(chain, rows)}
 {_run_section(chain, stage_records)}
+{_gpu_section()}
 </body></html>
 """
+
+
+def _gpu_section() -> str:
+    """Which GPU paths a row of results/ shows running (train.config.GPU_VERIFIED)."""
+    from ..train.config import GPU_VERIFIED
+
+    return ("<h2>GPU paths verified</h2><p>Which training paths on a GPU a row of the project's "
+            "<code>results/</code> shows running; a path without a row has only run on the CPU.</p>"
+            + _table(["GPU path", "results row"], [[_e(p), _e(r)] for p, r in GPU_VERIFIED]))
 
 
 def write_report(chain, stage_records: Sequence[dict], rows: Sequence[dict]) -> Path:

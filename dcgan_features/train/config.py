@@ -17,6 +17,7 @@ dcgan-features train
   --device auto
   --amp
   --no-compile
+  --no-cuda-graph
   --joint-d
   --async-ckpt
   --sample-every 1
@@ -35,6 +36,17 @@ import shlex
 from dataclasses import dataclass
 
 from ..core.errors import UserError
+
+# Which GPU paths a row of results/ shows running, and which row (issue 24). `train --help`
+# and report.html print this, the README's Train section repeats it: change it together with
+# the row that verifies a path, never without one.
+GPU_VERIFIED: tuple[tuple[str, str], ...] = (
+    ("eager training, bf16 autocast, as of commit 482afaf (two D passes, uint8 batches)",
+     'results/accuracy.csv, the H100 "trained D" rows (imagenet32 width 128, 15 epochs)'),
+    ("--joint-d, --prenormalize, fused Adam, --async-ckpt on CUDA", "no GPU row yet (tested on the CPU)"),
+    ("--cuda-graph", "no GPU row (off by default; tested on the CPU through a stand-in graph)"),
+    ("--compile, torchrun on GPUs", "no GPU row"),
+)
 
 
 @dataclass
@@ -55,7 +67,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # bf16 autocast; takes effect on CUDA only (config.json records amp_effective)
     compile: bool = False
-    cuda_graph: bool | None = None  # the whole step as one CUDA graph; None: on CUDA when it applies
+    # The whole step as one CUDA graph. Off: the graphed step has never run on a GPU (no results
+    # row); on only when a row shows graphed and eager training agree (issue 24).
+    cuda_graph: bool = False
     joint_d: bool = True  # one D pass over cat(real, fake), BN statistics per half (same mathematics)
     prenormalize: bool | None = None  # data on the device in the compute dtype; None: when it fits
     async_ckpt: bool = True  # checkpoints written from a snapshot on a background thread

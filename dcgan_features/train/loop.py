@@ -5,8 +5,9 @@ BCE-with-logits with the non-saturating G loss, one D step per G step, z from th
 architecture's prior. The whole dataset sits on the device (pre-normalised in the compute
 dtype where that fits, else uint8) and a batch is one gather there: no DataLoader, no PIL
 in the hot loop. The step itself is ``train_step.TrainStep`` (one D pass over
-cat(real, fake) with per-half BatchNorm statistics); on CUDA it is captured once as a
-CUDA graph and replayed (``train_graph.py``), checkpoints are written in the background.
+cat(real, fake) with per-half BatchNorm statistics); with ``cuda_graph=True`` (CUDA only, off by
+default) it is captured once as a CUDA graph and replayed (``graph.py``); checkpoints are
+written in the background.
 
 A run is fully determined by its config: every RNG it draws from is seeded from
 ``seed`` and saved in each checkpoint, so ``resume=True`` continues bit for bit (CPU).
@@ -113,7 +114,7 @@ def _train_locked(cfg: TrainConfig, spec, images: torch.Tensor | None) -> TrainR
     ckpt = load_resumable(folder.last, dataclasses.asdict(cfg)) if cfg.resume else None
     if not cfg.resume:
         folder.check_fresh(cfg.overwrite)
-    if cfg.cuda_graph is not False and int(os.environ.get("WORLD_SIZE", "1")) > 1 and cfg.device != "cpu":
+    if cfg.cuda_graph and int(os.environ.get("WORLD_SIZE", "1")) > 1 and cfg.device != "cpu":
         from .graph import prepare_distributed_env
 
         prepare_distributed_env()  # must precede the process group
@@ -142,24 +143,18 @@ def _train_locked(cfg: TrainConfig, spec, images: torch.Tensor | None) -> TrainR
 
 
 def _use_cuda_graph(cfg: TrainConfig, device: torch.device, dist_ctx: DistContext) -> bool:
-    """Whether this run's step is one captured CUDA graph (``train_graph.py``).
-
-    ``cuda_graph=None`` (the default) means: on CUDA when the step can be captured; a CUDA
-    run that cannot says why in one line and trains eagerly. Asked for explicitly where it
-    cannot apply (a CPU, or an option it cannot capture), the run is refused in one line.
+    """Whether this run's step is one captured CUDA graph (``graph.py``): only when asked for
+    (off by default: no results row shows the graphed step on a GPU yet). Asked for where it
+    cannot apply (a CPU, an NCCL that cannot capture), the run is refused in one line.
     """
-    if cfg.cuda_graph is False or (cfg.cuda_graph is None and device.type != "cuda"):
+    if not cfg.cuda_graph:
         return False
     from .graph import why_not_capturable
 
     why = why_not_capturable(device, dist_ctx)
-    if why is None:
-        return True
-    if cfg.cuda_graph:
+    if why is not None:
         raise UserError(f"--cuda-graph: {why}; drop --cuda-graph to train eagerly")
-    if dist_ctx.rank == 0:
-        print(f"note: training eagerly, without a CUDA graph: {why}", file=sys.stderr)
-    return False
+    return True
 
 
 @dataclass
@@ -254,7 +249,7 @@ class _Run:
             self.folder.truncate_metrics(self.step)
 
     def _capture(self, graphed_step):
-        """The captured step; None (after one line) when capture fails and --cuda-graph was not asked for."""
+        """The captured step; a capture that fails stops the run in one line (state as before)."""
         from .graph import CaptureFailed
 
         try:
@@ -263,11 +258,7 @@ class _Run:
                                 device=self.device, step=self.step, wrap_models=self._wrap_models,
                                 distributed=self.dist.enabled)
         except CaptureFailed as e:
-            if self.cfg.cuda_graph:
-                raise UserError(f"--cuda-graph: capturing the step failed ({e}); pass --no-cuda-graph") from None
-            if self.is_main:
-                print(f"note: training eagerly, without a CUDA graph: capturing the step failed ({e})", file=sys.stderr)
-            return None
+            raise UserError(f"--cuda-graph: capturing the step failed ({e}); drop --cuda-graph") from None
 
     def _wrap_models(self) -> None:
         """Train-time callables: DDP for gradient sync, then torch.compile if asked."""

@@ -37,7 +37,34 @@ def test_cuda_graph_by_default_on_cpu_trains_eagerly_and_says_nothing(tmp_path, 
                        "--out", str(tmp_path / "r"))
     assert code in (0, None) and err == "", err
     rec = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert rec["cuda_graph_effective"] is False and rec["config"]["cuda_graph"] is None
+    assert rec["cuda_graph_effective"] is False and rec["config"]["cuda_graph"] is False
+
+
+def test_cuda_graph_is_off_by_default_even_on_cuda():
+    """The graphed step has never run on a GPU (issue 24): a CUDA run trains eagerly unless asked."""
+    from dcgan_features.core.devices import DistContext
+    from dcgan_features.train import loop as T
+
+    cfg = TrainConfig(dataset="synthetic", arch="dcgan32", out="unused")
+    assert cfg.cuda_graph is False
+    assert T._use_cuda_graph(cfg, torch.device("cuda", 0), DistContext()) is False  # no CUDA needed to decide
+    asked = TrainConfig(dataset="synthetic", arch="dcgan32", out="unused", cuda_graph=True)
+    assert T._use_cuda_graph(asked, torch.device("cuda", 0), DistContext()) is True
+
+
+def test_help_and_report_name_the_rows_that_verify_gpu_paths(run_cli):
+    from dcgan_features.reproduce.report import _gpu_section
+    from dcgan_features.train.config import GPU_VERIFIED
+
+    _, out, _ = run_cli("train", "--help")
+    page = _gpu_section()
+    assert "[default: no-cuda-graph]" in " ".join(out.split())
+    for path, row in GPU_VERIFIED:
+        assert path in out and row in out, path
+        assert path in page
+    assert any("--cuda-graph" == p and "no GPU row" in r for p, r in GPU_VERIFIED)
+    rows = [r for _, r in GPU_VERIFIED if r.startswith("results/")]
+    assert rows and all((REPO / r.split(",")[0]).is_file() for r in rows)  # a cited file exists
 
 
 def test_oom_during_capture_names_the_batch_and_the_memory(monkeypatch):
