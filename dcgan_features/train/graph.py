@@ -20,8 +20,12 @@ require). Warm-up steps are real updates, so every tensor they touch (weights, B
 buffers, optimizer state) is saved before and copied back in place afterwards: the first
 replayed step is the run's next step, not its fourth.
 
-This module only runs on CUDA; on a CPU the loop never imports it (tests/test_train_graph.py
-checks it against the eager step where a GPU is present).
+This module only runs on CUDA; on a CPU the loop never imports it (tests/train/test_train_graph.py
+checks it against the eager step where a GPU is present, and its logic on a CPU through a
+stand-in graph). Nothing graphed has run on a GPU yet, so a graphed run checks itself: its first
+step is also taken eagerly from the same state (then undone), and at the first logging window
+the two steps' losses and weight updates must agree within bf16 tolerance (:class:`SelfCheck`),
+else the run stops before anything of it is saved.
 """
 
 from __future__ import annotations
@@ -35,11 +39,18 @@ from ..nets.architectures import ArchSpec
 from ..core.errors import UserError
 from .step import DeviceImages, StepStats, TrainStep
 
-__all__ = ["CaptureFailed", "GraphedStep", "why_not_capturable", "prepare_distributed_env"]
+__all__ = ["CaptureFailed", "GraphedStep", "SelfCheck", "why_not_capturable", "prepare_distributed_env"]
 
 WARMUP_STEPS = 3
 WARMUP_STEPS_DDP = 11  # "at least 11 DDP-enabled eager iterations before capture" (PyTorch CUDA-graph notes)
 MIN_NCCL = (2, 9, 6)  # first NCCL whose collectives can be captured
+# The self-check's tolerances: one step from the same state, eager vs replayed. The same kernels
+# run in both, so they differ only by cuDNN's non-deterministic reductions, far below one bf16
+# rounding (2^-8 = 0.4%). A wrong graph moves them by far more: on the CPU stand-in
+# (tests/train/test_train_graph.py, dcgan32 width 4) a stale z buffer moved loss_G by 2.5% and a
+# tensor's update by 124%, stale batch indices loss_D by 0.6% and a tensor's update by 31%.
+CHECK_LOSS_RTOL, CHECK_LOSS_ATOL = 2.0 ** -8, 1e-4  # one bf16 rounding
+CHECK_UPDATE_RTOL = 2e-2  # per tensor: |replayed update - eager update| <= 2% of |eager update|
 
 
 class CaptureFailed(RuntimeError):
@@ -78,6 +89,7 @@ class GraphedStep:
                  global_batch: int, rank: int, z_gen: torch.Generator, device: torch.device, step: int,
                  wrap_models: Callable[[], None], distributed: bool = False):
         self.stepper, self.stats, self.data, self.spec, self.z_gen = stepper, stats, data, spec, z_gen
+        self.distributed = distributed
         self.local = stepper.ones.shape[0]
         self.rows = slice(rank * self.local, (rank + 1) * self.local)
         self.idx = torch.arange(self.local, device=device) % len(data)  # static index buffer
@@ -125,6 +137,22 @@ class GraphedStep:
         self._draw_z(self.z_gen)
         self.graph.replay()
 
+    def checked_step(self, index: torch.Tensor) -> "SelfCheck":
+        """:meth:`step`, after one eager step from the same state (then undone): the losses and
+        the weight updates of both, for :meth:`SelfCheck.verdict` at the next sync. Syncs nothing."""
+        saved, z_state = self._save_state(), self.z_gen.get_state()
+        self._draw_z(self.z_gen)
+        z = self.z_raw * 2 - 1 if self.spec.prior == "uniform" else self.z_raw
+        eager_loss = torch.stack(self.stepper(self.data.batch(index), z[self.rows])[:2]).double()
+        eager = [t.detach().clone() for t in _module_tensors(self.stepper.G, self.stepper.D)]
+        self._restore_state(saved)  # the same state, the same z draw, for the replay
+        self.z_gen.set_state(z_state)
+        acc = self.stats.acc.clone()
+        self.step(index)  # the run's step
+        replayed = _module_tensors(self.stepper.G, self.stepper.D)
+        return SelfCheck(eager_loss, (self.stats.acc - acc)[:2],
+                         _update_gaps(saved["modules"].values(), eager, replayed), self.distributed)
+
     def _draw_z(self, gen: torch.Generator) -> None:
         # The same draw as architectures.sample_z(spec, global_batch, generator=gen): same kernel,
         # same generator advance; its affine map to (-1, 1) happens inside the graph.
@@ -168,6 +196,45 @@ class GraphedStep:
                             v.copy_(old)
                         else:  # state the warm-up created lazily: back to Adam's fresh state (zeros, step 0)
                             v.zero_()
+
+
+class SelfCheck:
+    """One eager and one replayed step from the same state, on the device: both steps' losses
+    (loss_d, loss_g) and, per tensor of G and D, how far apart their updates are
+    (:func:`_update_gaps`)."""
+
+    def __init__(self, eager_loss: torch.Tensor, graph_loss: torch.Tensor, update_gaps: torch.Tensor,
+                 distributed: bool = False):
+        self.eager_loss, self.graph_loss, self.update_gaps = eager_loss, graph_loss, update_gaps
+        self.distributed = distributed
+
+    def verdict(self) -> str | None:
+        """None when both steps agree within bf16 tolerance, else what differs in a few words.
+        Reads the device (a sync); under DDP every rank gets the same answer."""
+        loss_ok = torch.isclose(self.graph_loss, self.eager_loss, rtol=CHECK_LOSS_RTOL, atol=CHECK_LOSS_ATOL).all()
+        worst = self.update_gaps.max()
+        bad = (~loss_ok | ~(worst <= CHECK_UPDATE_RTOL)).double()  # a NaN gap counts as bad
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if not bool(bad):
+            return None
+        e, g = self.eager_loss.tolist(), self.graph_loss.tolist()
+        return (f"loss_D {g[0]:.4f} replayed vs {e[0]:.4f} eager, loss_G {g[1]:.4f} vs {e[1]:.4f}, "
+                f"weight updates up to {float(worst):.1%} apart")
+
+
+@torch.no_grad()
+def _update_gaps(before, eager, replayed) -> torch.Tensor:
+    """Per float tensor: ``|replayed update - eager update| / |eager update|`` (L2 norms, float64),
+    the updates taken from the same ``before``. An update of exactly zero in both gives 0."""
+    gaps = []
+    for b, e, r in zip(before, eager, replayed):
+        if b.is_floating_point():
+            ue, ur = e.double() - b.double(), r.double() - b.double()
+            gaps.append((ur - ue).norm() / ue.norm().clamp_min(1e-30))
+    return torch.stack(gaps)
 
 
 def _module_tensors(*modules: torch.nn.Module) -> list[torch.Tensor]:

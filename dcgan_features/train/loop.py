@@ -52,7 +52,7 @@ from .state import (RunFolder, capture_rng, catch_signals, check_same_data, data
                           load_resumable, restore_rng)
 from .step import DeviceImages, StepStats, TrainStep, to_unit_range
 
-__all__ = ["TrainConfig", "TrainResult", "Interrupted", "NonFiniteLoss", "train", "make_generators", "to_unit_range"]
+__all__ = ["TrainConfig", "TrainResult", "Interrupted", "NonFiniteLoss", "GraphMismatch", "train", "make_generators", "to_unit_range"]
 
 N_SAMPLES = 64  # the fixed-z sample grid, 8 x 8
 
@@ -75,6 +75,10 @@ class Interrupted(UserError):
 
 class NonFiniteLoss(UserError):
     """A loss became NaN or inf; the last good checkpoint is left as it was."""
+
+
+class GraphMismatch(UserError):
+    """The CUDA graph's step disagrees with the eager step; the last good checkpoint is left as it was."""
 
 
 # ------------------------------------------------------------------ small pieces
@@ -232,6 +236,9 @@ class _Run:
             from .graph import GraphedStep
 
             self.graph = self._capture(GraphedStep)
+        # A graphed run's first step is also taken eagerly from the same state (then undone);
+        # the first window's sync compares the two (graph.SelfCheck).
+        self.self_check = "due" if self.graph is not None else None
         if not self.wrapped:
             self._wrap_models()
 
@@ -297,7 +304,10 @@ class _Run:
         """One step on the images ``index`` (this rank's share, on the device): a graph replay,
         or the eager step; its statistics go to ``self.stats``. Never syncs the device."""
         if self.graph is not None:
-            self.graph.step(index)
+            if self.self_check == "due":
+                self.self_check = self.graph.checked_step(index)
+            else:
+                self.graph.step(index)
             return
         b, r = self.local_batch, self.dist.rank
         real = self.data.batch(index)
@@ -387,6 +397,7 @@ class _Run:
         """The sync point: check losses, log, maybe checkpoint, maybe sample, maybe stop."""
         cfg, w = self.cfg, self.window
         packed, bad_step = self._reduce_window(stop_local)
+        self._verify_graph()
         if packed[5] > 0:
             self.writer.wait()  # a good checkpoint still being written counts as the last good one
             where = (f"last good checkpoint: {self.folder.last}" if self.folder.last.is_file()
@@ -419,6 +430,19 @@ class _Run:
             err.exit_code = 128 + int(signum)
             raise err
         w.start, w.steps = time.perf_counter(), 0
+
+    def _verify_graph(self) -> None:
+        """At the first window's sync: the replayed step must agree with the eager one, else stop
+        before anything of the graphed run is saved."""
+        if self.self_check is None or self.self_check == "due":
+            return
+        why, self.self_check = self.self_check.verdict(), None
+        if why is not None:
+            self.writer.wait()  # a good checkpoint still being written counts as the last good one
+            where = (f"last good checkpoint: {self.folder.last}" if self.folder.last.is_file()
+                     else "no checkpoint was written")
+            raise GraphMismatch(f"--cuda-graph: the replayed step disagrees with the eager step at step "
+                                f"{self.step - self.window.steps + 1} ({why}); stopped ({where}); drop --cuda-graph")
 
     # ------------------------------------------------------------------ outputs
 

@@ -193,13 +193,28 @@ def graph_logic_on_cpu(monkeypatch):
     monkeypatch.setattr(T, "_use_cuda_graph", lambda cfg, device, dist_ctx: True)
 
 
+@pytest.fixture
+def verdicts(monkeypatch):
+    """Every self-check verdict of the runs in the test, in order."""
+    from dcgan_features.train import graph as train_graph
+
+    seen, verdict = [], train_graph.SelfCheck.verdict
+
+    def spy(self):
+        seen.append(verdict(self))
+        return seen[-1]
+
+    monkeypatch.setattr(train_graph.SelfCheck, "verdict", spy)
+    return seen
+
+
 def cpu_config(out: Path, **kw) -> TrainConfig:
     base = dict(dataset="synthetic", arch="dcgan32", width=4, batch_size=100, device="cpu", progress=False,
                 epochs=2, max_steps=6, log_every=3, ckpt_every=3, sample_every=100)
     return TrainConfig(out=str(out), **{**base, **kw})
 
 
-def test_graphed_step_logic_equals_eager_and_resumes_exactly(tmp_path, graph_logic_on_cpu):
+def test_graphed_step_logic_equals_eager_and_resumes_exactly(tmp_path, graph_logic_on_cpu, verdicts):
     train(cpu_config(tmp_path / "straight"))
     assert json.loads((tmp_path / "straight" / "config.json").read_text())["cuda_graph_effective"] is True
     train(cpu_config(tmp_path / "broken", max_steps=3))
@@ -209,6 +224,7 @@ def test_graphed_step_logic_equals_eager_and_resumes_exactly(tmp_path, graph_log
     assert not [k for k in a if not torch.equal(a[k], b[k])]  # resume after a graphed run: exact
     assert metrics(tmp_path / "straight") == [{**r, "img_per_s": m["img_per_s"]} for r, m in
                                               zip(metrics(tmp_path / "broken"), metrics(tmp_path / "straight"))]
+    assert verdicts == [None, None, None]  # every graphed run, resumed ones too, checked itself and passed
 
 
 def test_graphed_step_logic_trains_like_the_eager_step(tmp_path, graph_logic_on_cpu, monkeypatch):
@@ -225,3 +241,49 @@ def test_graphed_step_logic_trains_like_the_eager_step(tmp_path, graph_logic_on_
         assert torch.allclose(a[k].double(), b[k].double(), rtol=1e-5, atol=1e-6), k
     for ra, rb in zip(metrics(tmp_path / "eager"), metrics(tmp_path / "graph"), strict=True):
         assert ra["step"] == rb["step"] and abs(ra["loss_d"] - rb["loss_d"]) < 1e-5
+
+
+# --------------------------------- the self-check: eager vs replayed, first window
+
+
+class StaleBufferGraph:
+    """A wrong graph: it recorded a static buffer's values at capture and replays those, as a
+    buffer the replay never refreshes would (the planted bug the self-check must catch):
+    ``buffer`` is "z_raw" (z drawn at capture only) or "idx" (the batch indices)."""
+
+    def __init__(self, graphed, buffer: str):
+        self.graphed, self.buffer = graphed, buffer
+        self.frozen = getattr(graphed, buffer).clone()
+
+    def replay(self):
+        live = getattr(self.graphed, self.buffer)
+        fresh = live.clone()
+        live.copy_(self.frozen)
+        self.graphed._body()
+        live.copy_(fresh)
+
+
+@pytest.mark.parametrize("buffer", ["z_raw", "idx"])
+def test_self_check_stops_a_stale_graph_in_one_line_and_keeps_the_last_checkpoint(
+        tmp_path, graph_logic_on_cpu, verdicts, monkeypatch, run_cli, buffer):
+    from dcgan_features.train import graph as train_graph
+    from dcgan_features.train import loop as T
+
+    out = tmp_path / "g"
+    train(cpu_config(out, max_steps=3))  # a good checkpoint at step 3 (graphed, checked)
+    good = (out / "checkpoints" / "last.pt").read_bytes()
+
+    class StaleGraphedStep(train_graph.GraphedStep):
+        def _capture(self):
+            self.graph = StaleBufferGraph(self, buffer)
+
+    monkeypatch.setattr(train_graph, "GraphedStep", StaleGraphedStep)
+    line = run_cli.error("train", "--dataset", "synthetic", "--arch", "dcgan32", "--width", "4", "--batch-size", "100",
+                         "--device", "cpu", "--epochs", "2", "--max-steps", "6", "--log-every", "3", "--ckpt-every",
+                         "3", "--sample-every", "100", "--out", out, "--resume",
+                         match="--cuda-graph: the replayed step disagrees with the eager step at step 4")
+    assert f"last good checkpoint: {out / 'checkpoints' / 'last.pt'}" in line and "drop --cuda-graph" in line
+    assert verdicts[0] is None and verdicts[1] is not None
+    assert (out / "checkpoints" / "last.pt").read_bytes() == good  # nothing of the wrong graph was saved
+    assert [r["step"] for r in metrics(out)] == [3]
+    assert issubclass(T.GraphMismatch, T.UserError)
