@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import click
 
+from ..look.config import ArithmeticConfig, InterpolateConfig, SampleConfig
 from .group import MAX_NEIGHBOURS, Names, cli, device_option, out_file
-
-GRID_N = 64  # samples in a `sample` grid; `arithmetic --n` names the grid its ids come from
 
 
 @cli.command("import-theano")
@@ -38,11 +37,16 @@ def import_theano_cmd(folder: str, arch: str, epoch: int | None, out: str) -> No
                f"{len(info.gen_files)} G + {len(info.discrim_files)} D arrays -> {out}")
 
 
-def _gen_options(f):
-    f = device_option("auto")(f)
-    f = click.option("--bn", type=Names("dcgan_features.look.generate:BN_MODES"), default=None,
+def _gen_options(config):
+    """The options every generation command shares, defaults from its ``config`` class."""
+    return lambda f: _shared_options(f, config)
+
+
+def _shared_options(f, config):
+    f = device_option(config.device)(f)
+    f = click.option("--bn", type=Names("dcgan_features.look.generate:BN_MODES"), default=config.bn,
                      help="BatchNorm statistics. [default: batch for imported checkpoints, running otherwise]")(f)
-    f = click.option("--seed", type=int, default=0, help="Seed of the latent vectors.")(f)
+    f = click.option("--seed", type=int, default=config.seed, help="Seed of the latent vectors.")(f)
     f = click.option("--out", required=True, type=click.Path(dir_okay=False), callback=out_file,
                      help="PNG to write.")(f)
     return click.argument("checkpoint", type=click.Path(dir_okay=False))(f)
@@ -57,10 +61,12 @@ def _parse_ids(ctx: click.Context, flag: str, value: str) -> list[int]:
 
 
 @cli.command("sample")
-@_gen_options
-@click.option("--n", "n", type=click.IntRange(2, 1024), default=GRID_N, help="Number of samples.")
-@click.option("--nrow", type=click.IntRange(min=1), default=None, help="Tiles per row. [default: ~sqrt(n)]")
-@click.option("--numbered", is_flag=True, help="Draw each tile's id (for `arithmetic --a/--b/--c`).")
+@_gen_options(SampleConfig)
+@click.option("--n", "n", type=click.IntRange(2, 1024), default=SampleConfig.n, help="Number of samples.")
+@click.option("--nrow", type=click.IntRange(min=1), default=SampleConfig.nrow,
+              help="Tiles per row. [default: ~sqrt(n)]")
+@click.option("--numbered", is_flag=True, default=SampleConfig.numbered,
+              help="Draw each tile's id (for `arithmetic --a/--b/--c`).")
 def sample_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device: str, n: int, nrow: int | None,
                numbered: bool) -> None:
     """Write a grid of N samples of CHECKPOINT's generator; tile ids run row by row from 0.
@@ -81,10 +87,11 @@ def sample_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device: str
 
 
 @cli.command("interpolate")
-@_gen_options
+@_gen_options(InterpolateConfig)
 # at most 32 x 32 images: with batch statistics a figure is decoded in one pass
-@click.option("--rows", type=click.IntRange(1, 32), default=8, help="Number of walks, one per row.")
-@click.option("--steps", type=click.IntRange(2, 32), default=10, help="Images per walk, end points included.")
+@click.option("--rows", type=click.IntRange(1, 32), default=InterpolateConfig.rows, help="Number of walks, one per row.")
+@click.option("--steps", type=click.IntRange(2, 32), default=InterpolateConfig.steps,
+              help="Images per walk, end points included.")
 def interpolate_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device: str, rows: int,
                     steps: int) -> None:
     """Linear walks between random pairs of latent vectors, one per row (paper figure 4).
@@ -101,15 +108,15 @@ def interpolate_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device
 
 
 @cli.command("arithmetic")
-@_gen_options
+@_gen_options(ArithmeticConfig)
 @click.option("--a", "a", required=True, metavar="IDS", help="Sample ids of group a, e.g. 3,17,42.")
 @click.option("--b", "b", required=True, metavar="IDS", help="Sample ids of group b (subtracted).")
 @click.option("--c", "c", required=True, metavar="IDS", help="Sample ids of group c (added).")
-@click.option("--n", "n", type=click.IntRange(2, 1024), default=GRID_N,
+@click.option("--n", "n", type=click.IntRange(2, 1024), default=ArithmeticConfig.n,
               help="The --n of the numbered `sample` grid the ids come from.")
-@click.option("--neighbours", type=click.IntRange(0, MAX_NEIGHBOURS), default=8,
+@click.option("--neighbours", type=click.IntRange(0, MAX_NEIGHBOURS), default=ArithmeticConfig.neighbours,
               help="Perturbed copies of the result shown beside it.")
-@click.option("--noise", type=click.FloatRange(min=0), default=0.25,
+@click.option("--noise", type=click.FloatRange(min=0), default=ArithmeticConfig.noise,
               help="Uniform noise in [-noise, noise] added to the result's z for the neighbours.")
 @click.pass_context
 def arithmetic_cmd(ctx: click.Context, checkpoint: str, out: str, seed: int, bn: str | None, device: str,

@@ -40,6 +40,7 @@ from ..nets.architectures import ArchSpec, Generator, get_arch, sample_z
 from ..core.atomic import atomic_path
 from ..core.devices import resolve_device
 from ..core.errors import UserError
+from .config import ArithmeticConfig
 
 BN_MODES = ("batch", "running")
 
@@ -151,7 +152,8 @@ def check_ids(flag: str, ids: Sequence[int], n: int) -> None:
 
 
 def arithmetic(G: nn.Module, spec: ArchSpec, n: int, seed: int, a: Sequence[int], b: Sequence[int],
-               c: Sequence[int], neighbours: int = 8, noise: float = 0.25, nz: int | None = None) -> Arithmetic:
+               c: Sequence[int], neighbours: int = ArithmeticConfig.neighbours, noise: float = ArithmeticConfig.noise,
+               nz: int | None = None) -> Arithmetic:
     """Decode ``mean z[a] - mean z[b] + mean z[c]`` and ``neighbours`` perturbations of it.
 
     Ids index the grid of :func:`sample` with the same ``n`` and ``seed``. The perturbations

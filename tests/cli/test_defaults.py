@@ -9,6 +9,7 @@ import pytest
 
 from dcgan_features.cli import cli
 from dcgan_features.extract.config import ExtractConfig
+from dcgan_features.look.config import ArithmeticConfig, InterpolateConfig, SampleConfig
 from dcgan_features.probes.config import ProbeConfig
 from dcgan_features.reproduce.quickstart import QuickstartConfig
 from dcgan_features.reproduce.config import ReproduceConfig
@@ -16,7 +17,8 @@ from dcgan_features.train.config import TrainConfig
 
 # command -> the config whose fields are its options' defaults (same names)
 CONFIGS = {"train": TrainConfig, "extract": ExtractConfig, "probe": ProbeConfig, "quickstart": QuickstartConfig,
-           "reproduce": ReproduceConfig, "architectures": ExtractConfig}
+           "reproduce": ReproduceConfig, "architectures": ExtractConfig, "sample": SampleConfig,
+           "interpolate": InterpolateConfig, "arithmetic": ArithmeticConfig}
 
 
 def _signature_default(dotted: str, param: str):
@@ -28,16 +30,11 @@ def _signature_default(dotted: str, param: str):
 # (None: "unset", the library decides; required options have none)
 ELSEWHERE = {
     ("extract", "seed"): lambda: __import__("dcgan_features.extract.sources", fromlist=["SourceOptions"]).SourceOptions.seed,
-    ("arithmetic", "neighbours"): lambda: _signature_default("dcgan_features.look.generate.arithmetic", "neighbours"),
-    ("arithmetic", "noise"): lambda: _signature_default("dcgan_features.look.generate.arithmetic", "noise"),
 }
 # None: chosen per dataset by extract_config (the paper's protocols extract differently)
 PER_DATASET = {("extract", "bn"), ("extract", "dtype")}
 CLI_ONLY = {  # defaults that no library code has: they exist here and in the command only
-    ("sample", "n"), ("arithmetic", "n"), ("interpolate", "rows"), ("interpolate", "steps"),
-    ("sample", "seed"), ("interpolate", "seed"), ("arithmetic", "seed"),
-    ("sample", "device"), ("interpolate", "device"), ("arithmetic", "device"),
-    ("sample", "numbered"), ("datasets", "download"), ("extract", "random_init"),
+    ("datasets", "download"), ("extract", "random_init"),
 }
 
 
@@ -122,3 +119,15 @@ def test_resume_command_survives_a_changed_cli_default(run_cli, monkeypatch):
                                                "keep_every": 3}[p.name])
     again = _parsed_train_config(run_cli, monkeypatch, cfg.resume_command())
     assert again == TrainConfig(**{**cfg.__dict__, "resume": True})
+
+
+def test_generation_defaults_are_the_look_configs_and_the_library_reads_them_too():
+    """sample/interpolate/arithmetic sizes live in look/config.py alone; arithmetic()'s own
+    keyword defaults are the same values (one place, read twice)."""
+    for command, config in (("sample", SampleConfig), ("interpolate", InterpolateConfig),
+                            ("arithmetic", ArithmeticConfig)):
+        names = {p.name for c, p in _options() if c == command}
+        assert names <= {f.name for f in dataclasses.fields(config)} | {"out", "a", "b", "c"}, command
+    assert ArithmeticConfig.n == SampleConfig.n  # the ids of a default `sample --numbered` grid
+    for param in ("neighbours", "noise"):
+        assert _signature_default("dcgan_features.look.generate.arithmetic", param) == getattr(ArithmeticConfig, param)
