@@ -79,6 +79,11 @@ class DatasetSpec:
     # datasets that are any folder of images rather than fixed files: (folder, split, size) ->
     # (images, labels, class names)
     open_folder: Callable[[Path, str, int], tuple[np.ndarray, np.ndarray, list[str] | None]] | None = None
+    # How the paper's protocol on this dataset extracts features: ExtractConfig fields and their
+    # values, applied by extract.config.extract_config under the user's own flags; empty: the
+    # ExtractConfig defaults. (The paper kept float32 features and no TF32; on SVHN, BatchNorm
+    # statistics as the authors' script estimates them.)
+    paper_extraction: dict[str, object] = field(default_factory=dict)
 
     @property
     def downloadable(self) -> bool:
@@ -396,12 +401,13 @@ DATASETS: dict[str, DatasetSpec] = {
                     {"train": tuple(f"data_batch_{i}" for i in range(1, 6)) + ("batches.meta",),
                      "test": ("test_batch", "batches.meta")},
                     ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", ""), _read_cifar10, fetch=_fetch_cifar10,
-                    class_names=_read_cifar10_classes),
+                    class_names=_read_cifar10_classes, paper_extraction={"dtype": "float32", "tf32": False}),
         DatasetSpec("svhn", "SVHN cropped digits, the .mat files (extra is SVHN's 531k easier digits)",
                     {"train": 73257, "test": 26032, "extra": 531131},
                     {s: (f"{s}_32x32.mat",) for s in ("train", "test", "extra")},
                     ("", "svhn"), _read_svhn, classes=tuple(str(i) for i in range(10)), fetch=_fetch_svhn,
-                    header_count=_count_svhn),
+                    header_count=_count_svhn,
+                    paper_extraction={"bn": "authors", "dtype": "float32", "tf32": False}),
         DatasetSpec("fashion-mnist", "Fashion-MNIST, the four idx .gz files",
                     {"train": 60000, "test": 10000},
                     {s: _fashion_files(s) for s in ("train", "test")},

@@ -30,25 +30,31 @@ class ExtractConfig:
     bn_batch_size: int = 128  # bn "authors": their batch size (infer_bnorm_stats)
 
 
-# Extraction under the paper's protocols (``extract_config``): features kept in float32 and
-# no TF32, so the probe sees the model's float32 features; SVHN's BatchNorm statistics as
-# the authors' script estimates them. Elsewhere float16 and TF32 (faster, smaller) stay.
-PAPER_EXTRACTION: dict[str, dict] = {
-    "svhn": {"bn": "authors", "dtype": "float32", "tf32": False},
-    "cifar10": {"dtype": "float32", "tf32": False},
-}
+def paper_extraction(dataset: str) -> dict[str, object]:
+    """The paper protocol's extraction settings for ``dataset``: its registry entry's
+    ``paper_extraction`` (:class:`~dcgan_features.data.registry.DatasetSpec`); empty for a
+    dataset without one, or a name the registry does not know (the ExtractConfig defaults:
+    float16 features and TF32, faster and smaller).
+
+    >>> paper_extraction("cifar10"), paper_extraction("digits")
+    ({'dtype': 'float32', 'tf32': False}, {})
+    """
+    from ..data.registry import DATASETS  # imports torch: only when asked, the CLI starts without it
+
+    spec = DATASETS.get(dataset)
+    return dict(spec.paper_extraction) if spec is not None else {}
 
 
 def extract_config(dataset: str, **overrides) -> ExtractConfig:
-    """The ExtractConfig for ``dataset``: the paper protocol's settings where it has one, then
-    ``overrides`` (``None`` values ignored).
+    """The ExtractConfig for ``dataset``: the paper protocol's settings where it has one
+    (:func:`paper_extraction`), then ``overrides`` (``None`` values ignored).
 
     >>> c = extract_config("svhn", device="cpu")
     >>> c.bn, c.dtype, c.tf32, extract_config("digits", dtype=None).dtype
     ('authors', 'float32', False, 'float16')
     """
     given = {k: v for k, v in overrides.items() if v is not None}
-    return ExtractConfig(dataset=dataset, **{**PAPER_EXTRACTION.get(dataset, {}), **given})
+    return ExtractConfig(dataset=dataset, **{**paper_extraction(dataset), **given})
 
 
-__all__ = ["ExtractConfig", "PAPER_EXTRACTION", "extract_config"]
+__all__ = ["ExtractConfig", "extract_config", "paper_extraction"]

@@ -42,7 +42,7 @@ from .parts import check_no_parts
 from .writer import FeatureWriter
 from .sources.base import FeatureSource, Plan, PrepareContext
 from .sources.discriminator import Model, checkpoint_model, random_init_model, random_init_sha256  # noqa: F401
-from .config import PAPER_EXTRACTION, ExtractConfig, extract_config  # noqa: F401
+from .config import ExtractConfig, extract_config  # noqa: F401
 from .store import DTYPES, FileMeta
 
 

@@ -211,11 +211,12 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
 
 
 def _extraction_departures(protocol: str, bn_mode: str | None, dtype: str) -> str:
-    """Where a feature file's extraction differs from the paper protocol's (``extract.PAPER_EXTRACTION``):
-    e.g. ``"bn recompute (paper: authors); float16 (paper: float32)"``, empty when it does not."""
-    from ..extract.run import PAPER_EXTRACTION
+    """Where a feature file's extraction differs from the paper protocol's (the dataset's registry
+    entry, ``DatasetSpec.paper_extraction``): e.g. ``"bn recompute (paper: authors); float16
+    (paper: float32)"``, empty when it does not."""
+    from ..extract.config import paper_extraction
 
-    paper = PAPER_EXTRACTION.get(protocol, {})
+    paper = paper_extraction(protocol)
     out = []
     if "bn" in paper and bn_mode != paper["bn"]:
         out.append(f"bn {bn_mode} (paper: {paper['bn']})")

@@ -56,3 +56,23 @@ def test_svhn_extraction_is_the_authors_bn_in_float32(tmp_path):
             data=data)
     assert not torch.allclose(ours.D.blocks.d3[1].running_var.double(), S[1], rtol=1e-3)
     assert extract_config("digits").dtype == "float16" and extract_config("cifar10").dtype == "float32"
+
+
+def test_the_paper_settings_are_the_dataset_registry_entry(monkeypatch):
+    """extract_config reads DatasetSpec.paper_extraction: a dataset is one registry entry, its
+    paper extraction included; the probe's departures column compares with the same entry."""
+    import dataclasses
+
+    from dcgan_features.data import registry
+    from dcgan_features.probes.protocols import _extraction_departures
+
+    assert registry.DATASETS["svhn"].paper_extraction == {"bn": "authors", "dtype": "float32", "tf32": False}
+    assert registry.DATASETS["cifar10"].paper_extraction == {"dtype": "float32", "tf32": False}
+    assert registry.DATASETS["digits"].paper_extraction == {}
+    monkeypatch.setitem(registry.DATASETS, "digits", dataclasses.replace(
+        registry.DATASETS["digits"], paper_extraction={"dtype": "float32", "bn": "batch"}))
+    cfg = extract_config("digits", device="cpu")
+    assert (cfg.dtype, cfg.bn, cfg.tf32) == ("float32", "batch", True)
+    assert extract_config("digits", bn="recompute").bn == "recompute"  # the user's flag wins
+    assert _extraction_departures("digits", "recompute", "float16") == "bn recompute (paper: batch); float16 (paper: float32)"
+    assert extract_config("not-a-dataset").dtype == "float16"  # unknown names: the ExtractConfig defaults
