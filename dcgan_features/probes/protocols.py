@@ -14,10 +14,11 @@ over any probe of :mod:`.estimators`. Each column is optional per protocol:
   on that many draws and ``draws`` fresh draws are measured. ``mean +- ci95`` is mean +- 1.96
   std over draws (``ci_ddof``), as the SVHN paper reports it.
 
-``svhn`` is the SVHN authors' procedure exactly (:mod:`.authors`): ``validation="uniform"``
-(10000 train rows drawn uniformly, their shuffle), ``selection="fresh"`` (10 new draws for
-every C of the grid, from the one stream that then gives the 100 measured draws; lowest mean
-validation error, ties to the smaller C), ``ci_ddof=0`` and seed 42. The others use ours,
+``svhn`` draws the SVHN authors' rows (:mod:`.authors`, checked row for row against their own
+loop): ``validation="uniform"`` (10000 train rows drawn uniformly, their shuffle),
+``selection="fresh"`` (10 new draws for every C of the grid, from the one stream that then
+gives the 100 measured draws, classes visited in their order: digits 1..9, then 0; lowest
+mean validation error, ties to the smaller C), ``ci_ddof=0`` and seed 42. The others use ours,
 each a named option: a class-balanced validation split, the same draws for every C, ddof 1.
 
 When the chosen C is the first or last value of its grid, the grid grows by a decade in that
@@ -87,6 +88,9 @@ class ProtocolConfig:
     selection: str = "shared"  # or "fresh": select_draws new draws for every C (the SVHN authors')
     ci_ddof: int = 1  # the interval is 1.96 x std(ddof) over draws; the SVHN authors' is ddof 0
     seed: int = 0  # the default seed of the validation split and the draws (svhn: the authors' 42)
+    # the order fresh draws visit the classes (None: 0, 1, ...); svhn: the authors' y - 1 coding
+    # puts digit 0 last (authors.SVHN_DRAW_ORDER)
+    class_order: tuple[int, ...] | None = None
     metric: str = "accuracy"  # or "error" (= 100 - accuracy), both in percent
     n_classes: int = 10
     paper_full: float | None = None
@@ -100,7 +104,8 @@ PROTOCOLS = {
                               paper_full=82.8, paper_draws=73.8),
     "svhn": ProtocolConfig("svhn", val_size=10000, full=False, labels_per_class=100, draws=100,
                            select_draws=10, c_grid=SVHN_GRID, c_extend=0, metric="error", paper_draws=22.48,
-                           validation="uniform", selection="fresh", ci_ddof=0, seed=authors.AUTHORS_SEED),
+                           validation="uniform", selection="fresh", ci_ddof=0, seed=authors.AUTHORS_SEED,
+                           class_order=authors.SVHN_DRAW_ORDER),
     "fashion-mnist": ProtocolConfig("fashion-mnist", val_size=10000, labels_per_class=100, draws=10),
     "digits": ProtocolConfig("digits", val_size=300, labels_per_class=20, draws=10),
 }
@@ -353,7 +358,8 @@ def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], Non
     """The SVHN authors' selection: ``select_draws`` fresh draws for every C in turn, from one
     stream (:class:`.authors.Draws`) that then gives the ``draws`` measured at the chosen C."""
     cfg, conv = split.cfg, True
-    draws = authors.Draws(split.y, split.pool_idx, cfg.labels_per_class, cfg.n_classes, split.seed, cfg.train_split)
+    draws = authors.Draws(split.y, split.pool_idx, cfg.labels_per_class, cfg.n_classes, split.seed, cfg.train_split,
+                          cfg.class_order)
     val_src = split.train.subset(split.val_idx)
     last: dict[float, object] = {}
 
@@ -399,7 +405,7 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
         val, pool = split_validation(y, cfg.val_size, K, seed, cfg.train_split)
     if cfg.labels_per_class:  # refuse a protocol that cannot be drawn before any fitting starts
         if cfg.selection == "fresh":
-            authors.Draws(y, pool, cfg.labels_per_class, K, seed, cfg.train_split)
+            authors.Draws(y, pool, cfg.labels_per_class, K, seed, cfg.train_split, cfg.class_order)
         else:
             draw_labels(y, pool, cfg.labels_per_class, K, seed, 0, split=cfg.train_split)
     labelled = np.flatnonzero(y >= 0)
