@@ -64,7 +64,7 @@ from .c_search import CSearch, search_C
 from .config import ProbeConfig
 from .estimators import get_probe
 from .linear import check_Cs
-from .rows import ArrayRows, Standardized, open_split, standardizer
+from .rows import POSTPROCESS, ArrayRows, Standardized, open_split, standardizer
 
 WIDE_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 VALIDATIONS = ("per-class", "uniform")
@@ -205,7 +205,9 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
                 "layers": "+".join(layers) if isinstance(layers, (list, tuple)) else str(layers), "dim": ff.dim}
     if describe["features"] is not None:
         describe["features"] = Path(str(describe["features"])).name
-    describe.update(bn_mode=meta.get("bn_mode"), feature_dtype=ff.dtype,
+    # the recipe's post-processing (files written before the attr existed: kmeans files are Coates's)
+    recorded = str(meta.get("postprocess", "") or ("coates" if meta.get("architecture") == "kmeans" else ""))
+    describe.update(bn_mode=meta.get("bn_mode"), feature_dtype=ff.dtype, postprocess=recorded,
                     extraction_departures=_extraction_departures(cfg.name, meta.get("bn_mode"), ff.dtype))
     for split in (cfg.train_split, cfg.test_split):
         if split not in ff.splits:
@@ -390,7 +392,22 @@ def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], Non
     return search.C, _val_scores(search, cfg.metric), search.record(), test_acc, conv
 
 
-def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, standardize: bool) -> Split:
+def _scaling(features: Features, standardize: bool, postprocess: bool) -> tuple[str, int, float] | None:
+    """What the columns are scaled by before any fit: ``--standardize`` (unit variance), else the
+    post-processing the features record (:data:`.rows.POSTPROCESS`) unless turned off; None: nothing."""
+    if standardize:
+        return "unit", 0, 0.0
+    recorded = features.describe.get("postprocess") or ""
+    if not postprocess or not recorded:
+        return None
+    if recorded not in POSTPROCESS:
+        raise UserError(f"the features record post-processing {recorded!r}, which this version does not know "
+                        f"(known: {', '.join(POSTPROCESS)}); pass --no-postprocess to probe them as they are")
+    return (recorded, *POSTPROCESS[recorded])
+
+
+def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev,
+           scaling: tuple[str, int, float] | None) -> Split:
     """Validation, pool and labelled rows of the training split, after checking both splits' labels."""
     train, test = features.train, features.test
     K = cfg.n_classes
@@ -409,8 +426,8 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
         else:
             draw_labels(y, pool, cfg.labels_per_class, K, seed, 0, split=cfg.train_split)
     labelled = np.flatnonzero(y >= 0)
-    if standardize:  # unsupervised statistics of every labelled training row; never test
-        mean, inv = standardizer(train.subset(labelled), dev)
+    if scaling is not None:  # unsupervised statistics of every labelled training row; never test
+        mean, inv = standardizer(train.subset(labelled), dev, ddof=scaling[1], eps=scaling[2])
         train, test = Standardized(train, mean, inv), Standardized(test, mean, inv)
     y_test = np.asarray(test.labels)
     if y_test.size == 0 or y_test.min() < 0:
@@ -421,23 +438,28 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
 def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeConfig.probes,
                  config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int | None = None,
                  device: str = "auto", backend: str = "torch", standardize: bool = False,
-                 log: Callable[[str], None] | None = None) -> list[dict]:
+                 log: Callable[[str], None] | None = None, postprocess: bool = True) -> list[dict]:
     """Run protocol ``name`` for each probe; one record (dict with ``records.CSV_COLUMNS`` + extras) per column.
 
     ``features``: :func:`from_arrays` or :func:`from_file`. ``Cs`` overrides the grid, ``seed``
-    the protocol's seed.
+    the protocol's seed. ``standardize``: every column to zero mean, unit variance (train
+    rows); otherwise, with ``postprocess``, the scaling the features record (``kmeans:K``:
+    Coates's). Every record says which was applied (``postprocess``: ``unit``, ``coates``
+    or ``none``).
     """
     cfg = config or get_protocol(name)
     seed = cfg.seed if seed is None else seed
     grid = check_Cs(Cs if Cs is not None else cfg.c_grid)
     dev = resolve_device(device)
     kinds = [get_probe(p, backend, cfg.n_classes, dev) for p in probes]
-    split = _split(name, cfg, features, seed, dev, standardize)
+    scaling = _scaling(features, standardize, postprocess)
+    split = _split(name, cfg, features, seed, dev, scaling)
     base = {"dataset": features.describe.get("dataset", name), "trained_on": "", "features": "arrays",
             "architecture": "",
             "checkpoint": "", "layers": "", "dim": split.train.dim, "device": str(dev), **features.describe}
     base["device"] = str(dev) if backend == "torch" else "cpu"
-    tail = {"seed": seed, "backend": backend, "standardize": standardize, "val_rows": len(split.val_idx),
+    tail = {"seed": seed, "backend": backend, "standardize": standardize,
+            "postprocess": scaling[0] if scaling else "none", "val_rows": len(split.val_idx),
             "validation": cfg.validation, "selection": cfg.selection, "ci_ddof": cfg.ci_ddof}
     draw_kind = f"{cfg.labels_per_class}-per-class"
     records = []
