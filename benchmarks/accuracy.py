@@ -57,6 +57,8 @@ ROWS = ("pixels", "random", "trained", "kmeans")
 def row_sources(args, arch: str | None, width: int | None) -> dict[str, tuple[str, object]]:
     from dcgan_features.extract.sources import SourceOptions, from_spec
     from dcgan_features.extract.sources.discriminator import checkpoint_model, random_init_model
+    from dcgan_features.extract.sources.kmeans import KMeansSource
+    from dcgan_features.extract.sources.kmeans_recipe import KMeansConfig
 
     size = SourceOptions(image_size=args.image_size)
     makers = {
@@ -65,8 +67,8 @@ def row_sources(args, arch: str | None, width: int | None) -> dict[str, tuple[st
         "trained": ("trained D", lambda: checkpoint_model(args.checkpoint)),
         # seed 0, as the random D's: --seed is the protocol's (None means the protocol's own)
         "kmeans": ("K-means" if args.kmeans_init == "randn" else f"K-means, {args.kmeans_init} init",
-                   lambda: from_spec(f"kmeans:{args.kmeans_k}", SourceOptions(seed=0, image_size=args.image_size,
-                                                                            kmeans_init=args.kmeans_init))),
+                   lambda: KMeansSource(args.kmeans_k, 0, args.image_size, init=args.kmeans_init,
+                                        config=KMeansConfig(n_patches=args.kmeans_patches))),
     }
     return {row: makers[row] for row in args.rows}
 
@@ -132,7 +134,7 @@ def run_dataset(args) -> list[dict]:
                 init = ("randn x 0.1, empty clusters zeroed (run_kmeans.m)" if args.kmeans_init == "randn"
                         else "random patches, empty clusters re-seeded (ours)")
                 probe(feats, name, f"Coates, Lee & Ng 2011 recipe: 6x6 patches at {args.image_size}x"
-                      f"{args.image_size}, K={args.kmeans_k}, 4 quadrants; init {init}; features standardized "
+                      f"{args.image_size}, K={args.kmeans_k}, {args.kmeans_patches} patches, 4 quadrants; init {init}; features standardized "
                       f"by probe from the file's postprocess={ff.meta.get('postprocess')} (train mean, "
                       f"sqrt(var + 0.01))")
             else:
@@ -228,6 +230,9 @@ def main() -> None:
     ap.add_argument("--kmeans-k", type=int, default=1600, help="K of the kmeans row [default: %(default)s]")
     ap.add_argument("--kmeans-init", default="randn", choices=["randn", "patches"],
                     help="K-means start: run_kmeans.m's randn x 0.1, or random patches [default: %(default)s]")
+    ap.add_argument("--kmeans-patches", type=int, default=400_000,
+                    help="patches the K-means dictionary is fitted on (the recipe's: %(default)s; fewer is a "
+                         "subset: say so in --notes)")
     ap.add_argument("--backend", default="torch", choices=["torch", "sklearn"], help="probe solver")
     ap.add_argument("--limit", type=int, default=None,
                     help="only the first N images of each split (a subset: say so in --notes) [default: all]")
