@@ -40,8 +40,8 @@ PAPER_ROWS = [
 ]
 PAPER_NOTE = "the paper's figure (Radford et al. 2015), quoted"
 PAPER_PM = {("cifar10/400-per-class", "paper: DCGAN (ours) + L2-SVM"): 0.4}  # Table 1's +-: definition not stated
-PM_NOTE = ("its +- {pm:g} has no stated definition (not a std, an interval or a number of draws: Table 1's caption and "
-           "section 5.1 say none); our +-95% is 1.96 x std over draws, so the widths are not compared")
+PM_NOTE = ("its +- {pm:g} has no stated definition (a std or an interval, over how many draws: Table 1's caption and "
+           "section 5.1 say neither); our +-95% is 1.96 x std over draws, so the widths are not compared")
 # The paper's preprocessing where ours differs by the data itself, said beside every result trained on it
 IMAGENET_NOTE = ("the paper trains on ImageNet-1k as \"32x32 min-resized center crops\"; Downsampled ImageNet "
                  "(imagenet32, imagenet64) resizes each whole image to S x S, squashing its aspect ratio (no crop); "
