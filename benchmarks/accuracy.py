@@ -9,7 +9,9 @@ under the dataset's protocol (dcgan_features.probes.protocols; C always chosen o
 * ``trained D``  every block of the checkpoint's D (``--bn``, default recompute; svhn: authors): ``checkpoint:PATH``;
 * ``trained D`` each block alone: the columns of that block, read from the same file;
 * ``K-means``    the 1-layer K-means network of Coates, Lee & Ng (2011), K = ``--kmeans-k``,
-                 fitted on the train split, features standardized as in their recipe: ``kmeans:K``.
+                 fitted on the train split (``--kmeans-init``: run_kmeans.m's randn, or random
+                 patches, row ``K-means, patches init``): ``kmeans:K``; ``probe`` standardizes the
+                 features as their recipe does (train mean, sqrt(var + 0.01)), recorded in the file.
 
 ``--rows`` picks which (default: pixels, random, trained; the K-means fit and encoding
 take minutes on a CPU, so it is asked for by name).
@@ -25,6 +27,7 @@ only. ``--plot`` redraws results/per_block.png from the CSV.
     python benchmarks/accuracy.py --dataset digits --checkpoint runs/quickstart/checkpoints/last.pt
     python benchmarks/accuracy.py --dataset fashion-mnist --checkpoint runs/fm/checkpoints/last.pt --device cuda
     python benchmarks/accuracy.py --dataset fashion-mnist --rows kmeans --kmeans-k 1600
+    python benchmarks/accuracy.py --dataset digits --rows kmeans --kmeans-init patches --no-draws --probes svm
     python benchmarks/accuracy.py --plot-only
 """
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import shlex
 import sys
 import time
@@ -45,7 +49,7 @@ from dcgan_features.probes.records import CSV_COLUMNS, csv_value  # noqa: E402
 from dcgan_features.reproduce.chain import block_rows  # noqa: E402  (one block's columns of a feature file)
 from dcgan_features.reproduce.paper import paper_records  # noqa: E402  (the paper's Tables 1 and 2)
 
-EXTRA_COLUMNS = ("notes", "date", "command")
+EXTRA_COLUMNS = ("notes", "date", "command", "kind", "commit", "load")  # + provenance.py's (device: its CPU/GPU)
 ROWS = ("pixels", "random", "trained", "kmeans")
 
 # --rows names -> (row label, SPEC of the feature source); every row's features come from
@@ -53,6 +57,8 @@ ROWS = ("pixels", "random", "trained", "kmeans")
 def row_sources(args, arch: str | None, width: int | None) -> dict[str, tuple[str, object]]:
     from dcgan_features.extract.sources import SourceOptions, from_spec
     from dcgan_features.extract.sources.discriminator import checkpoint_model, random_init_model
+    from dcgan_features.extract.sources.kmeans import KMeansSource
+    from dcgan_features.extract.sources.kmeans_recipe import KMeansConfig
 
     size = SourceOptions(image_size=args.image_size)
     makers = {
@@ -60,8 +66,9 @@ def row_sources(args, arch: str | None, width: int | None) -> dict[str, tuple[st
         "random": ("random D", lambda: random_init_model(arch, width, seed=0)),
         "trained": ("trained D", lambda: checkpoint_model(args.checkpoint)),
         # seed 0, as the random D's: --seed is the protocol's (None means the protocol's own)
-        "kmeans": ("K-means", lambda: from_spec(f"kmeans:{args.kmeans_k}",
-                                                 SourceOptions(seed=0, image_size=args.image_size))),
+        "kmeans": ("K-means" if args.kmeans_init == "randn" else f"K-means, {args.kmeans_init} init",
+                   lambda: KMeansSource(args.kmeans_k, 0, args.image_size, init=args.kmeans_init,
+                                        config=KMeansConfig(n_patches=args.kmeans_patches))),
     }
     return {row: makers[row] for row in args.rows}
 
@@ -83,16 +90,20 @@ def run_dataset(args) -> list[dict]:
     # --no-full keeps only the few-labels column: on a 2-core CPU the full column (C grid on
     # 50000 rows, refit on all) of six feature sets takes hours; the draws take minutes.
     cfg = get_protocol(args.dataset, draws=args.draws, full=False if args.no_full else None)
+    if args.no_draws:  # only the column fitted on every label
+        cfg = dataclasses.replace(cfg, labels_per_class=None)
     probes = tuple(args.probes.split(","))
     work = Path(args.work_dir) / args.dataset
+    kmeans_file = f"kmeans_{args.kmeans_init}.h5"
     work.mkdir(parents=True, exist_ok=True)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
 
     splits = (cfg.train_split, cfg.test_split)
     data = {s: load(args.dataset, s, data_dir=args.data_dir, image_size=args.image_size) for s in splits}
     ecfg = extract_config(args.dataset, splits=splits, bn=args.bn, device=args.device,  # the paper's where it applies
-                          data_dir=args.data_dir, batch_size=args.batch_size, overwrite=not args.reuse_features)
-    run_kw = dict(config=cfg, seed=args.seed, device=args.device, log=say)
+                          data_dir=args.data_dir, batch_size=args.batch_size, overwrite=not args.reuse_features,
+                          limit=args.limit)
+    run_kw = dict(config=cfg, seed=args.seed, device=args.device, log=say, backend=args.backend)
     records: list[dict] = []
 
     def probe(feats, name: str, notes: str, standardize: bool = False) -> None:
@@ -105,7 +116,8 @@ def run_dataset(args) -> list[dict]:
 
     for row, (name, make) in row_sources(args, arch, width).items():
         source = make()
-        path = work / (f"trained_{Path(args.checkpoint).stem}.h5" if row == "trained" else f"{row}.h5")
+        path = work / (f"trained_{Path(args.checkpoint).stem}.h5" if row == "trained"
+                       else kmeans_file if row == "kmeans" else f"{row}.h5")
         say(f"extract {name} ({source.spec}) -> {path}")
         t0 = time.perf_counter()
         extract(source, path, ecfg, data=data, log=say)
@@ -118,9 +130,13 @@ def run_dataset(args) -> list[dict]:
                 probe(feats, name, f"raw input 3x{args.image_size}^2")
             elif row == "kmeans":
                 feats.describe.update(architecture="", checkpoint="", layers=source.spec)
-                # Coates et al. standardise every feature (train statistics) before their L2-SVM
+                # the file records Coates et al.'s standardisation; run_protocol applies it by default
+                init = ("randn x 0.1, empty clusters zeroed (run_kmeans.m)" if args.kmeans_init == "randn"
+                        else "random patches, empty clusters re-seeded (ours)")
                 probe(feats, name, f"Coates, Lee & Ng 2011 recipe: 6x6 patches at {args.image_size}x"
-                      f"{args.image_size}, K={args.kmeans_k}, 4 quadrants; features standardized", standardize=True)
+                      f"{args.image_size}, K={args.kmeans_k}, {args.kmeans_patches} patches, 4 quadrants; init {init}; features standardized "
+                      f"by probe from the file's postprocess={ff.meta.get('postprocess')} (train mean, "
+                      f"sqrt(var + 0.01))")
             else:
                 feats.describe.update(architecture=arch, checkpoint=Path(args.checkpoint).name if row == "trained"
                                       else "random-init seed 0")
@@ -212,6 +228,14 @@ def main() -> None:
     ap.add_argument("--rows", default="pixels,random,trained",
                     help=f"feature sets to measure, from {','.join(ROWS)} [default: %(default)s]")
     ap.add_argument("--kmeans-k", type=int, default=1600, help="K of the kmeans row [default: %(default)s]")
+    ap.add_argument("--kmeans-init", default="randn", choices=["randn", "patches"],
+                    help="K-means start: run_kmeans.m's randn x 0.1, or random patches [default: %(default)s]")
+    ap.add_argument("--kmeans-patches", type=int, default=400_000,
+                    help="patches the K-means dictionary is fitted on (the recipe's: %(default)s; fewer is a "
+                         "subset: say so in --notes)")
+    ap.add_argument("--backend", default="torch", choices=["torch", "sklearn"], help="probe solver")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="only the first N images of each split (a subset: say so in --notes) [default: all]")
     ap.add_argument("--image-size", type=int, default=None,
                     help="input size of pixels and kmeans [default: the checkpoint architecture's, else 32]")
     ap.add_argument("--data-dir", default=None)
@@ -225,6 +249,7 @@ def main() -> None:
     ap.add_argument("--no-blocks", dest="blocks", action="store_false", help="skip the one-block rows")
     ap.add_argument("--no-full", action="store_true",
                     help="only the few-labels column (no fit on every label); for CPU-sized runs")
+    ap.add_argument("--no-draws", action="store_true", help="only the column fitted on every label")
     ap.add_argument("--notes", default="", help="free text added to every row (machine load, training run, ...)")
     ap.add_argument("--work-dir", default="runs/accuracy", help="feature files (rewritten on every run)")
     ap.add_argument("--reuse-features", action="store_true",
@@ -244,10 +269,12 @@ def main() -> None:
         if not args.checkpoint and {"random", "trained"} & set(args.rows):
             ap.error("the random and trained rows need --checkpoint (or choose --rows pixels,kmeans)")
         command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        stamp = time.strftime("%Y-%m-%d")
+        from provenance import provenance
+
+        prov = provenance(device=args.device if args.device != "auto" else "cpu", command=command)
         recs = run_dataset(args)
         for r in recs:
-            r.update(date=stamp, command=command,
+            r.update({k: v for k, v in prov.items() if k != "note"},
                      notes="; ".join(x for x in (r.get("notes", ""), args.notes) if x))
         write(out, merge(out, recs))
         print(f"wrote {len(recs)} rows for {args.dataset} to {out}")

@@ -104,3 +104,82 @@ def write_split(base: Path, size: int, split: str, form: str, seed: int = 0, fla
         xs.append(data), ys.append(labels)
     return np.concatenate(xs), np.concatenate(ys) - 1
 
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Layout oracles: a known picture written by each format's documented serialisation, element by
+# element, never with the reshape a loader inverts. A loader that transposes, mirrors or swaps
+# channels gives back another picture.
+
+
+def letter_picture(height: int, width: int, variant: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8: an "F" on three different gradients (R left to right, G top to bottom,
+    B along a diagonal); ``variant`` moves the letter. No flip, transpose or channel swap
+    leaves it unchanged."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    r = xx * 200 // max(width - 1, 1) + 20
+    g = yy * 180 // max(height - 1, 1) + 40
+    b = (xx + 2 * yy) * 150 // max(width - 1 + 2 * (height - 1), 1) + 60
+    top, left = height // 6 + variant, width // 4 + variant
+    h, w = height * 2 // 3, width // 2
+    stem = (yy >= top) & (yy < top + h) & (xx >= left) & (xx < left + max(w // 4, 1))
+    bar = (yy >= top) & (yy < top + max(h // 6, 1)) & (xx >= left) & (xx < left + w)
+    mid = (yy >= top + h // 2 - max(h // 12, 1)) & (yy < top + h // 2) & (xx >= left) & (xx < left + w * 2 // 3)
+    letter = stem | bar | mid
+    pic = np.stack([np.where(letter, 250, r), np.where(letter, 5, g), np.where(letter, 128, b)], axis=-1)
+    return pic.astype(np.uint8)
+
+
+def cifar_row(picture: np.ndarray) -> np.ndarray:
+    """CIFAR-10's documented row: "the first 1024 entries contain the red channel values, the
+    next 1024 the green, and the final 1024 the blue. The image is stored in row-major order"."""
+    H, W, _ = picture.shape
+    return np.array([picture[y, x, ch] for ch in range(3) for y in range(H) for x in range(W)], dtype=np.uint8)
+
+
+def write_cifar_pictures(root: Path, pictures: list, labels: list) -> None:
+    """Every CIFAR-10 batch file holding ``pictures`` (each a (32, 32, 3) HWC image)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = np.stack([cifar_row(p) for p in pictures])
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": list(labels), b"data": data,
+                         b"filenames": [b"x.png"] * len(pictures)}, f, protocol=2)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"c%d" % i for i in range(10)]}, f, protocol=2)
+
+
+def write_svhn_pictures(root: Path, split: str, pictures: list, y: list) -> None:
+    """SVHN's .mat: "X is a 4-D matrix containing the images ... X(:,:,:,i) gives the i-th
+    32-by-32 RGB image", y 1..10; the array is filled image by image, pixel by pixel."""
+    X = np.zeros((32, 32, 3, len(pictures)), dtype=np.uint8)
+    for i, p in enumerate(pictures):
+        for yy in range(32):
+            for xx in range(32):
+                for ch in range(3):
+                    X[yy, xx, ch, i] = p[yy, xx, ch]
+    scipy.io.savemat(root / f"{split}_32x32.mat", {"X": X, "y": np.asarray(y, np.uint8)[:, None]})
+
+
+def write_idx_pictures(path: Path, pictures: list) -> None:
+    """An idx3 file: magic, the dimensions big-endian, then the pixels as in a C array ("the index
+    in the last dimension changes the fastest"), written one byte at a time."""
+    n, (H, W) = len(pictures), pictures[0].shape
+    body = bytes(int(p[y, x]) for p in pictures for y in range(H) for x in range(W))
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">IIII", IDX_IMAGES_MAGIC, n, H, W) + body)
+
+
+def imagenet_row(picture: np.ndarray) -> np.ndarray:
+    """Imagenet32_Scripts' row: ``r, g, b = img.split(); list(r.getdata()) + list(g.getdata())
+    + list(b.getdata())`` of the PIL image."""
+    import warnings
+
+    from PIL import Image
+
+    r, g, b = Image.fromarray(picture, "RGB").split()
+    with warnings.catch_warnings():  # the scripts' getdata, deprecated in today's Pillow
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return np.array(list(r.getdata()) + list(g.getdata()) + list(b.getdata()), dtype=np.uint8)

@@ -35,6 +35,9 @@ def _model_help() -> str:
               help="Input scaling of generic models. [default: imagenet for torchvision, minus1to1 for python]")
 @click.option("--kmeans-from", type=click.Path(dir_okay=False), default=None,
               help="kmeans:K: encode with the dictionary stored in this feature file instead of fitting one.")
+@click.option("--kmeans-init", type=Names("dcgan_features.extract.sources.kmeans_recipe:KMEANS_INITS"), default=None,
+              help="kmeans:K: start centroids as run_kmeans.m (randn x 0.1, empty clusters zeroed) or from "
+                   "random patches (empty clusters re-seeded; ours). [default: randn]")
 @click.option("--list-layers", is_flag=True,
               help="Print every module's name, type and output shape (one forward) and exit.")
 @click.option("--dataset", default=None, help="Dataset name (see `dcgan-features datasets`).")
@@ -63,7 +66,7 @@ def _model_help() -> str:
 @click.pass_context
 def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | None, random_init: bool,
                 arch: str | None, width: int | None, seed: int, weights: str | None, image_size: int | None,
-                normalize: str | None, kmeans_from: str | None, list_layers: bool, dataset: str | None,
+                normalize: str | None, kmeans_from: str | None, kmeans_init: str | None, list_layers: bool, dataset: str | None,
                 data_dir: str | None, splits: str, layers: str, grid: int, bn: str, dtype: str, batch_size: int,
                 device: str, limit: int | None, out: str | None, overwrite: bool) -> None:
     """Features of a dataset -> HDF5: every chosen layer max-pooled to GRID x GRID, concatenated.
@@ -94,7 +97,7 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
     elif arch is not None:
         ctx.fail("--arch goes with --random-init; with --model write random:ARCH")
     opts = SourceOptions(seed=seed, width=width, weights=weights, image_size=image_size, normalize=normalize,
-                         kmeans_from=kmeans_from)
+                         kmeans_from=kmeans_from, kmeans_init=kmeans_init)
     model = from_spec(model_spec, opts)
     if list_layers:
         from ..extract.sources.generic import list_layers as layer_table

@@ -47,7 +47,11 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 @click.option("--ci-ddof", type=click.Choice(["0", "1"]), default=None,
               help="The interval is 1.96 x std over draws with this ddof. [default: 1, svhn 0 as the authors]")
 @click.option("--standardize", is_flag=True, default=DEFAULTS.standardize,
-              help="Scale every feature to zero mean, unit variance (train rows).")
+              help="Scale every feature to zero mean, unit variance (train rows), instead of any recorded "
+                   "post-processing.")
+@click.option("--postprocess/--no-postprocess", default=DEFAULTS.postprocess,
+              help="Apply the post-processing the feature file records (kmeans:K: Coates's standardisation, "
+                   "train mean and sqrt(var + 0.01), applied to test too).")
 @device_option(DEFAULTS.device)
 @click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULTS.backend,
               help="torch: our solver (CPU/GPU, streams from disk); sklearn: LinearSVC / LogisticRegression.")
@@ -60,7 +64,8 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 @click.pass_context
 def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tuple[str, ...], c_grid: str | None,
               c_extend: int | None, draws: int | None, seed: int | None, validation: str | None,
-              selection: str | None, ci_ddof: str | None, standardize: bool, device: str, backend: str,
+              selection: str | None, ci_ddof: str | None, standardize: bool, postprocess: bool, device: str,
+              backend: str,
               val_size: int | None, labels_per_class: int | None, out: str) -> None:
     """Linear probes on extracted features under DATASET's protocol (C chosen on validation rows).
 
@@ -106,7 +111,7 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
         log = (lambda m: click.echo(m, err=True)) if group.rank == 0 else (lambda m: None)
         records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,
-                               backend=backend, standardize=standardize, log=log)
+                               backend=backend, standardize=standardize, log=log, postprocess=postprocess)
         if group.rank != 0:
             return
         click.echo(format_table(records))

@@ -223,7 +223,7 @@ def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | No
     # (2) the file: done already, resume, or new
     grid = cfg.grid if plan.grid is None else plan.grid
     meta = FileMeta(cfg.dataset, model.architecture, model.width, tuple(plan.layers), tuple(plan.layer_dims), grid,
-                    plan.bn_mode, model.sha256, cfg.dtype, model.spec, model.trained_on)
+                    plan.bn_mode, model.sha256, cfg.dtype, model.spec, model.trained_on, model.postprocess)
     return plan, images, labels, meta
 
 

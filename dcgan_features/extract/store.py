@@ -7,7 +7,7 @@ Schema, one file per model x dataset, one group per split::
     /<split>/indices    (N,) int64, row -> index in the source split
     attrs on /:         format_version, dataset, architecture, width, layers (JSON list),
                         layer_dims (JSON list), grid, bn_mode, checkpoint_sha256,
-                        source (the --model SPEC), trained_on, package_version, created
+                        source (the --model SPEC), trained_on, postprocess, package_version, created
     attrs on /<split>:  n_rows, complete (bool)
     /_source/<name>/    what a source fitted and keeps (kmeans: mean, whitening, centroids)
 
@@ -83,6 +83,9 @@ class FileMeta:
     # the dataset the model was trained on ("none": random init); implied by the checkpoint,
     # so it is recorded but not compared (files written before it existed still match)
     trained_on: str = field(default="", compare=False)
+    # what the source's recipe does to the features before a probe ("coates": K-means's
+    # standardisation); ``probe`` applies it by default
+    postprocess: str = field(default="", compare=False)
 
     @property
     def dim(self) -> int:
@@ -94,7 +97,7 @@ class FileMeta:
                 "width": int(self.width), "layers": json.dumps(list(self.layers)),
                 "layer_dims": json.dumps([int(d) for d in self.layer_dims]), "grid": int(self.grid),
                 "bn_mode": self.bn_mode, "checkpoint_sha256": self.checkpoint_sha256,
-                "source": self.source, "trained_on": self.trained_on,
+                "source": self.source, "trained_on": self.trained_on, "postprocess": self.postprocess,
                 "package_version": __version__}
 
     def differences(self, other: "FileMeta") -> list[str]:
@@ -240,7 +243,7 @@ class FeatureFile:
         m = self.meta
         return FileMeta(m["dataset"], m["architecture"], int(m.get("width", 0)), tuple(m["layers"]),
                         tuple(m["layer_dims"]), int(m["grid"]), m["bn_mode"], m["checkpoint_sha256"], self.dtype,
-                        m.get("source", ""), str(m.get("trained_on", "")))
+                        m.get("source", ""), str(m.get("trained_on", "")), str(m.get("postprocess", "")))
 
     def is_complete(self, split: str) -> bool:
         return split in self.splits and bool(self._f[split].attrs.get("complete", False))

@@ -1,5 +1,14 @@
 """The SVHN authors' rows, exactly: their validation split and their label draws.
 
+What is theirs and checked: on a synthetic ``.mat`` label vector, the validation rows and
+the draws (the first 11 of C selection, the first 3 measured after all 70) that their own
+loop produced under Python 2.7.18 (``tests/probes/reference/svhn_authors_draws.json``,
+checked by ``tests/probes/test_authors.py``) are row for row the ones :func:`validation_split` and
+:class:`Draws` give, given our labels (digit d is class d) and :data:`SVHN_DRAW_ORDER`.
+What is not theirs: the features (ours are extracted by torch, not Theano), the solver
+(``--backend sklearn`` is their ``LinearSVC``; torch's stops at the same ``tol``) and the
+order of the rows inside a fit (we fit a draw's rows sorted; they fit them in drawn order).
+
 The ``svhn`` protocol follows the authors by default (``validation="uniform"``,
 ``selection="fresh"``, ``ci_ddof=0``, seed 42); :mod:`.protocols` names the departures
 that are ours as options.
@@ -13,10 +22,14 @@ Re-implemented from reading Newmu/dcgan_code's ``svhn/load.py`` and
   validation rows are uniform over the train set, so they follow SVHN's class imbalance as
   the test set does.
 - label draws: ``random.Random(42)`` (their ``py_rng``); a draw takes, for class 0, 1, ..., 9
-  in turn, ``py_rng.sample(positions of the class in the pool, 100)``. The script ran on
+  of *their* coding in turn, ``py_rng.sample(positions of the class in the pool, 100)``.
+  Their ``load.py`` codes the ``.mat`` file's ``y`` (1..10, 10 meaning digit 0) as ``y - 1``:
+  their class 0 is digit 1, ..., class 8 digit 9, class 9 digit 0. Our loader codes digit d
+  as class d, so the draws visit our classes in :data:`SVHN_DRAW_ORDER` (1, 2, ..., 9, 0);
+  visiting 0..9 instead gives other draws (the first shares 567 of its 1000 rows with theirs). The script ran on
   Python 2, whose ``random.sample`` differs from Python 3's: :func:`py2_sample` is Python
   2.7's algorithm, on the same Mersenne Twister stream (seeding an int and ``random()`` are
-  unchanged between the two), so the draws are theirs.
+  unchanged between the two).
 - one stream of draws: 10 fresh draws for each C of the grid in order, then the 100 test
   draws at the chosen C.
 
@@ -29,6 +42,8 @@ Re-implemented from reading Newmu/dcgan_code's ``svhn/load.py`` and
 >>> d = Draws(np.array([0, 1] * 4), pool, per_class=1, n_classes=2, seed=42)
 >>> d.next().tolist(), d.next().tolist()  # class 0 then class 1; the stream continues
 ([4, 7], [2, 7])
+>>> Draws(np.array([0, 1] * 4), pool, 1, 2, seed=42, class_order=(1, 0)).next().tolist()  # class 1 first
+[3, 2]
 """
 
 from __future__ import annotations
@@ -42,6 +57,8 @@ import numpy as np
 from ..core.errors import UserError
 
 AUTHORS_SEED = 42  # lib/rng.py: np_rng = RandomState(42), py_rng = Random(42)
+# the order their loop visits our classes (digit d = class d): their y - 1 coding puts digit 0 last
+SVHN_DRAW_ORDER = (1, 2, 3, 4, 5, 6, 7, 8, 9, 0)
 
 
 def py2_sample(rng: random.Random, population: Sequence, k: int) -> list:
@@ -79,13 +96,20 @@ def validation_split(n_rows: int, val_size: int, seed: int = AUTHORS_SEED) -> tu
 
 
 class Draws:
-    """The authors' stream of label draws over a pool (rows in the pool's order)."""
+    """The authors' stream of label draws over a pool (rows in the pool's order).
+
+    ``class_order``: the order classes are sampled in (default 0..n_classes-1); SVHN's is
+    :data:`SVHN_DRAW_ORDER`.
+    """
 
     def __init__(self, labels: np.ndarray, pool: np.ndarray, per_class: int, n_classes: int,
-                 seed: int = AUTHORS_SEED, split: str = "train"):
+                 seed: int = AUTHORS_SEED, split: str = "train", class_order: Sequence[int] | None = None):
         pool_labels = np.asarray(labels)[pool]
-        self.positions = [np.flatnonzero(pool_labels == c).tolist() for c in range(n_classes)]
-        for c, pos in enumerate(self.positions):
+        order = list(range(n_classes)) if class_order is None else [int(c) for c in class_order]
+        if sorted(order) != list(range(n_classes)):
+            raise UserError(f"a draw order must name each of the {n_classes} classes once, got {order}")
+        self.positions = [np.flatnonzero(pool_labels == c).tolist() for c in order]
+        for c, pos in zip(order, self.positions):
             if len(pos) < per_class:
                 raise UserError(f"split {split!r} has {len(pos)} rows of class {c} outside validation, fewer than "
                                 f"the {per_class} per class the protocol draws; lower --labels-per-class")

@@ -22,4 +22,5 @@ class ProbeConfig:
     device: str = "auto"
     backend: str = "torch"
     standardize: bool = False
+    postprocess: bool = True  # apply what the feature file's recipe records (kmeans:K: Coates's standardisation)
     out: str = "results/probes"  # one JSON per record and probes.csv

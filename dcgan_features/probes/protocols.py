@@ -14,10 +14,11 @@ over any probe of :mod:`.estimators`. Each column is optional per protocol:
   on that many draws and ``draws`` fresh draws are measured. ``mean +- ci95`` is mean +- 1.96
   std over draws (``ci_ddof``), as the SVHN paper reports it.
 
-``svhn`` is the SVHN authors' procedure exactly (:mod:`.authors`): ``validation="uniform"``
-(10000 train rows drawn uniformly, their shuffle), ``selection="fresh"`` (10 new draws for
-every C of the grid, from the one stream that then gives the 100 measured draws; lowest mean
-validation error, ties to the smaller C), ``ci_ddof=0`` and seed 42. The others use ours,
+``svhn`` draws the SVHN authors' rows (:mod:`.authors`, checked row for row against their own
+loop): ``validation="uniform"`` (10000 train rows drawn uniformly, their shuffle),
+``selection="fresh"`` (10 new draws for every C of the grid, from the one stream that then
+gives the 100 measured draws, classes visited in their order: digits 1..9, then 0; lowest
+mean validation error, ties to the smaller C), ``ci_ddof=0`` and seed 42. The others use ours,
 each a named option: a class-balanced validation split, the same draws for every C, ddof 1.
 
 When the chosen C is the first or last value of its grid, the grid grows by a decade in that
@@ -63,7 +64,7 @@ from .c_search import CSearch, search_C
 from .config import ProbeConfig
 from .estimators import get_probe
 from .linear import check_Cs
-from .rows import ArrayRows, Standardized, open_split, standardizer
+from .rows import POSTPROCESS, ArrayRows, Standardized, open_split, standardizer
 
 WIDE_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 VALIDATIONS = ("per-class", "uniform")
@@ -87,6 +88,9 @@ class ProtocolConfig:
     selection: str = "shared"  # or "fresh": select_draws new draws for every C (the SVHN authors')
     ci_ddof: int = 1  # the interval is 1.96 x std(ddof) over draws; the SVHN authors' is ddof 0
     seed: int = 0  # the default seed of the validation split and the draws (svhn: the authors' 42)
+    # the order fresh draws visit the classes (None: 0, 1, ...); svhn: the authors' y - 1 coding
+    # puts digit 0 last (authors.SVHN_DRAW_ORDER)
+    class_order: tuple[int, ...] | None = None
     metric: str = "accuracy"  # or "error" (= 100 - accuracy), both in percent
     n_classes: int = 10
     paper_full: float | None = None
@@ -100,7 +104,8 @@ PROTOCOLS = {
                               paper_full=82.8, paper_draws=73.8),
     "svhn": ProtocolConfig("svhn", val_size=10000, full=False, labels_per_class=100, draws=100,
                            select_draws=10, c_grid=SVHN_GRID, c_extend=0, metric="error", paper_draws=22.48,
-                           validation="uniform", selection="fresh", ci_ddof=0, seed=authors.AUTHORS_SEED),
+                           validation="uniform", selection="fresh", ci_ddof=0, seed=authors.AUTHORS_SEED,
+                           class_order=authors.SVHN_DRAW_ORDER),
     "fashion-mnist": ProtocolConfig("fashion-mnist", val_size=10000, labels_per_class=100, draws=10),
     "digits": ProtocolConfig("digits", val_size=300, labels_per_class=20, draws=10),
 }
@@ -200,7 +205,9 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
                 "layers": "+".join(layers) if isinstance(layers, (list, tuple)) else str(layers), "dim": ff.dim}
     if describe["features"] is not None:
         describe["features"] = Path(str(describe["features"])).name
-    describe.update(bn_mode=meta.get("bn_mode"), feature_dtype=ff.dtype,
+    # the recipe's post-processing (files written before the attr existed: kmeans files are Coates's)
+    recorded = str(meta.get("postprocess", "") or ("coates" if meta.get("architecture") == "kmeans" else ""))
+    describe.update(bn_mode=meta.get("bn_mode"), feature_dtype=ff.dtype, postprocess=recorded,
                     extraction_departures=_extraction_departures(cfg.name, meta.get("bn_mode"), ff.dtype))
     for split in (cfg.train_split, cfg.test_split):
         if split not in ff.splits:
@@ -354,7 +361,8 @@ def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], Non
     """The SVHN authors' selection: ``select_draws`` fresh draws for every C in turn, from one
     stream (:class:`.authors.Draws`) that then gives the ``draws`` measured at the chosen C."""
     cfg, conv = split.cfg, True
-    draws = authors.Draws(split.y, split.pool_idx, cfg.labels_per_class, cfg.n_classes, split.seed, cfg.train_split)
+    draws = authors.Draws(split.y, split.pool_idx, cfg.labels_per_class, cfg.n_classes, split.seed, cfg.train_split,
+                          cfg.class_order)
     val_src = split.train.subset(split.val_idx)
     last: dict[float, object] = {}
 
@@ -385,7 +393,22 @@ def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], Non
     return search.C, _val_scores(search, cfg.metric), search.record(), test_acc, conv
 
 
-def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, standardize: bool) -> Split:
+def _scaling(features: Features, standardize: bool, postprocess: bool) -> tuple[str, int, float] | None:
+    """What the columns are scaled by before any fit: ``--standardize`` (unit variance), else the
+    post-processing the features record (:data:`.rows.POSTPROCESS`) unless turned off; None: nothing."""
+    if standardize:
+        return "unit", 0, 0.0
+    recorded = features.describe.get("postprocess") or ""
+    if not postprocess or not recorded:
+        return None
+    if recorded not in POSTPROCESS:
+        raise UserError(f"the features record post-processing {recorded!r}, which this version does not know "
+                        f"(known: {', '.join(POSTPROCESS)}); pass --no-postprocess to probe them as they are")
+    return (recorded, *POSTPROCESS[recorded])
+
+
+def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev,
+           scaling: tuple[str, int, float] | None) -> Split:
     """Validation, pool and labelled rows of the training split, after checking both splits' labels."""
     train, test = features.train, features.test
     K = cfg.n_classes
@@ -400,12 +423,12 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
         val, pool = split_validation(y, cfg.val_size, K, seed, cfg.train_split)
     if cfg.labels_per_class:  # refuse a protocol that cannot be drawn before any fitting starts
         if cfg.selection == "fresh":
-            authors.Draws(y, pool, cfg.labels_per_class, K, seed, cfg.train_split)
+            authors.Draws(y, pool, cfg.labels_per_class, K, seed, cfg.train_split, cfg.class_order)
         else:
             draw_labels(y, pool, cfg.labels_per_class, K, seed, 0, split=cfg.train_split)
     labelled = np.flatnonzero(y >= 0)
-    if standardize:  # unsupervised statistics of every labelled training row; never test
-        mean, inv = standardizer(train.subset(labelled), dev)
+    if scaling is not None:  # unsupervised statistics of every labelled training row; never test
+        mean, inv = standardizer(train.subset(labelled), dev, ddof=scaling[1], eps=scaling[2])
         train, test = Standardized(train, mean, inv), Standardized(test, mean, inv)
     y_test = np.asarray(test.labels)
     if y_test.size == 0 or y_test.min() < 0:
@@ -416,23 +439,28 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
 def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeConfig.probes,
                  config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int | None = None,
                  device: str = "auto", backend: str = "torch", standardize: bool = False,
-                 log: Callable[[str], None] | None = None) -> list[dict]:
+                 log: Callable[[str], None] | None = None, postprocess: bool = True) -> list[dict]:
     """Run protocol ``name`` for each probe; one record (dict with ``records.CSV_COLUMNS`` + extras) per column.
 
     ``features``: :func:`from_arrays` or :func:`from_file`. ``Cs`` overrides the grid, ``seed``
-    the protocol's seed.
+    the protocol's seed. ``standardize``: every column to zero mean, unit variance (train
+    rows); otherwise, with ``postprocess``, the scaling the features record (``kmeans:K``:
+    Coates's). Every record says which was applied (``postprocess``: ``unit``, ``coates``
+    or ``none``).
     """
     cfg = config or get_protocol(name)
     seed = cfg.seed if seed is None else seed
     grid = check_Cs(Cs if Cs is not None else cfg.c_grid)
     dev = resolve_device(device)
     kinds = [get_probe(p, backend, cfg.n_classes, dev) for p in probes]
-    split = _split(name, cfg, features, seed, dev, standardize)
+    scaling = _scaling(features, standardize, postprocess)
+    split = _split(name, cfg, features, seed, dev, scaling)
     base = {"dataset": features.describe.get("dataset", name), "trained_on": "", "features": "arrays",
             "architecture": "",
             "checkpoint": "", "layers": "", "dim": split.train.dim, "device": str(dev), **features.describe}
     base["device"] = str(dev) if backend == "torch" else "cpu"
-    tail = {"seed": seed, "backend": backend, "standardize": standardize, "val_rows": len(split.val_idx),
+    tail = {"seed": seed, "backend": backend, "standardize": standardize,
+            "postprocess": scaling[0] if scaling else "none", "val_rows": len(split.val_idx),
             "validation": cfg.validation, "selection": cfg.selection, "ci_ddof": cfg.ci_ddof}
     draw_kind = f"{cfg.labels_per_class}-per-class"
     records = []

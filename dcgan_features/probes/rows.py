@@ -238,8 +238,19 @@ class Standardized:
             yield s, (x - mean) * inv_std
 
 
-def standardizer(source, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-column mean and 1/std over ``source``'s rows (one pass, float64 sums); constant columns get 1."""
+# What a feature recipe does to its features before the linear probe, by the name a feature
+# file records (its ``postprocess`` attr): (ddof, eps) of 1 / sqrt(var(ddof) + eps) with the
+# train mean. "coates": Coates, Lee & Ng's kmeans_demo.m, ``sqrt(var(trainXC) + 0.01)`` with
+# Matlab's var (N - 1), applied to train and test alike.
+POSTPROCESS = {"coates": (1, 0.01)}
+
+
+def standardizer(source, device: str | torch.device = "cpu", ddof: int = 0, eps: float = 0.0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and 1/sqrt(var + eps) over ``source``'s rows (one pass, float64 sums).
+
+    ``var`` divides by N - ``ddof``; a column whose result is ~0 (constant, eps 0) gets 1.
+    """
     device = torch.device(device)
     s1 = torch.zeros(source.dim, dtype=torch.float64, device=device)
     s2 = torch.zeros_like(s1)
@@ -249,7 +260,8 @@ def standardizer(source, device: str | torch.device = "cpu") -> tuple[torch.Tens
         s2 += (xd * xd).sum(0)
     n = max(source.n_rows, 1)
     mean = s1 / n
-    std = (s2 / n - mean * mean).clamp_min(0).sqrt()
+    var = (s2 - n * mean * mean).clamp_min(0) / max(n - ddof, 1)
+    std = (var + eps).sqrt()
     inv = torch.where(std > 1e-12, 1.0 / std, torch.ones_like(std))
     return mean.float().cpu(), inv.float().cpu()
 

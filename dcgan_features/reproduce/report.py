@@ -148,6 +148,11 @@ def _results_section(chain, rows: Sequence[dict]) -> str:
     note = ("<p class='muted'>No paper rows: the paper reports no figures for this protocol.</p>" if not papers
             else "<p class='muted'>Rows in italics are the paper's figures, quoted (Radford, Metz &amp; Chintala "
                  "2015); gap = ours - paper, where the paper has a figure for the same column.</p>")
+    from .paper import departures
+
+    said = departures(chain.cfg.protocol, chain.model.get("trained_on"))
+    if said:
+        note += "<ul class='muted'>" + "".join(f"<li>{_e(s)}</li>" for s in said) + "</ul>"
     return (f"<h2>Results: test {_e(metric)} (%)</h2>"
             + _table(["features", "blocks", "trained on", "column", "probe", "C", "mean", "&plusmn;95%", "paper",
                       "gap", "dim"], body, classes)

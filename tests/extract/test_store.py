@@ -49,7 +49,7 @@ def test_plain_h5py_reads_the_documented_schema(tmp_path):
     with h5py.File(path, "r") as f:
         assert set(f.keys()) == {"train", "test"}
         assert set(f.attrs) == {"format_version", "dataset", "architecture", "width", "layers", "layer_dims",
-                                "grid", "bn_mode", "checkpoint_sha256", "source", "trained_on",
+                                "grid", "bn_mode", "checkpoint_sha256", "source", "trained_on", "postprocess",
                                 "package_version", "created"}
         assert json.loads(f.attrs["layers"]) == ["d1", "d2"] and json.loads(f.attrs["layer_dims"]) == [64, 128]
         assert f.attrs["bn_mode"] == "recompute" and f.attrs["checkpoint_sha256"] == "ab" * 32

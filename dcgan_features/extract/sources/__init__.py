@@ -57,7 +57,7 @@ def _pixels(arg, opts):
 
 def _kmeans(arg, opts):
     from .kmeans import KMeansSource, parse_k
-    return KMeansSource(parse_k(arg), opts.seed, opts.image_size, opts.kmeans_from)
+    return KMeansSource(parse_k(arg), opts.seed, opts.image_size, opts.kmeans_from, init=opts.kmeans_init)
 
 
 def _torchvision(arg, opts):
@@ -74,7 +74,7 @@ SOURCES: dict[str, SourceKind] = {k.name: k for k in (
     SourceKind("checkpoint", "PATH", _checkpoint, (), "a checkpoint of `train` or `import-theano`"),
     SourceKind("random", "ARCH", _random, ("width", "seed"), "a seeded random-init D of an architecture"),
     SourceKind("pixels", None, _pixels, ("image_size",), "the model input itself, flattened"),
-    SourceKind("kmeans", "K", _kmeans, ("seed", "image_size", "kmeans_from"),
+    SourceKind("kmeans", "K", _kmeans, ("seed", "image_size", "kmeans_from", "kmeans_init"),
                "the 1-layer K-means network of Coates, Lee & Ng (2011), fitted on train"),
     SourceKind("torchvision", "NAME", _torchvision, ("weights", "seed", "image_size", "normalize"),
                "a torchvision model: random init (seeded) or --weights FILE"),

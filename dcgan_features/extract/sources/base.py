@@ -34,6 +34,7 @@ class SourceOptions:
     image_size: int | None = None
     normalize: str | None = None
     kmeans_from: str | None = None
+    kmeans_init: str | None = None  # kmeans_recipe.KMEANS_INITS; None: run_kmeans.m's randn
 
     def given(self) -> list[str]:
         """Flag names of the options set away from their defaults."""
@@ -84,7 +85,8 @@ class FeatureSource:
     Attributes: ``spec`` (the SPEC it was made from, recorded in the file), ``architecture``
     and ``width`` (the file's ``architecture``/``width`` attrs), ``image_size`` (images are
     loaded at this size), ``sha256`` (of the weights, or of what determines them), ``trained_on``
-    (the dataset its weights were trained on; ``none`` for pixels and random weights).
+    (the dataset its weights were trained on; ``none`` for pixels and random weights),
+    ``postprocess`` (what its recipe does to the features before a probe; ``""`` nothing).
     """
 
     spec: str = ""
@@ -94,6 +96,9 @@ class FeatureSource:
     sha256: str = ""
     imported: bool = False  # a Theano import: no running BN statistics
     trained_on: str = "none"  # the dataset its weights were trained on (the file's trained_on attr)
+    # what its recipe does to the features before a linear probe (the file's postprocess attr,
+    # applied by `probe` by default; probes.rows.POSTPROCESS): "" none, "coates" K-means's
+    postprocess: str = ""
 
     def plan(self, layers: str, grid: int, bn: str) -> Plan:
         """Resolve ``--layer``/``--grid``/``--bn`` for this source (raise UserError if invalid)."""

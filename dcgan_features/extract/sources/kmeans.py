@@ -5,6 +5,9 @@ dataset being extracted (:mod:`~dcgan_features.extract.sources.kmeans_recipe` ha
 in the partial file as soon as it exists (a resumed run encodes with the same one) and in
 the finished file under ``/_source/kmeans``, so ``--kmeans-from FILE`` encodes another split
 or dataset with it. Features: 4K per image (triangle code sum-pooled over 4 quadrants).
+The file records the recipe's post-processing (``postprocess = "coates"``: every feature
+standardised by the train mean and ``sqrt(var + 0.01)``, as ``kmeans_demo.m`` does before its
+SVM), which ``probe`` applies by default.
 
 >>> src = KMeansSource(8, image_size=12)
 >>> src.plan("all", 4, "recompute").layer_dims
@@ -21,7 +24,7 @@ import torch
 
 from ...core.errors import FeatureFileError, UserError
 from .base import FeatureSource, Plan, PrepareContext, no_layers, text_sha256
-from .kmeans_recipe import Dictionary, KMeansConfig, encode, fit_dictionary
+from .kmeans_recipe import KMEANS_INITS, Dictionary, KMeansConfig, encode, fit_dictionary
 
 GROUP = "kmeans"  # under /_source in the feature file
 CHANNELS = 3  # images reach sources as three channels (grayscale repeated, as for the D)
@@ -76,10 +79,15 @@ class KMeansSource(FeatureSource):
     """K centroids fitted on train (or read from ``kmeans_from``), seeded by ``seed``."""
 
     architecture = "kmeans"
+    postprocess = "coates"  # kmeans_demo.m: (x - train mean) / sqrt(train var + 0.01) before train_svm
 
     def __init__(self, k: int, seed: int = 0, image_size: int | None = None, kmeans_from: str | None = None,
-                 config: KMeansConfig | None = None):
+                 config: KMeansConfig | None = None, init: str | None = None):
         self.cfg = replace(config or KMeansConfig(), k=int(k), seed=int(seed))
+        if init is not None:
+            self.cfg = replace(self.cfg, init=init)
+        if self.cfg.init not in KMEANS_INITS:
+            raise UserError(f"--kmeans-init must be one of {', '.join(KMEANS_INITS)}, got {self.cfg.init!r}")
         self.width = self.cfg.k
         self.image_size = int(image_size or 32)
         self.spec = f"kmeans:{self.cfg.k}"

@@ -8,9 +8,11 @@ The recipe, as in the authors' ``kmeans_demo.m`` (CIFAR-10, 77.9% at K = 1600):
    scale, variance with N - 1 as Matlab's ``var``);
 3. ZCA whitening fitted on them: ``x -> (x - M) P`` with ``P = V diag(1/sqrt(d + 0.1)) V^T``
    from the eigendecomposition of their covariance (N - 1);
-4. Lloyd's K-means for a fixed number of iterations (50) on the whitened patches;
-   initial centroids are K distinct random patches and a cluster left empty is re-seeded
-   with a random patch (the demo zeroes it instead);
+4. Lloyd's K-means for a fixed number of iterations (50) on the whitened patches. By
+   default as ``run_kmeans.m``: initial centroids ``randn * 0.1`` (drawn in all d ZCA
+   coordinates, see :func:`randn_init`) and a cluster left empty is zeroed (``init="randn"``).
+   Ours, a named option (``init="patches"``): K distinct random patches, and an empty cluster
+   re-seeded with a random patch;
 5. encoding, at stride 1 over every position of an image: the "triangle" activation
    ``f_k = max(0, mean_j(z_j) - z_k)`` with ``z_k`` the distance to centroid k, then
    sum-pooling over the four quadrants (split at ``round(positions / 2)``, Matlab's round),
@@ -51,6 +53,11 @@ class KMeansConfig:
     norm_eps: float = 10.0  # per-patch: / sqrt(var + norm_eps), pixels on 0..255
     zca_eps: float = 0.1
     seed: int = 0
+    init: str = "randn"  # KMEANS_INITS: run_kmeans.m's randn * 0.1 (empty zeroed) or random patches (re-seeded)
+
+
+KMEANS_INITS = ("randn", "patches")
+RANDN_SCALE = 0.1  # run_kmeans.m: centroids = randn(k, size(X, 2)) * 0.1
 
 
 @dataclass
@@ -138,18 +145,23 @@ def whiten_(x: torch.Tensor, mean: torch.Tensor, P: torch.Tensor) -> torch.Tenso
 
 
 def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: torch.Generator,
-          chunk: int = 1024, log=lambda m: None) -> torch.Tensor:
-    """Lloyd's K-means from ``centroids`` for a fixed number of iterations; empty clusters re-seeded.
+          chunk: int = 1024, log=lambda m: None, empty_to: str = "patch",
+          outside_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Lloyd's K-means from ``centroids`` for a fixed number of iterations.
 
     A patch goes to the centroid maximising ``x.c - |c|^2 / 2`` (nearest, as the demo computes
     it); sums are accumulated in float64. A cluster that ends an iteration empty takes a random
-    patch (drawn from ``generator``).
+    patch (drawn from ``generator``; ``empty_to="patch"``) or is zeroed (``"zero"``, as
+    ``run_kmeans.m``). ``outside_sq`` (K,): the squared norm of each initial centroid outside
+    the patches' span, which counts in the first assignment's distances only.
     """
     n, d = x.shape
     k = centroids.shape[0]
     c = centroids.clone()
     for it in range(iterations):
         half_sq = 0.5 * (c * c).sum(1)
+        if it == 0 and outside_sq is not None:
+            half_sq = half_sq + 0.5 * outside_sq.to(half_sq)
         sums = torch.zeros((k, d), dtype=torch.float64, device=x.device)
         counts = torch.zeros(k, dtype=torch.float64, device=x.device)
         for lo in range(0, n, chunk):
@@ -159,12 +171,28 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: 
             counts += torch.bincount(labels, minlength=k).double()
         empty = counts == 0
         c = (sums / counts.clamp_min(1)[:, None]).float()
-        if empty.any():
+        if empty.any() and empty_to == "patch":
             pick = torch.randint(0, n, (int(empty.sum()),), generator=generator)
             c[empty] = x[pick.to(x.device)]
+        elif empty.any():
+            c[empty] = 0.0
         if (it + 1) % 10 == 0 or it + 1 == iterations:
-            log(f"K-means: iteration {it + 1}/{iterations}, {int(empty.sum())} empty clusters re-seeded")
+            done = "re-seeded" if empty_to == "patch" else "zeroed"
+            log(f"K-means: iteration {it + 1}/{iterations}, {int(empty.sum())} empty clusters {done}")
     return c
+
+
+def randn_init(k: int, whitening: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``run_kmeans.m``'s start, ``randn(k, d) * 0.1`` in the d ZCA coordinates, in our r-column basis.
+
+    A ZCA-whitened patch ``x`` has coordinates ``x V_r`` in our basis (``V_r``: the unit
+    columns of ``whitening``) and none outside it, so a start ``G`` is ``G V_r`` (K, r) here
+    plus its squared norm outside the span (K,), which counts in the first distances only.
+    """
+    G = torch.randn((k, whitening.shape[0]), generator=generator, dtype=torch.float64) * RANDN_SCALE
+    V = whitening.double() / whitening.double().norm(dim=0)
+    inside = G @ V.to(G.device)
+    return inside.float(), ((G * G).sum(1) - (inside * inside).sum(1)).clamp_min(0).float()
 
 
 def fit_dictionary(images: torch.Tensor, cfg: KMeansConfig, device: torch.device | str = "cpu",
@@ -172,6 +200,8 @@ def fit_dictionary(images: torch.Tensor, cfg: KMeansConfig, device: torch.device
     """Fit the recipe's whitening and centroids on uint8 images (N, C, H, W)."""
     if cfg.k < 1:
         raise UserError(f"K-means needs K >= 1 centroids, got {cfg.k}")
+    if cfg.init not in KMEANS_INITS:
+        raise UserError(f"--kmeans-init must be one of {', '.join(KMEANS_INITS)}, got {cfg.init!r}")
     if cfg.k > cfg.n_patches:
         raise UserError(f"K = {cfg.k} is larger than the {cfg.n_patches} patches it is fitted on; "
                         f"lower K or raise the number of patches")
@@ -180,10 +210,16 @@ def fit_dictionary(images: torch.Tensor, cfg: KMeansConfig, device: torch.device
     x = normalize_patches_(sample_patches(images, cfg.n_patches, cfg.patch, g), cfg.norm_eps).to(device)
     mean, P = fit_zca(x, cfg.zca_eps)
     x = whiten_(x, mean, P)
-    init = x[torch.randperm(x.shape[0], generator=g)[:cfg.k].to(x.device)]
-    log(f"K-means: Lloyd's algorithm, K = {cfg.k}, {cfg.iterations} iterations")
+    outside = None
+    if cfg.init == "randn":
+        init, outside = randn_init(cfg.k, P.cpu(), g)
+        init = init.to(x.device)
+    else:
+        init = x[torch.randperm(x.shape[0], generator=g)[:cfg.k].to(x.device)]
+    log(f"K-means: Lloyd's algorithm, K = {cfg.k}, {cfg.iterations} iterations, init {cfg.init}")
     chunk = 1024 if x.device.type == "cpu" else 1 << 16  # CPU: a cache-sized block; GPU: fewer launches
-    c = lloyd(x, init, cfg.iterations, g, chunk=chunk, log=log)
+    c = lloyd(x, init, cfg.iterations, g, chunk=chunk, log=log,
+              empty_to="zero" if cfg.init == "randn" else "patch", outside_sq=outside)
     return Dictionary(mean, P, c, cfg.patch, images.shape[1], cfg.norm_eps)
 
 

@@ -12,7 +12,9 @@ def numpy_kmeans_network(images: torch.Tensor, cfg: KMeansConfig) -> np.ndarray:
     """kmeans_demo.m in float64 numpy, one patch and one image at a time: the oracle.
 
     It takes the same random draws (patch positions, initial and re-seeded centroids) from
-    the same torch generator, and whitens with the full d x d ZCA matrix.
+    the same torch generator, and whitens with the full d x d ZCA matrix. ``init="randn"`` is
+    run_kmeans.m: ``randn(k, d) * 0.1`` in ZCA coordinates, empty clusters zeroed;
+    ``"patches"`` is ours: k distinct random patches, an empty cluster re-seeded.
     """
     g = torch.Generator().manual_seed(cfg.seed)
     P = sample_patches(images, cfg.n_patches, cfg.patch, g).numpy().astype(np.float64)
@@ -26,13 +28,16 @@ def numpy_kmeans_network(images: torch.Tensor, cfg: KMeansConfig) -> np.ndarray:
     W = V @ np.diag(1.0 / np.sqrt(np.clip(D, 0, None) + cfg.zca_eps)) @ V.T
     X = (P - M) @ W
     n = X.shape[0]
-    C = X[torch.randperm(n, generator=g)[:cfg.k].numpy()]
+    if cfg.init == "randn":
+        C = torch.randn((cfg.k, X.shape[1]), generator=g, dtype=torch.float64).numpy() * 0.1
+    else:
+        C = X[torch.randperm(n, generator=g)[:cfg.k].numpy()]
     for _ in range(cfg.iterations):
         labels = np.argmax(X @ C.T - 0.5 * (C ** 2).sum(1), axis=1)
         counts = np.bincount(labels, minlength=cfg.k)
         C = np.stack([X[labels == j].mean(0) if counts[j] else np.zeros(X.shape[1]) for j in range(cfg.k)])
         empty = np.flatnonzero(counts == 0)
-        if len(empty):
+        if len(empty) and cfg.init == "patches":
             C[empty] = X[torch.randint(0, n, (len(empty),), generator=g).numpy()]
 
     imgs = images.numpy().astype(np.float64)
@@ -53,13 +58,14 @@ def numpy_kmeans_network(images: torch.Tensor, cfg: KMeansConfig) -> np.ndarray:
     return np.stack(out)
 
 
+@pytest.mark.parametrize("init", ["randn", "patches"])
 @pytest.mark.parametrize("gray", [False, True], ids=["colour", "gray-as-3-channels"])
-def test_kmeans_network_matches_the_numpy_oracle(gray):
+def test_kmeans_network_matches_the_numpy_oracle(gray, init):
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (6, 3 if not gray else 1, 11, 11), dtype=torch.uint8, generator=g)
     if gray:  # the D's way with grayscale data: three identical channels
         images = images.expand(-1, 3, -1, -1).contiguous()
-    cfg = KMeansConfig(k=5, n_patches=300, iterations=4, seed=3)
+    cfg = KMeansConfig(k=5, n_patches=300, iterations=4, seed=3, init=init)
     d = fit_dictionary(images, cfg)
     assert d.whitening.shape == (108, 35 if gray else 107)  # each patch has zero mean: one direction less
     ours = encode(images, d, max_elements=3 * 36 * 5).numpy()  # 3 images per sub-batch: chunking is exercised
@@ -67,6 +73,17 @@ def test_kmeans_network_matches_the_numpy_oracle(gray):
     assert ours.shape == (6, 20)
     np.testing.assert_allclose(ours, oracle, rtol=1e-3, atol=1e-3)  # float32 vs float64; stored as float16
     assert (ours > 0).mean() > 0.3  # the triangle code is not all zeros
+
+
+@pytest.mark.parametrize("init", ["randn", "patches"])
+def test_empty_clusters_as_the_recipe_says(init):
+    """K = 60 on 300 patches leaves clusters empty: run_kmeans.m zeroes them, ours re-seeds them."""
+    images = torch.randint(0, 256, (6, 3, 11, 11), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    cfg = KMeansConfig(k=60, n_patches=300, iterations=4, seed=3, init=init)
+    d = fit_dictionary(images, cfg)
+    assert ((d.centroids.abs().sum(1) == 0).sum() > 0) == (init == "randn")
+    np.testing.assert_allclose(encode(images, d).numpy(), numpy_kmeans_network(images, cfg),
+                               rtol=1e-3, atol=1e-3)
 
 
 def test_same_seed_same_features_other_seed_other_dictionary():
