@@ -45,6 +45,7 @@ import torch
 from ..core.devices import resolve_device
 from ..core.errors import UserError
 from .linear import LinearFit, check_Cs, check_probe, probe_labels
+from .dual import DualMap, choose_form
 from .losses import RowLoss
 from .operator import ShardedXOperator, XOperator
 from .precond import Subspace
@@ -73,6 +74,9 @@ class SolverConfig:
     # Newton direction, and an inexact Hessian costs a few CG steps at most. The gradient and
     # the decision values X w it is taken at stay in full float32, recomputed every Newton step.
     tf32_hvp: bool = True
+    # "auto": a fit with fewer rows than features is solved on its n x n Gram matrix (:mod:`.dual`),
+    # the same objective; "primal" / "dual" force one form.
+    form: str = "auto"
 
 
 @contextmanager
@@ -307,7 +311,9 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     In a ``torchrun`` group (:func:`dcgan_features.core.distributed.current`) every rank keeps a
     contiguous share of the rows resident and the sums over rows are all-reduced
     (:class:`.operator.ShardedXOperator`): every rank runs the same iterations and returns
-    the same fit, equal to one process's up to float32 summation order.
+    the same fit, equal to one process's up to float32 summation order. With fewer rows than
+    features (and ``config.form`` "auto") the fit is made in the dual, on the rows' Gram matrix
+    (:mod:`.dual`): the same objective; ``LinearFit.form`` says which.
     """
     from ..core.distributed import current
 
@@ -316,16 +322,28 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     dev = resolve_device(device)
     t0 = time.perf_counter()
     y_np, K = probe_labels(source, n_classes)
+    ctx = current()
+    if choose_form(config.form, source.n_rows, source.dim, ctx.enabled, dev) == "dual":
+        dual = DualMap.fit(source, dev)
+        fit = dual.to_primal(_fit_primal(probe, dual.rows(), Cs, y_np, K, dev, config, ctx, dual.to_dual(init), log))
+    else:
+        fit = _fit_primal(probe, source, Cs, y_np, K, dev, config, ctx, init, log)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    fit.seconds = time.perf_counter() - t0
+    return fit
+
+
+def _fit_primal(probe: str, source, Cs: np.ndarray, y_np: np.ndarray, K: int, dev: torch.device,
+                config: SolverConfig, ctx, init: LinearFit | None, log) -> LinearFit:
+    """:func:`setup` and :func:`newton` on ``source``'s rows as they are (the primal form)."""
     d, P = source.dim, len(Cs)
     y = torch.from_numpy(y_np).to(dev)
-    pb = setup(probe, source, Cs, y, K, dev, config, current())
+    pb = setup(probe, source, Cs, y, K, dev, config, ctx)
     W, Z = _initial(pb.op, probe, init, P, K)
     passes = (0 if Z is None else 1) + (pb.sub.passes if pb.sub is not None else 0)
     res = newton(pb, W, Z, config, warm=init is not None, passes=passes, log=log)
     conv = res.converged.reshape(P, -1).all(1).cpu().numpy()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
     W = res.W
     return LinearFit(probe, Cs, W[:d].permute(1, 0, 2).contiguous().cpu(), W[d].contiguous().cpu(), conv,
-                     res.steps, res.passes, time.perf_counter() - t0, str(dev), "torch")
-
+                     res.steps, res.passes, 0.0, str(dev), "torch")
