@@ -249,7 +249,7 @@ PROTOCOL_CASES = {
     "cifar10-400-per-class": {"protocol": "cifar10", "dim": 28672, "n_train": 15000, "n_test": 2000,
                               "full": {"full": False}, "same": {"full": False, "draws": 1}},
     # the all-labels column: C chosen on validation over pool fits, refit on every labelled row (primal)
-    "all-labels": {"protocol": "cifar10", "dim": 3584, "n_train": 12000, "n_test": 2000,
+    "all-labels": {"protocol": "cifar10", "dim": 3584, "n_train": 8000, "n_test": 2000,
                    "full": {"labels_per_class": None, "val_size": 2000},
                    "same": {"labels_per_class": None, "val_size": 2000}},
 }
@@ -324,7 +324,7 @@ def run_protocol_case(args) -> None:
         t_same = _run(case, "same", feats, probe, "torch")
         counted = _run(case, "same", feats, probe, "torch", count_flops=True)  # flops only: the counter slows it
         sk = _run(case, "same", feats, probe, "sklearn")
-        full = _run(case, "full", feats, probe, "torch") if case["full"] != case["same"] else None
+        full = _run(case, "full", feats, probe, "torch") if args.full and case["full"] != case["same"] else None
         cols = stick.columns(counted["flops"], t_same["seconds"])
         per_fit_sk = sk["seconds"] / sk["fits"]
         a, b = np.array(t_same["rec"].get("per_draw") or [t_same["rec"]["mean"]]), \
@@ -351,12 +351,35 @@ def run_protocol_case(args) -> None:
             row.update(provenance("measured", "cpu", note))
             rows.append(row)
             print(json.dumps(row), flush=True)
+        if full is None and case["full"] != case["same"]:  # the protocol's own size, predicted per fit
+            n_fits = _fit_count(case)
+            row = {**base, "backend": "torch", "draws": "full", "fits": n_fits, "status": "predicted",
+                   "fit_seconds": round(t_same["seconds"] / t_same["fits"] * n_fits, 1),
+                   "speedup_vs_sklearn": round(per_fit_sk / (t_same["seconds"] / t_same["fits"]), 2),
+                   "speedup_basis": f"predicted: seconds per fit of both backends measured on draws=same x {n_fits}"}
+            row.update(provenance("predicted", "cpu", note))
+            rows.append(row)
         upsert(args.out, rows, key=("case", "probe", "backend", "draws"))
+
+
+def _fit_count(case: dict) -> int:
+    """Fits of the protocol at its own size without grid widening (``--full`` measures them)."""
+    import dataclasses
+
+    from dcgan_features.probes.protocols import PROTOCOLS
+
+    cfg = dataclasses.replace(PROTOCOLS[case["protocol"]], **case["full"])
+    if cfg.selection == "fresh":
+        return len(cfg.c_grid) * cfg.select_draws + cfg.draws
+    return (cfg.labels_per_class is not None) * cfg.draws + cfg.full * 2
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", default=None, help="feature file (all modes but --protocol-case)")
+    ap.add_argument("--full", action="store_true",
+                    help="with --protocol-case: also run torch at the protocol's own size [default: predicted "
+                         "from the seconds per fit]")
     ap.add_argument("--protocol-case", choices=sorted(PROTOCOL_CASES), default=None,
                     help="a protocol column end to end on synthetic features, torch against sklearn (see "
                          "PROTOCOL_CASES); rows upserted into --out with the yardstick columns")
