@@ -4,7 +4,10 @@ One process times, in this order: the bare forward (uint8 batch -> [-1, 1] on th
 channels-last ``D(x)``, the same model in the same memory format as ``extract`` runs it), ``extract`` to HDF5 for each dtype (hooks, pooling, the writer thread, the
 final fsync and rename included; the dataset is already in memory for both), then the
 bare forward again; the ratio uses the mean of the two bare runs, so load drift on a
-shared machine shows up as a gap between them (both are in the CSV). Rows are appended to
+shared machine shows up as a gap between them (both are in the CSV). On the CPU the
+machine's matmul rate is measured before and after as well (``yardstick.py``, same
+threads): the forward's flops (torch's counter) per second of the bare forward and of the
+extraction are given as fractions of it. Rows are appended to
 ``results/extract_speed.csv``. Targets (DESIGN section 7): CPU ratio <= 1.3; GPU
 (``imagenet32`` width 128, H100) >= 20000 img/s to HDF5.
 
@@ -32,6 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.provenance import commit, load_average  # noqa: E402
+from benchmarks.yardstick import Yardstick  # noqa: E402
 from dcgan_features.core import devices  # noqa: E402
 from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
 from dcgan_features.data.registry import ImageSet, load, make_synthetic  # noqa: E402
@@ -41,7 +46,9 @@ from dcgan_features.extract.hooks import to_model_input  # noqa: E402
 
 COLUMNS = ["date", "device", "threads", "command", "arch", "width", "dim", "dataset", "n_images", "batch_size",
            "bn", "dtype", "bare_forward_s_before", "bare_forward_s_after", "bare_img_per_s", "extract_s",
-           "extract_img_per_s", "ratio_extract_to_bare", "mb_written_per_s", "file_bytes", "note"]
+           "extract_img_per_s", "ratio_extract_to_bare", "mb_written_per_s", "file_bytes", "gflop_per_image",
+           "bare_gflops", "bare_fraction", "extract_gflops", "extract_fraction", "yardstick_gflops",
+           "yardstick_start", "yardstick_end", "load", "commit", "note"]
 
 
 def device_name(device: torch.device) -> str:
@@ -70,6 +77,16 @@ def bare_forward(forward, images: torch.Tensor, batch: int, device: torch.device
         forward(images[lo:lo + batch].to(device))
     sync(device)
     return time.perf_counter() - t0
+
+
+def forward_gflop(forward, images: torch.Tensor, device: torch.device) -> float:
+    """GFLOP per image of ``forward`` (convolutions and matmuls, torch's flop counter, one small batch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        forward(images.to(device))
+    return counter.get_total_flops() / images.shape[0] / 1e9
 
 
 def main() -> None:
@@ -122,6 +139,9 @@ def main() -> None:
     data = {"train": ImageSet(ds.images[:n].contiguous(), ds.labels[:n], name, "train")}
 
     bare_forward(forward, data["train"].images[:2 * args.batch_size], args.batch_size, device)  # warm up
+    gflop_per_image = forward_gflop(forward, data["train"].images[:8], device)
+    load_avg = load_average()
+    stick = Yardstick.start(args.threads) if device.type == "cpu" else None  # the matmul rate, same threads
     before = bare_forward(forward, data["train"].images, args.batch_size, device)
     runs = []
     with tempfile.TemporaryDirectory(dir=args.tmp_dir) as tmp:
@@ -134,6 +154,7 @@ def main() -> None:
             out.unlink()
     after = bare_forward(forward, data["train"].images, args.batch_size, device)
     bare = (before + after) / 2
+    sticks = stick.columns(gflop_per_image * 1e9 * n, bare) if stick is not None else {}
 
     dim = model.plan(args.layer, args.grid, args.bn).dim
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
@@ -148,7 +169,13 @@ def main() -> None:
             "bare_img_per_s": f"{n / bare:.0f}", "extract_s": f"{seconds:.3f}",
             "extract_img_per_s": f"{n / seconds:.0f}", "ratio_extract_to_bare": f"{seconds / bare:.3f}",
             "mb_written_per_s": f"{size_bytes / seconds / 1e6:.1f}", "file_bytes": size_bytes, "note": args.note,
+            "gflop_per_image": f"{gflop_per_image:.4g}", "load": load_avg, "commit": commit(),
         })
+        if sticks:  # the forward's flops at the bare and the extraction rate, as fractions of the matmul rate
+            ext = gflop_per_image * n / seconds
+            rows[-1].update(bare_gflops=sticks["gflops"], bare_fraction=sticks["fraction"],
+                            extract_gflops=round(ext, 2), extract_fraction=round(ext / sticks["yardstick_gflops"], 3),
+                            **{k: v for k, v in sticks.items() if k.startswith("yardstick")})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(out, COLUMNS, rows, append=True)

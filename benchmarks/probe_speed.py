@@ -234,10 +234,155 @@ def run_distributed(args) -> None:
         print(json.dumps(row), flush=True)
         write_csv_atomic(out, DIST_COLUMNS, [row], append=True)
 
+# ------------------------------------------------------------------ protocol cases
+
+# The few-label and all-labels columns end to end (run_protocol), torch against `--backend sklearn`
+# on the same synthetic class-structured features in this process. ``same``: the protocol at a
+# size scikit-learn finishes on shared cores (both backends; its ratio and per-draw accuracy are
+# measured); ``full`` (torch alone): the protocol's own size, its ratio predicted from
+# scikit-learn's measured seconds per fit times the full run's fit count.
+PROTOCOL_CASES = {
+    # the SVHN authors' protocol: 7 C x 10 fresh selection draws + 100 measured draws = 170 fits of 1000 x 7168
+    "svhn-authors": {"protocol": "svhn", "dim": 7168, "n_train": 14000, "n_test": 2000, "full": {},
+                     "same": {"select_draws": 1, "draws": 3}},
+    # CIFAR-10's 400 per class: 4000 x 28672, the wide grid, 10 draws (C from their mean validation accuracy)
+    "cifar10-400-per-class": {"protocol": "cifar10", "dim": 28672, "n_train": 15000, "n_test": 2000,
+                              "full": {"full": False}, "same": {"full": False, "draws": 1}},
+    # the all-labels column: C chosen on validation over pool fits, refit on every labelled row (primal)
+    "all-labels": {"protocol": "cifar10", "dim": 3584, "n_train": 8000, "n_test": 2000,
+                   "full": {"labels_per_class": None, "val_size": 2000},
+                   "same": {"labels_per_class": None, "val_size": 2000}},
+}
+
+
+def synthetic_features(n_train: int, n_test: int, dim: int, seed: int = 0, separation: float = 0.02):
+    """Class-structured features like a conv net's: a shared positive mean per column (most of
+    the energy in one direction), a random mean per class (``separation`` per column) and unit noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    common = np.abs(rng.normal(size=dim)).astype(np.float32)
+    means = rng.normal(scale=separation, size=(10, dim)).astype(np.float32) + common
+    out = []
+    for n in (n_train, n_test):
+        y = rng.integers(0, 10, n)
+        X = rng.standard_normal((n, dim), dtype=np.float32)
+        X += means[y]
+        out += [X, y]
+    return out
+
+
+def _run(case: dict, which: str, feats, probe: str, backend: str, count_flops: bool = False) -> dict:
+    """One protocol run: its record, seconds, the number of fits and (``count_flops``) the flops."""
+    import dataclasses
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dcgan_features.probes import estimators
+    from dcgan_features.probes.protocols import PROTOCOLS, run_protocol
+
+    cfg = dataclasses.replace(PROTOCOLS[case["protocol"]], **case[which])
+    fits, inner = [0], estimators.fit
+
+    def counted(*a, **k):
+        fits[0] += 1
+        return inner(*a, **k)
+
+    estimators.fit = counted
+    counter = FlopCounterMode(display=False) if count_flops else None
+    try:
+        t0 = time.perf_counter()
+        if counter is not None:
+            with counter:
+                (rec,) = run_protocol(case["protocol"], feats, (probe,), cfg, device="cpu", backend=backend)
+        else:
+            (rec,) = run_protocol(case["protocol"], feats, (probe,), cfg, device="cpu", backend=backend)
+        seconds = time.perf_counter() - t0
+    finally:
+        estimators.fit = inner
+    return {"rec": rec, "seconds": seconds, "fits": fits[0],
+            "flops": counter.get_total_flops() if counter is not None else None, "cfg": cfg}
+
+
+def run_protocol_case(args) -> None:
+    """Rows of ``--protocol-case`` for each probe: torch and sklearn on ``same``, torch on ``full``."""
+    import numpy as np
+    import torch
+
+    from benchmarks.provenance import provenance, upsert
+    from benchmarks.yardstick import Yardstick
+    from dcgan_features.probes.protocols import from_arrays
+
+    torch.set_num_threads(args.threads or 1)
+    case = PROTOCOL_CASES[args.protocol_case]
+    Xtr, ytr, Xte, yte = synthetic_features(case["n_train"], case["n_test"], case["dim"])
+    feats = from_arrays(Xtr, ytr, Xte, yte, name="synthetic")
+    note = "; ".join(filter(None, [args.notes, f"2 cores shared by 8 helpers (niced), torch threads "
+                                   f"{args.threads or 1}, scikit-learn single-threaded (OMP_NUM_THREADS=1)"]))
+    for probe in args.probes.split(","):
+        stick = Yardstick.start(args.threads or 1)
+        t_same = _run(case, "same", feats, probe, "torch")
+        counted = _run(case, "same", feats, probe, "torch", count_flops=True)  # flops only: the counter slows it
+        sk = _run(case, "same", feats, probe, "sklearn")
+        full = _run(case, "full", feats, probe, "torch") if args.full and case["full"] != case["same"] else None
+        cols = stick.columns(counted["flops"], t_same["seconds"])
+        per_fit_sk = sk["seconds"] / sk["fits"]
+        a, b = np.array(t_same["rec"].get("per_draw") or [t_same["rec"]["mean"]]), \
+            np.array(sk["rec"].get("per_draw") or [sk["rec"]["mean"]])
+        base = {"case": args.protocol_case, "probe": probe, "dim": case["dim"], "n_train": case["n_train"],
+                "n_test": case["n_test"], "C_grid": ";".join(f"{c:g}" for c in t_same["cfg"].c_grid)}
+        rows = []
+        for backend, which, r in (("torch", "same", t_same), ("sklearn", "same", sk), ("torch", "full", full)):
+            if r is None:
+                continue
+            rec = r["rec"]
+            row = {**base, "backend": backend, "draws": which, "fits": r["fits"], "status": "ok",
+                   "fit_seconds": round(r["seconds"], 1), "solver_form": rec.get("solver_form", ""),
+                   "n_labels": rec["n_labels"], "C": rec["C"], "mean": round(rec["mean"], 2),
+                   "per_draw": ";".join(f"{v:.2f}" for v in rec.get("per_draw") or []),
+                   "converged": rec["converged"]}
+            if backend == "torch" and which == "same":
+                row.update(cols, speedup_vs_sklearn=round(sk["seconds"] / r["seconds"], 2), speedup_basis="measured",
+                           max_abs_diff_per_draw=round(float(np.abs(a - b).max()), 3), flops=f"{counted['flops']:.4g}")
+            if which == "full":
+                row.update(speedup_vs_sklearn=round(per_fit_sk * r["fits"] / r["seconds"], 2),
+                           speedup_basis=f"predicted: sklearn's {per_fit_sk:.2f} s per fit (measured, same run) "
+                                         f"x {r['fits']} fits")
+            row.update(provenance("measured", "cpu", note))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        if full is None and case["full"] != case["same"]:  # the protocol's own size, predicted per fit
+            n_fits = _fit_count(case)
+            row = {**base, "backend": "torch", "draws": "full", "fits": n_fits, "status": "predicted",
+                   "fit_seconds": round(t_same["seconds"] / t_same["fits"] * n_fits, 1),
+                   "speedup_vs_sklearn": round(per_fit_sk / (t_same["seconds"] / t_same["fits"]), 2),
+                   "speedup_basis": f"predicted: seconds per fit of both backends measured on draws=same x {n_fits}"}
+            row.update(provenance("predicted", "cpu", note))
+            rows.append(row)
+        upsert(args.out, rows, key=("case", "probe", "backend", "draws"))
+
+
+def _fit_count(case: dict) -> int:
+    """Fits of the protocol at its own size without grid widening (``--full`` measures them)."""
+    import dataclasses
+
+    from dcgan_features.probes.protocols import PROTOCOLS
+
+    cfg = dataclasses.replace(PROTOCOLS[case["protocol"]], **case["full"])
+    if cfg.selection == "fresh":
+        return len(cfg.c_grid) * cfg.select_draws + cfg.draws
+    return (cfg.labels_per_class is not None) * cfg.draws + cfg.full * 2
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--features", required=True)
+    ap.add_argument("--features", default=None, help="feature file (all modes but --protocol-case)")
+    ap.add_argument("--full", action="store_true",
+                    help="with --protocol-case: also run torch at the protocol's own size [default: predicted "
+                         "from the seconds per fit]")
+    ap.add_argument("--protocol-case", choices=sorted(PROTOCOL_CASES), default=None,
+                    help="a protocol column end to end on synthetic features, torch against sklearn (see "
+                         "PROTOCOL_CASES); rows upserted into --out with the yardstick columns")
     ap.add_argument("--C", default="1e-4,1e-3,1e-2,1e-1")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--n-train", type=int, default=None, help="first N train rows [default: all]")
@@ -275,6 +420,10 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.protocol_case:
+        return run_protocol_case(args)
+    if not args.features:
+        ap.error("--features is required (except with --protocol-case)")
     if args.dist_worker:
         res = dist_worker(args)
         if res.pop("rank") == 0:

@@ -17,6 +17,7 @@ Modules (imports point down this list, never up):
 - :mod:`.knn`         the weighted kNN probe
 - :mod:`.newton`      the torch solver: Newton loop, CG, line search
 - :mod:`.operator`, :mod:`.losses`, :mod:`.precond`   its passes over X, loss terms, preconditioner
+- :mod:`.dual`        few-label fits (rows < features) on the rows' Gram matrix, the same objective
 - :mod:`.sklearn_backend`   the scikit-learn reference
 - :mod:`.linear`      :class:`LinearFit` and :func:`objective`
 - :mod:`.rows`        row sources: in memory, from an HDF5 file, standardized

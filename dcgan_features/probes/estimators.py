@@ -48,11 +48,19 @@ class LinearProbe:
 
     def __init__(self, name: str, backend: str, n_classes: int, device: torch.device):
         self.name, self.backend, self.n_classes, self.device = name, backend, n_classes, device
+        self.forms: set[str] = set()  # the solver forms (primal, dual) of the fits since take_forms()
 
     def fit(self, rows, Cs: Sequence[float], warm: LinearFit | None = None) -> LinearFit:
         """Every C of ``Cs`` on ``rows``; ``warm`` (a fit of the same probe) starts the torch solver."""
         kw = {"init": warm} if warm is not None and self.backend == "torch" else {}
-        return fit(self.name, rows, Cs, self.backend, self.n_classes, self.device, **kw)
+        fitted = fit(self.name, rows, Cs, self.backend, self.n_classes, self.device, **kw)
+        self.forms.add(fitted.form)
+        return fitted
+
+    def take_forms(self) -> str:
+        """The forms of the fits made since the last call, e.g. ``"dual"`` or ``"dual+primal"``."""
+        out, self.forms = "+".join(sorted(self.forms)), set()
+        return out
 
     def accuracy(self, fitted: LinearFit, rows) -> np.ndarray:
         """(nC,) accuracy on ``rows`` under every C of the fit."""
@@ -82,6 +90,9 @@ class KnnProbe:
 
     def fit(self, rows, Cs=None, warm=None) -> KnnFit:
         return KnnFit(rows)
+
+    def take_forms(self) -> str:
+        return ""
 
     def accuracy(self, fitted: KnnFit, rows) -> np.ndarray:
         """(1,) accuracy on ``rows`` of votes among the fitted rows."""

@@ -38,6 +38,7 @@ class LinearFit:
     seconds: float = 0.0
     device: str = "cpu"
     backend: str = "torch"
+    form: str = "primal"  # the torch solver's: "primal" (on X) or "dual" (on the Gram matrix, :mod:`.dual`)
 
     @property
     def n_classes(self) -> int:
@@ -47,7 +48,7 @@ class LinearFit:
         """The fit of the i-th C alone (e.g. to warm-start a refit)."""
         return LinearFit(self.probe, self.Cs[i:i + 1], self.coef[i:i + 1], self.intercept[i:i + 1],
                          self.converged[i:i + 1], self.newton_steps, self.passes, self.seconds, self.device,
-                         self.backend)
+                         self.backend, self.form)
 
     def scores(self, source, device: str | torch.device = "auto") -> torch.Tensor:
         """(N, nC, K) decision values of every probe of the grid, one pass over ``source``."""

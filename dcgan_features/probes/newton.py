@@ -14,10 +14,12 @@ same ``tol`` (default 1e-4): liblinear's primal rule per class and C for svm, lb
 on scikit-learn's scaling of the objective per C for logreg (:class:`SolverConfig`). On a GPU
 the CG passes run in TF32.
 
-As liblinear's ``tron.cpp`` keeps ``trpcg`` apart from ``tron``, the parts are separate and
-tested alone: :func:`fit_torch` is the Newton loop; :func:`cg` solves one Newton system;
-:func:`line_search` picks the step; the passes over X are an :class:`.operator.XOperator`,
-the loss terms a :class:`.losses.RowLoss`, the preconditioner a :class:`.precond.Subspace`.
+As liblinear's ``tron.cpp`` keeps ``trpcg`` apart from ``tron`` and both apart from the
+``fun_obj`` they minimise, the parts are separate and tested alone: :func:`newton` is the
+Newton loop (``tron``); :func:`cg` solves one Newton system (``trpcg``); :func:`line_search`
+picks the step; a :class:`Problem` (built by :func:`setup`) is the objective: its passes over X
+are an :class:`.operator.XOperator`, its loss terms a :class:`.losses.RowLoss`, its
+preconditioner a :class:`.precond.Subspace`. :func:`fit_torch` puts them together.
 
 >>> import numpy as np
 >>> from dcgan_features.probes.rows import ArrayRows
@@ -43,6 +45,7 @@ import torch
 from ..core.devices import resolve_device
 from ..core.errors import UserError
 from .linear import LinearFit, check_Cs, check_probe, probe_labels
+from .dual import DualMap, choose_form
 from .losses import RowLoss
 from .operator import ShardedXOperator, XOperator
 from .precond import Subspace
@@ -71,6 +74,9 @@ class SolverConfig:
     # Newton direction, and an inexact Hessian costs a few CG steps at most. The gradient and
     # the decision values X w it is taken at stay in full float32, recomputed every Newton step.
     tf32_hvp: bool = True
+    # "auto": a fit with fewer rows than features is solved on its n x n Gram matrix (:mod:`.dual`),
+    # the same objective; "primal" / "dual" force one form.
+    form: str = "auto"
 
 
 @contextmanager
@@ -179,26 +185,44 @@ def _gradient(op: XOperator, prob: RowLoss, reg: Tensor, W: Tensor, dZ: Tensor, 
     return Gboth[:, :P] + reg * W, Gboth[:, P:]
 
 
-def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = None,
-              device: str | torch.device = "auto", config: SolverConfig = SolverConfig(),
-              init: LinearFit | None = None, log: Callable[[str], None] | None = None) -> LinearFit:
-    """Fit ``probe`` for every C in ``Cs`` on the labelled rows of ``source`` at once.
+@dataclass
+class Problem:
+    """One fit's objective on its rows, as liblinear's ``fun_obj`` is to ``tron``: the passes over
+    X (``op``), the loss terms of every (C, class) group, the regulariser's diagonal, the stopping
+    rule, and the preconditioner's subspace (None: plain CG)."""
 
-    ``init`` warm-starts from a fit of the same probe (one C, broadcast, or one per C).
-    In a ``torchrun`` group (:func:`dcgan_features.core.distributed.current`) every rank keeps a
-    contiguous share of the rows resident and the sums over rows are all-reduced
-    (:class:`.operator.ShardedXOperator`): every rank runs the same iterations and returns
-    the same fit, equal to one process's up to float32 summation order.
-    """
-    from ..core.distributed import current, share
+    probe: str
+    op: XOperator
+    loss: RowLoss
+    reg: Tensor  # (d+1, 1, 1): 1 per weight, 0 on logreg's unpenalised intercept
+    stop: Callable[[Tensor, Tensor, Tensor], Tensor]
+    sub: Subspace | None = None
+    tf32: bool = False  # Hessian-vector products in TF32 (a GPU only)
 
-    check_probe(probe)
-    Cs = check_Cs(Cs)
-    dev = resolve_device(device)
-    t0 = time.perf_counter()
-    y_np, K = probe_labels(source, n_classes)
-    N, d, P = source.n_rows, source.dim, len(Cs)  # N: every rank's rows together
-    ctx = current()
+    def gdot(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.loss.gdot(a, b)
+
+    def objective(self, W: Tensor, Z: Tensor) -> Tensor:
+        """f per group at parameters W whose decision values are Z: no pass over X."""
+        return self.op.row_sum(self.loss.loss(Z)) + 0.5 * self.gdot(self.reg * W, W)
+
+    def hvp(self, V: Tensor, curv: Tensor) -> tuple[Tensor, Tensor]:
+        """(H V, X~ V) at the curvature ``curv``: one pass."""
+        with _matmul_precision("high" if self.tf32 else None):
+            HV, U = self.op.hvp(V, curv, self.loss.hvp_rows)
+        return HV + self.reg * V, U
+
+    def preconditioner(self, curv: Tensor) -> Callable[[Tensor], Tensor]:
+        return self.sub.preconditioner(self.loss.diag_weight(curv)) if self.sub is not None else (lambda v: v)
+
+
+def setup(probe: str, source, Cs: np.ndarray, y: Tensor, K: int, dev: torch.device, config: SolverConfig,
+          ctx) -> Problem:
+    """The :class:`Problem` of ``probe`` on this process's rows of ``source`` (all of them, or its
+    ``torchrun`` rank's share), with its preconditioner fitted (``Problem.sub.passes`` passes)."""
+    from ..core.distributed import share
+
+    N, d = source.n_rows, source.dim  # N: every rank's rows together
     lo, hi = share(N, ctx.world, ctx.rank)
     if ctx.enabled:
         source = source.subset(np.arange(lo, hi))
@@ -206,61 +230,66 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     # memory still free, rather than on every pass.
     source = resident(source, dev, free_memory(dev) // 2)
     op = ShardedXOperator(source, dev, ctx) if ctx.enabled else XOperator(source, dev)
-    y = torch.from_numpy(y_np).to(dev)
-    prob = RowLoss(probe, y[lo:hi], torch.tensor(Cs, dtype=torch.float32, device=dev), K)
-    gdot = prob.gdot
+    loss = RowLoss(probe, y[lo:hi], torch.tensor(Cs, dtype=torch.float32, device=dev), K)
     reg = torch.ones(d + 1, 1, 1, device=dev)
     if probe == "logreg":
         reg[d] = 0.0  # lbfgs LogisticRegression leaves the intercept unpenalised
-    W, Z = _initial(op, probe, init, P, K)
-    passes = 0 if Z is None else 1
-    if Z is None:
-        Z = torch.zeros(op.n_rows, P, K, device=dev)
-
-    tf32 = config.tf32_hvp and dev.type == "cuda"
     sub = None
     if config.precond_rank > 0:
         sub = Subspace.fit(op, min(config.precond_rank, d + 1, N), config.power_iters, reg.view(-1))
-        passes += sub.passes
-    stop = _stopping_rule(probe, config, y, K, N, Cs, dev)
+    return Problem(probe, op, loss, reg, _stopping_rule(probe, config, y, K, N, Cs, dev), sub,
+                   config.tf32_hvp and dev.type == "cuda")
 
-    def hvp(V: Tensor, curv: Tensor) -> tuple[Tensor, Tensor]:
-        with _matmul_precision("high" if tf32 else None):
-            HV, U = op.hvp(V, curv, prob.hvp_rows)
-        return HV + reg * V, U
 
-    def objective_at(W_: Tensor, Z_: Tensor) -> Tensor:
-        return op.row_sum(prob.loss(Z_)) + 0.5 * gdot(reg * W_, W_)
+@dataclass
+class NewtonResult:
+    """Where the Newton loop stopped: parameters W (d+1, nC, K), per (C, class) group whether it
+    converged, the Newton steps taken and the passes over X made."""
 
+    W: Tensor
+    converged: Tensor
+    steps: int
+    passes: int
+
+
+def newton(pb: Problem, W: Tensor, Z: Tensor | None, config: SolverConfig, warm: bool, passes: int = 0,
+           log: Callable[[str], None] | None = None) -> NewtonResult:
+    """liblinear's ``tron`` loop with a line search in place of the trust region: from W (whose
+    decision values are Z, or zeros when Z is None), Newton steps by :func:`cg` and
+    :func:`line_search` until every group meets ``pb.stop``. ``warm``: W is not zero, so the
+    gradient at zero (the stopping rule's scale) is taken in the first gradient pass as well.
+    ``passes``: those made before (counted on from there)."""
+    op, gdot = pb.op, pb.gdot
+    if Z is None:
+        Z = torch.zeros(op.n_rows, *W.shape[1:], device=W.device)
     converged = None
     gnorm0 = None
     steps = 0
     for steps in range(1, config.max_newton + 1):
-        if tf32 and steps > 1:  # X w from TF32 steps drifts; the gradient needs it exact
+        if pb.tf32 and steps > 1:  # X w from TF32 steps drifts; the gradient needs it exact
             Z = op.x_dot(W)
             passes += 1
-        loss, dZ, curv = prob.terms(Z)
+        loss, dZ, curv = pb.loss.terms(Z)
         loss = op.row_sum(loss)
-        G, G0 = _gradient(op, prob, reg, W, dZ, at_zero=gnorm0 is None and init is not None)
+        G, G0 = _gradient(op, pb.loss, pb.reg, W, dZ, at_zero=gnorm0 is None and warm)
         passes += 1
         if G0 is not None:
             gnorm0 = gdot(G0, G0).sqrt()
         gnorm = gdot(G, G).sqrt()
         if gnorm0 is None:
             gnorm0 = gnorm
-        fval = loss + 0.5 * gdot(reg * W, W)
-        done = stop(G, gnorm, gnorm0)
+        fval = loss + 0.5 * gdot(pb.reg * W, W)
+        done = pb.stop(G, gnorm, gnorm0)
         converged = done
         if log:
-            log(f"{probe} newton {steps}: max |g|/|g0| {float((gnorm / gnorm0).max()):.2e}, "
+            log(f"{pb.probe} newton {steps}: max |g|/|g0| {float((gnorm / gnorm0).max()):.2e}, "
                 f"f {fval.sum().item():.6g}, passes {passes}")
         if bool(done.all()):
             break
-        precond = sub.preconditioner(prob.diag_weight(curv)) if sub is not None else (lambda v: v)
-        s, Zs, cg_passes = cg(lambda p: hvp(p, curv), precond, gdot, G, done, config.cg_tol * gnorm, Z,
-                              config.max_cg)
+        s, Zs, cg_passes = cg(lambda p: pb.hvp(p, curv), pb.preconditioner(curv), gdot, G, done,
+                              config.cg_tol * gnorm, Z, config.max_cg)
         passes += cg_passes
-        t, ok, f_new = line_search(objective_at, fval, G, W, s, Z, Zs, done, gdot)
+        t, ok, f_new = line_search(pb.objective, fval, G, W, s, Z, Zs, done, gdot)
         # float32 rows put a floor under |g|: a group whose Newton step no longer lowers f
         # beyond rounding (or cannot lower it at all) is as converged as it can get
         floor = (~ok) | ((fval - f_new <= 1e-7 * fval.abs()) & (gnorm <= 1e-3 * gnorm0))
@@ -270,8 +299,51 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
         converged = done | (floor & ~done)
         if bool(converged.all()):
             break
-    conv = converged.reshape(P, -1).all(1).cpu().numpy()
+    return NewtonResult(W, converged, steps, passes)
+
+
+def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = None,
+              device: str | torch.device = "auto", config: SolverConfig = SolverConfig(),
+              init: LinearFit | None = None, log: Callable[[str], None] | None = None) -> LinearFit:
+    """Fit ``probe`` for every C in ``Cs`` on the labelled rows of ``source`` at once.
+
+    ``init`` warm-starts from a fit of the same probe (one C, broadcast, or one per C).
+    In a ``torchrun`` group (:func:`dcgan_features.core.distributed.current`) every rank keeps a
+    contiguous share of the rows resident and the sums over rows are all-reduced
+    (:class:`.operator.ShardedXOperator`): every rank runs the same iterations and returns
+    the same fit, equal to one process's up to float32 summation order. With fewer rows than
+    features (and ``config.form`` "auto") the fit is made in the dual, on the rows' Gram matrix
+    (:mod:`.dual`): the same objective; ``LinearFit.form`` says which.
+    """
+    from ..core.distributed import current
+
+    check_probe(probe)
+    Cs = check_Cs(Cs)
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    y_np, K = probe_labels(source, n_classes)
+    ctx = current()
+    if choose_form(config.form, source.n_rows, source.dim, ctx.enabled, dev) == "dual":
+        dual = DualMap.fit(source, dev)
+        fit = dual.to_primal(_fit_primal(probe, dual.rows(), Cs, y_np, K, dev, config, ctx, dual.to_dual(init), log))
+    else:
+        fit = _fit_primal(probe, source, Cs, y_np, K, dev, config, ctx, init, log)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+    fit.seconds = time.perf_counter() - t0
+    return fit
+
+
+def _fit_primal(probe: str, source, Cs: np.ndarray, y_np: np.ndarray, K: int, dev: torch.device,
+                config: SolverConfig, ctx, init: LinearFit | None, log) -> LinearFit:
+    """:func:`setup` and :func:`newton` on ``source``'s rows as they are (the primal form)."""
+    d, P = source.dim, len(Cs)
+    y = torch.from_numpy(y_np).to(dev)
+    pb = setup(probe, source, Cs, y, K, dev, config, ctx)
+    W, Z = _initial(pb.op, probe, init, P, K)
+    passes = (0 if Z is None else 1) + (pb.sub.passes if pb.sub is not None else 0)
+    res = newton(pb, W, Z, config, warm=init is not None, passes=passes, log=log)
+    conv = res.converged.reshape(P, -1).all(1).cpu().numpy()
+    W = res.W
     return LinearFit(probe, Cs, W[:d].permute(1, 0, 2).contiguous().cpu(), W[d].contiguous().cpu(), conv,
-                     steps, passes, time.perf_counter() - t0, str(dev), "torch")
+                     res.steps, res.passes, 0.0, str(dev), "torch")

@@ -474,12 +474,16 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
             f"(re-extract with `extract --dataset {name}` and its defaults to follow it)")
     for probe in kinds:
         if cfg.full:
+            probe.take_forms()
             col = full_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/all: {m}"))
+            col["solver_form"] = probe.take_forms()  # primal, dual (few rows: the Gram matrix) or both
             records.append({**base, "protocol": f"{name}/all", "probe": probe.name, **col, **tail})
             shown = "-" if col["C"] is None else f"{col['C']:g}"
             say(f"{probe.name} {name}/all: {cfg.metric} {col['mean']:.2f}% (C={shown})")
         if cfg.labels_per_class:
+            probe.take_forms()
             col = few_labels_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/{draw_kind}: {m}"))
+            col["solver_form"] = probe.take_forms()
             records.append({**base, "protocol": f"{name}/{draw_kind}", "probe": probe.name, **col, **tail})
             shown = "-" if col["C"] is None else f"{col['C']:g}"
             say(f"{probe.name} {name}/{draw_kind}: {cfg.metric} {col['mean']:.2f} +- {col['ci95']:.2f}% (C={shown})")

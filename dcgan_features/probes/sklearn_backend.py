@@ -70,5 +70,7 @@ def fit_sklearn(probe: str, source, Cs: Sequence[float], n_classes: int | None =
             icpt[cls] = model.intercept_
         coefs.append(coef)
         icepts.append(icpt)
+    # liblinear's dual="auto" solves in the dual when rows < features; lbfgs is primal
+    form = "dual" if probe == "svm" and (dual is True or (dual == "auto" and X.shape[0] < X.shape[1])) else "primal"
     return LinearFit(probe, Cs, torch.from_numpy(np.stack(coefs)).float(), torch.from_numpy(np.stack(icepts)).float(),
-                     np.array(conv), 0, 0, time.perf_counter() - t0, "cpu", "sklearn")
+                     np.array(conv), 0, 0, time.perf_counter() - t0, "cpu", "sklearn", form)

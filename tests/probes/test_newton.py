@@ -214,3 +214,21 @@ def test_line_search_halves_until_armijo_holds_per_group():
     t, ok, _ = newton.line_search(f, f(W, Z), W.clone(), W, -s, Z, Z, torch.zeros(2, 1, dtype=torch.bool), gdot,
                                   max_halvings=5)
     assert not bool(ok.any())  # uphill: never accepted (the solver then takes no step)
+
+
+def test_newton_loop_alone_reaches_sklearns_solution_and_stops_at_once_from_it(digits):
+    """``setup`` + ``newton`` without ``fit_torch``: the loop is a part of its own, as tron is."""
+    from sklearn.linear_model import LogisticRegression
+
+    from dcgan_features.core.distributed import current
+
+    X, y = digits[0][:300].astype(np.float32), digits[1][:300]
+    cfg = SolverConfig()
+    pb = newton.setup("logreg", ArrayRows(X, y), np.array([0.1]), torch.from_numpy(y), 10, torch.device("cpu"), cfg,
+                      current())
+    res = newton.newton(pb, torch.zeros(X.shape[1] + 1, 1, 10), None, cfg, warm=False)
+    ref = LogisticRegression(C=0.1, tol=1e-10, max_iter=10000).fit(X, y)
+    assert bool(res.converged.all()) and res.steps > 1
+    np.testing.assert_allclose(res.W[:-1, 0].numpy(), ref.coef_.T, atol=2e-3)
+    again = newton.newton(pb, res.W.clone(), pb.op.x_dot(res.W), cfg, warm=True)  # from the solution: one gradient pass
+    assert again.steps == 1 and again.passes == 1 and bool(again.converged.all())

@@ -19,8 +19,10 @@ The recipe, as in the authors' ``kmeans_demo.m`` (CIFAR-10, 77.9% at K = 1600):
    concatenated quadrant by quadrant (top-left, bottom-left, top-right, bottom-right): 4K values.
 
 Patches are flattened channel by channel (``F.unfold``'s order: C, rows, columns).
-Encoding works on sub-batches whose (positions x K) distance matrix stays under
-``max_elements``, so the 51M x 1600 distances of Fashion-MNIST never exist at once.
+Encoding works on sub-batches of images whose patches are whitened together, and makes
+their distances one cache-sized block of positions at a time (one GEMM each), taking the
+triangle code and pooling it into the quadrants while the block is still in cache: the 51M x
+1600 distances of Fashion-MNIST never exist at once, and none of them goes out to memory.
 
 >>> g = torch.Generator().manual_seed(0)
 >>> images = torch.randint(0, 256, (20, 3, 12, 12), dtype=torch.uint8, generator=g)
@@ -155,10 +157,13 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: 
     ``run_kmeans.m``). ``outside_sq`` (K,): the squared norm of each initial centroid outside
     the patches' span, which counts in the first assignment's distances only.
     """
+    from tqdm import tqdm
+
     n, d = x.shape
     k = centroids.shape[0]
     c = centroids.clone()
-    for it in range(iterations):
+    # a bar with its ETA on a terminal (tqdm's disable=None: off when stderr is not one)
+    for it in tqdm(range(iterations), desc=f"K-means fit, K = {k}", unit="iteration", disable=None, leave=False):
         half_sq = 0.5 * (c * c).sum(1)
         if it == 0 and outside_sq is not None:
             half_sq = half_sq + 0.5 * outside_sq.to(half_sq)
@@ -166,7 +171,8 @@ def lloyd(x: torch.Tensor, centroids: torch.Tensor, iterations: int, generator: 
         counts = torch.zeros(k, dtype=torch.float64, device=x.device)
         for lo in range(0, n, chunk):
             xb = x[lo:lo + chunk]
-            labels = torch.addmm(half_sq, xb, c.T, beta=-1).argmax(1)  # (chunk,)
+            # max(1).indices, not argmax(1): the same first maximum, several times faster on the CPU
+            labels = torch.addmm(half_sq, xb, c.T, beta=-1).max(1).indices  # (chunk,)
             sums.index_add_(0, labels, xb.double())
             counts += torch.bincount(labels, minlength=k).double()
         empty = counts == 0
@@ -231,7 +237,23 @@ def quadrant_split(n: int) -> int:
     return (n + 1) // 2
 
 
-def _encode_chunk(x: torch.Tensor, d: Dictionary, cross: torch.Tensor) -> torch.Tensor:
+def quadrant_index(hp: int, wp: int) -> torch.Tensor:
+    """(hp * wp,) the quadrant of each position, row by row: 0 top-left, 1 bottom-left, 2 top-right,
+    3 bottom-right (the demo's order of the 4 pooled blocks)."""
+    h, w = quadrant_split(hp), quadrant_split(wp)
+    rows = (torch.arange(hp) >= h).long()[:, None]
+    cols = (torch.arange(wp) >= w).long()[None, :]
+    return (rows + 2 * cols).reshape(-1)
+
+
+def block_rows(k: int, cache_bytes: int = 1 << 20) -> int:
+    """Positions whose K distances fit ``cache_bytes`` (default 1 MiB, half a core's L2 here): the
+    distance block is made, square-rooted, averaged and pooled while it is still in cache."""
+    return max(16, cache_bytes // (4 * k))
+
+
+def _encode_chunk(x: torch.Tensor, d: Dictionary, cross: torch.Tensor, quadrant: torch.Tensor,
+                  rows: int) -> torch.Tensor:
     """uint8 (B, C, H, W) -> (B, 4K) triangle features, sum-pooled over the 4 quadrants."""
     B, C, H, W = x.shape
     hp, wp = H - d.patch + 1, W - d.patch + 1
@@ -240,19 +262,25 @@ def _encode_chunk(x: torch.Tensor, d: Dictionary, cross: torch.Tensor) -> torch.
     p = whiten_(normalize_patches_(p, d.norm_eps), d.mean, d.whitening)
     # squared distances in one matmul: [x, |x|^2, 1] @ [-2 C^T; 1; |c|^2]
     aug = torch.cat([p, (p * p).sum(1, keepdim=True), torch.ones_like(p[:, :1])], 1)
-    z = (aug @ cross).clamp_min_(0).sqrt_()  # (B*hp*wp, K) distances
-    mu = z.mean(1, keepdim=True)
-    f = torch.sub(mu, z, out=z).relu_().view(B, hp, wp, d.k)
-    h, w = quadrant_split(hp), quadrant_split(wp)
-    top, bottom = f[:, :h].sum(1), f[:, h:].sum(1)  # (B, wp, K): sums of whole contiguous rows
-    return torch.cat([top[:, :w].sum(1), bottom[:, :w].sum(1), top[:, w:].sum(1), bottom[:, w:].sum(1)], 1)
+    target = (torch.arange(B, device=x.device)[:, None] * 4 + quadrant.to(x.device)[None]).reshape(-1)
+    out = torch.zeros((B * 4, d.k), dtype=torch.float32, device=x.device)
+    z = torch.empty((rows, d.k), dtype=torch.float32, device=x.device)
+    for lo in range(0, B * hp * wp, rows):  # one cache-sized block of positions at a time
+        hi = min(lo + rows, B * hp * wp)
+        zb = torch.mm(aug[lo:hi], cross, out=z[:hi - lo]).clamp_min_(0).sqrt_()  # distances
+        mu = zb.mean(1, keepdim=True)
+        out.index_add_(0, target[lo:hi], torch.sub(mu, zb, out=zb).relu_())  # triangle, pooled by quadrant
+    return out.view(B, 4 * d.k)
 
 
 @torch.no_grad()
-def encode(images: torch.Tensor, d: Dictionary, max_elements: int = 1 << 23) -> torch.Tensor:
+def encode(images: torch.Tensor, d: Dictionary, max_elements: int = 1 << 23, rows: int | None = None
+           ) -> torch.Tensor:
     """Features (N, 4K) float32 of uint8 images (N, C, H, W) on the dictionary's device.
 
-    Sub-batches hold at most ``max_elements`` distances (positions x K) at a time.
+    Sub-batches hold the patches of at most ``max_elements`` // K positions; their distances
+    are made ``rows`` positions at a time (default: :func:`block_rows`, cache-sized, on the
+    CPU; the whole sub-batch on a GPU), each block pooled before the next is made.
     """
     N, C, H, W = images.shape
     if C != d.channels:
@@ -264,7 +292,10 @@ def encode(images: torch.Tensor, d: Dictionary, max_elements: int = 1 << 23) -> 
     cross = torch.cat([-2 * d.centroids.T, torch.ones_like(d.centroids[:, 0])[None],
                        (d.centroids * d.centroids).sum(1)[None]], 0)
     step = max(1, max_elements // (positions * d.k))
+    quadrant = quadrant_index(H - d.patch + 1, W - d.patch + 1)
+    if rows is None:
+        rows = block_rows(d.k) if d.centroids.device.type == "cpu" else step * positions  # GPU: one block
     out = torch.empty((N, 4 * d.k), dtype=torch.float32, device=d.centroids.device)
     for lo in range(0, N, step):
-        out[lo:lo + step] = _encode_chunk(images[lo:lo + step].to(d.centroids.device), d, cross)
+        out[lo:lo + step] = _encode_chunk(images[lo:lo + step].to(d.centroids.device), d, cross, quadrant, rows)
     return out

@@ -72,6 +72,9 @@ def test_kmeans_network_matches_the_numpy_oracle(gray, init):
     oracle = numpy_kmeans_network(images, cfg)
     assert ours.shape == (6, 20)
     np.testing.assert_allclose(ours, oracle, rtol=1e-3, atol=1e-3)  # float32 vs float64; stored as float16
+    # distance blocks of 7 positions: blocks end inside quadrants and across images
+    np.testing.assert_allclose(encode(images, d, max_elements=3 * 36 * 5, rows=7).numpy(), oracle, rtol=1e-3,
+                               atol=1e-3)
     assert (ours > 0).mean() > 0.3  # the triangle code is not all zeros
 
 
