@@ -9,6 +9,7 @@ import pytest
 
 from dcgan_features.cli import cli
 from dcgan_features.extract.config import ExtractConfig
+from dcgan_features.look.config import ForgetConfig, NeighboursConfig, VisualizeConfig
 from dcgan_features.probes.config import ProbeConfig
 from dcgan_features.reproduce.quickstart import QuickstartConfig
 from dcgan_features.reproduce.config import ReproduceConfig
@@ -16,7 +17,8 @@ from dcgan_features.train.config import TrainConfig
 
 # command -> the config whose fields are its options' defaults (same names)
 CONFIGS = {"train": TrainConfig, "extract": ExtractConfig, "probe": ProbeConfig, "quickstart": QuickstartConfig,
-           "reproduce": ReproduceConfig, "architectures": ExtractConfig}
+           "reproduce": ReproduceConfig, "architectures": ExtractConfig, "visualize": VisualizeConfig,
+           "neighbours": NeighboursConfig, "forget": ForgetConfig}
 
 
 def _signature_default(dotted: str, param: str):
