@@ -64,3 +64,43 @@ def visualize_cmd(checkpoint: str, out: str, **kw) -> None:
     res = visualize(checkpoint, out, cfg, log=_log)
     click.echo(f"wrote top {cfg.top_k} responses of {len(res['maps'])} maps of {res['block']} over "
                f"{res['images']} images ({', '.join(res['sides'])}) to {res['png']} and {res['csv']}")
+
+
+@cli.command("neighbours")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--dataset", type=Names("dcgan_features.data.registry:DATASETS"), required=True,
+              help="The training set the samples are compared with (its train split).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=N.data_dir, help="Where the dataset lives.")
+@click.option("--n", "n", type=click.IntRange(2, 1024), default=N.n, help="Samples (the `sample --n` grid of --seed).")
+@click.option("--k", "k", type=click.IntRange(1, 64), default=N.k, help="Nearest training images per sample and space.")
+@click.option("--seed", type=int, default=N.seed, help="Seed of the samples' z and of the reference images.")
+@click.option("--reference", type=click.IntRange(min=1), default=N.reference,
+              help="Training images whose nearest other training image gives the baseline distances.")
+@click.option("--chunk", type=click.IntRange(1, 1 << 20), default=N.chunk, help="Training images compared at a time.")
+@click.option("--bn", type=Names("dcgan_features.look.generate:BN_MODES"), default=N.bn,
+              help="G's BatchNorm statistics. [default: batch for imported checkpoints, running otherwise]")
+@click.option("--bn-images", type=click.IntRange(min=1), default=N.bn_images,
+              help="Training images D's BatchNorm statistics are re-estimated on (for its features).")
+@click.option("--limit", type=click.IntRange(min=2), default=N.limit, help="Only the first N training images.")
+@device_option(N.device)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), callback=out_file,
+              help="Grid PNG; beside it NAME_distances.png, NAME.csv and NAME_summary.csv.")
+def neighbours_cmd(checkpoint: str, out: str, **kw) -> None:
+    """Memorisation check: each sample's k nearest training images in pixel space (L2) and in
+    D-feature space (cosine), as a grid; and how near each sample's nearest training image is
+    compared with how near training images are to each other (their nearest other training
+    image): a histogram and the fraction of samples nearer than the median training pair. A G
+    that copies its data has a fraction near 1; a real pair of different images sets the scale.
+    The training set is streamed in chunks; runs on the GPU when there is one.
+
+    \b
+      dcgan-features neighbours runs/fm/checkpoints/last.pt --dataset fashion-mnist --n 16 --k 5 --out nn.png
+    """
+    from ..look.neighbours import neighbours
+
+    cfg = NeighboursConfig(**kw)
+    res = neighbours(checkpoint, out, cfg, log=_log)
+    parts = [f"{s}: {100 * float(v['fraction_closer']):.1f}% of samples nearer than the median train pair "
+             f"({float(v['median_sample_nearest']):.3g} vs {float(v['median_train_pair']):.3g})"
+             for s, v in res["spaces"].items()]
+    click.echo(f"wrote {cfg.n} samples x {cfg.k} neighbours to {out}; " + "; ".join(parts))
