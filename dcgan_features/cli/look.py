@@ -104,3 +104,50 @@ def neighbours_cmd(checkpoint: str, out: str, **kw) -> None:
              f"({float(v['median_sample_nearest']):.3g} vs {float(v['median_train_pair']):.3g})"
              for s, v in res["spaces"].items()]
     click.echo(f"wrote {cfg.n} samples x {cfg.k} neighbours to {out}; " + "; ".join(parts))
+
+
+@cli.command("forget")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--boxes", "boxes_path", required=True, type=click.Path(dir_okay=False),
+              help="JSON file of bounding boxes on numbered samples (format below).")
+@click.option("--n", "n", type=click.IntRange(2, 1024), default=F.n, help="The --n of the numbered grid the boxes are on.")
+@click.option("--seed", type=int, default=F.seed, help="The --seed of that grid.")
+@click.option("--layer", default=F.layer,
+              help="G layer g1, g2, ... (input side first) or module name. [default: the last hidden layer, "
+                   "the paper's second-highest conv layer]")
+@click.option("--drop", type=click.IntRange(min=1), default=F.drop,
+              help="Drop the K maps with the largest weights. [default: every map with weight > 0]")
+@click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=F.C, help="Inverse L2 strength of the probe.")
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=F.holdout,
+              help="Fraction of the boxed samples held out to score the probe.")
+@click.option("--show", type=click.IntRange(2, 256), default=F.show, help="New samples drawn with and without the maps.")
+@click.option("--show-seed", type=int, default=F.show_seed, help="Seed of their z.")
+@click.option("--bn", type=Names("dcgan_features.look.generate:BN_MODES"), default=F.bn,
+              help="BatchNorm statistics. [default: batch for imported checkpoints, running otherwise]")
+@device_option(F.device)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), callback=out_file,
+              help="PNG (samples | maps dropped); NAME.csv has each map's weight, NAME_summary.csv the numbers.")
+def forget_cmd(checkpoint: str, boxes_path: str, out: str, **kw) -> None:
+    """Make G forget an object (paper figure 6). BOXES marks the object on numbered samples of
+    `dcgan-features sample CKPT --numbered --n N --seed S`. A logistic regression on the chosen
+    layer's activations separates positions inside the boxes from random positions outside
+    them; the maps with positive weight (or the --drop largest) are then set to zero at every
+    location by a forward hook, and new samples are drawn with and without them from the same z.
+
+    \b
+    BOXES (JSON; [x0, y0, x1, y1] in image pixels, right and bottom exclusive; keys are tile ids;
+    "n" and "seed" optional, checked against --n and --seed):
+      {"n": 64, "seed": 3, "boxes": {"5": [[10, 4, 22, 20]], "17": [[8, 6, 20, 26]]}}
+
+    \b
+      dcgan-features sample svhn_theano.pt --n 64 --seed 3 --numbered --out ids.png
+      dcgan-features forget svhn_theano.pt --boxes boxes.json --n 64 --seed 3 --out forget.png
+    """
+    from ..look.forget_run import forget
+
+    cfg = ForgetConfig(**kw)
+    s = forget(checkpoint, boxes_path, out, cfg, log=_log)
+    click.echo(f"dropped {s['dropped']} of {s['maps']} maps of {s['layer']} (probe held-out accuracy "
+               f"{float(s['heldout_accuracy']):.3f}, {s['positives']} positives, {s['negatives']} negatives); "
+               f"box minus outside brightness {s['box_minus_outside_before']} -> {s['box_minus_outside_after']}; "
+               f"wrote {out}")
