@@ -149,5 +149,5 @@ def forget_cmd(checkpoint: str, boxes_path: str, out: str, **kw) -> None:
     s = forget(checkpoint, boxes_path, out, cfg, log=_log)
     click.echo(f"dropped {s['dropped']} of {s['maps']} maps of {s['layer']} (probe held-out accuracy "
                f"{float(s['heldout_accuracy']):.3f}, {s['positives']} positives, {s['negatives']} negatives); "
-               f"box minus outside brightness {s['box_minus_outside_before']} -> {s['box_minus_outside_after']}; "
+               f"box contrast {s['box_contrast_before']} -> {s['box_contrast_after']}; "
                f"wrote {out}")

@@ -19,7 +19,7 @@ from .panels import grid, image_tile, save_panels
 
 MAP_COLUMNS = ("layer", "map", "weight", "dropped")
 SUMMARY_COLUMNS = ("checkpoint", "layer", "maps", "dropped", "positives", "negatives", "heldout_images",
-                   "train_accuracy", "heldout_accuracy", "box_minus_outside_before", "box_minus_outside_after")
+                   "train_accuracy", "heldout_accuracy", "box_contrast_before", "box_contrast_after")
 
 
 def forget(checkpoint: str | Path, boxes_path: str | Path, out: str | Path, cfg: ForgetConfig,
@@ -39,13 +39,13 @@ def forget(checkpoint: str | Path, boxes_path: str | Path, out: str | Path, cfg:
         maps = capture(L.G, layer, latents(L.spec, cfg.n, cfg.seed, L.nz))
         probe = fit_probe(maps, boxes, size, cfg.C, cfg.holdout, cfg.drop, cfg.seed)
         before, after = with_and_without(L.G, layer, probe.dropped, latents(L.spec, cfg.show, cfg.show_seed, L.nz))
-        # what dropping did inside the boxes: brightness inside minus outside, on the boxed samples
+        # what dropping did to the boxed objects: how far the box's pixels stand out from the rest
         b_in, a_in = box_contrast(L.G, layer, probe.dropped, boxes, size, latents(L.spec, cfg.n, cfg.seed, L.nz))
         summary = {"checkpoint": str(checkpoint), "layer": name, "maps": channels, "dropped": len(probe.dropped),
                    "positives": probe.positives, "negatives": probe.negatives,
                    "heldout_images": " ".join(map(str, probe.heldout_images)),
                    "train_accuracy": f"{probe.train_accuracy:.4f}", "heldout_accuracy": f"{probe.heldout_accuracy:.4f}",
-                   "box_minus_outside_before": f"{b_in:.4f}", "box_minus_outside_after": f"{a_in:.4f}"}
+                   "box_contrast_before": f"{b_in:.4f}", "box_contrast_after": f"{a_in:.4f}"}
         write_csv_atomic(out.with_suffix(".csv"), MAP_COLUMNS,
                          [{"layer": name, "map": c, "weight": f"{probe.weights[c]:.6g}",
                            "dropped": int(c in probe.dropped)} for c in range(channels)])
@@ -59,7 +59,9 @@ def forget(checkpoint: str | Path, boxes_path: str | Path, out: str | Path, cfg:
 
 
 def box_contrast(G, layer, maps, boxes: dict, size: int, z: torch.Tensor) -> tuple[float, float]:
-    """Mean brightness inside the boxes minus outside them, over the boxed samples, before and after."""
+    """How much the boxes stand out, before and after dropping: the mean absolute difference of a box's
+    pixels (grey level, in [-1, 1]) from the image's mean outside its boxes, over the boxed samples.
+    Dark digits on light ground and light on dark both count."""
     before, after = with_and_without(G, layer, maps, z)
     res = []
     for imgs in (before, after):
@@ -68,6 +70,6 @@ def box_contrast(G, layer, maps, boxes: dict, size: int, z: torch.Tensor) -> tup
             m = inside((size, size), size, bx)
             lum = imgs[i].mean(0)
             if (~m).any():
-                diffs.append(float(lum[m].mean() - lum[~m].mean()))
+                diffs.append(float((lum[m] - lum[~m].mean()).abs().mean()))
         res.append(sum(diffs) / max(len(diffs), 1))
     return res[0], res[1]

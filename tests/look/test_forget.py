@@ -113,3 +113,16 @@ def test_imported_weights_have_no_running_statistics(ckpts, tmp_path, run_cli):
     b = _boxes(tmp_path, {"boxes": {"1": [[0, 0, 8, 8]]}})
     run_cli.error("forget", ckpts["i"], "--boxes", b, "--bn", "running", "--out", tmp_path / "f.png",
                   match="without running BN statistics; use --bn batch")
+
+
+def test_box_contrast_measures_the_object():
+    from dcgan_features.look.forget_run import box_contrast
+
+    G = object_painter()
+    (layer, _), = g_layers(G).values()
+    z = torch.randn(6, NZ, generator=torch.Generator().manual_seed(3))
+    before, after = box_contrast(G, layer, [0], {i: [tuple(BOX)] for i in range(6)}, 32, z)
+    imgs = G(z).mean(1)
+    m = inside((32, 32), 32, [tuple(BOX)])
+    want = float(torch.stack([(im[m] - im[~m].mean()).abs().mean() for im in imgs]).mean())
+    assert before == pytest.approx(want, rel=1e-5) and before > 0.5 and after < 0.1
