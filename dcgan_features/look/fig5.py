@@ -50,7 +50,7 @@ def write_figure(path: Path, sides: Sequence, images: torch.Tensor, arch: str) -
     panels = [(f"{s.label}, {arch} block {s.block}", _panel(s, images)) for s in sides]
     th = panels[0][1].shape[0] // (2 * len(sides[0].top.maps))
     labels = [f"map {c}" for c in sides[0].top.maps]
-    scale = max(1, min(6, 900 // max(p.shape[0] for _, p in panels)))
+    scale = max(2, min(6, 1800 // max(p.shape[0] for _, p in panels)))  # crops big enough to see
     save_panels(panels, path, scale=scale, row_labels=labels, row_height=2 * th,
                 caption="each map: receptive-field crops of its top responses (largest left), "
                         "guided backprop below (grey = 0)")

@@ -67,6 +67,7 @@ def save_panels(panels: Sequence[tuple[str, np.ndarray]], path: str | Path, scal
     bottom = 30 if caption else 10
     h = max(p.shape[0] for _, p in panels) * scale
     W = left + sum(p.shape[1] * scale for _, p in panels) + gap * (len(panels) - 1) + 10
+    W = max(W, left + 6 * len(caption) + 10)  # room for the caption (~6 px a character at 8 pt)
     H = top + h + bottom
     fig = Figure(figsize=(W / dpi, H / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
