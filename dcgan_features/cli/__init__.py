@@ -8,6 +8,7 @@ group (a new command is a new module imported below):
 - :mod:`.extract`     ``extract``
 - :mod:`.probe`       ``probe``
 - :mod:`.generate`    ``import-theano``, ``sample``, ``interpolate``, ``arithmetic``
+- :mod:`.look`        ``visualize``, ``neighbours``, ``forget``
 - :mod:`.reproduce`   ``reproduce``
 - :mod:`.quickstart`  ``quickstart``
 
@@ -23,7 +24,7 @@ import sys
 import click
 
 from ..core.errors import UserError
-from . import extract, generate, info, probe, quickstart, reproduce, train  # noqa: F401  (register the commands)
+from . import extract, generate, info, look, probe, quickstart, reproduce, train  # noqa: F401  (register the commands)
 from .group import cli
 
 __all__ = ["cli", "main"]

@@ -298,7 +298,12 @@ class Chain:
     def stages(self) -> list[Stage]:
         model = self._model_stage()
         extract = self._extract_stages(model.fingerprint)
-        return [model, *extract, *self._probe_stages({s.name.split(":")[1]: s.fingerprint for s in extract})]
+        look = []
+        if self.cfg.look:  # optional: what the features respond to, and the memorisation check
+            from .look_stages import look_stages
+
+            look = look_stages(self, model.fingerprint)
+        return [model, *extract, *self._probe_stages({s.name.split(":")[1]: s.fingerprint for s in extract}), *look]
 
     def plan(self) -> list[Decision]:
         return plan(self.stages(), self.book)

@@ -77,6 +77,7 @@ class ReproduceConfig:
     c_grid: tuple[float, ...] | None = None
     probes: tuple[str, ...] = ("svm", "logreg")
     blocks: bool = False  # also probe each D block of the trained D alone
+    look: bool = False  # also the look-inside stages: visualize (Fig. 5) and neighbours (memorisation)
 
     @property
     def model_seed(self) -> int:

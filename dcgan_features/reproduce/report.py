@@ -216,6 +216,17 @@ def _c_section(chain, rows: Sequence[dict]) -> str:
             + _table(["features", "blocks", "column", "probe", *[f"C={c}" for c in grid], "chosen C"], body))
 
 
+def _look_section(chain) -> str:
+    """``reproduce --look``: each look stage's picture with a one-line reading of its numbers."""
+    from .look_report import look_parts
+
+    parts = look_parts(chain.out)
+    if not parts:
+        return ""
+    body = "".join(f"<h3>{_e(title)}</h3><p>{_e(reading)}</p>{_img(png, title, 900)}" for title, reading, png in parts)
+    return "<h2>Inside the networks</h2>" + body
+
+
 def render(chain, stage_records: Sequence[dict], rows: Sequence[dict]) -> str:
     plot = _blocks_plot(rows)
     blocks = (f"<h2>Per block</h2><p>Each block of the trained D probed alone, against all blocks and the "
@@ -230,6 +241,7 @@ against a random D of the same architecture and the raw pixels. Written by <code
 {_results_section(chain, rows)}
 {_model_section(chain)}
 {blocks}
+{_look_section(chain)}
 {_c_section(chain, rows)}
 {_run_section(chain, stage_records)}
 {_gpu_section()}

@@ -9,7 +9,8 @@ import pytest
 
 from dcgan_features.cli import cli
 from dcgan_features.extract.config import ExtractConfig
-from dcgan_features.look.config import ArithmeticConfig, InterpolateConfig, SampleConfig
+from dcgan_features.look.config import (ArithmeticConfig, ForgetConfig, InterpolateConfig, NeighboursConfig,
+                                        SampleConfig, VisualizeConfig)
 from dcgan_features.probes.config import ProbeConfig
 from dcgan_features.reproduce.quickstart import QuickstartConfig
 from dcgan_features.reproduce.config import ReproduceConfig
@@ -18,7 +19,8 @@ from dcgan_features.train.config import TrainConfig
 # command -> the config whose fields are its options' defaults (same names)
 CONFIGS = {"train": TrainConfig, "extract": ExtractConfig, "probe": ProbeConfig, "quickstart": QuickstartConfig,
            "reproduce": ReproduceConfig, "architectures": ExtractConfig, "sample": SampleConfig,
-           "interpolate": InterpolateConfig, "arithmetic": ArithmeticConfig}
+           "interpolate": InterpolateConfig, "arithmetic": ArithmeticConfig, "visualize": VisualizeConfig,
+           "neighbours": NeighboursConfig, "forget": ForgetConfig}
 
 
 def _signature_default(dotted: str, param: str):

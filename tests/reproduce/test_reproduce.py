@@ -179,3 +179,20 @@ def test_bad_input_is_one_line(tmp_path, capsys, chain, tiny):
 
     with output_lock(chain, folder=True):  # another reproduce is writing this folder
         one_line_error(capsys, "digits", "--out", chain, *tiny, match="is in use by process")
+
+
+def test_look_stages_add_report_sections_and_are_reused(chain, tmp_path, capsys, tiny):
+    out = tmp_path / "run"
+    shutil.copytree(chain, out)
+    code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *tiny, "--look")
+    assert code == 0, err
+    look = ["look:visualize", "look:neighbours"]
+    assert actions(err) == {**{s: "reuse" for s in STAGES}, **{s: "compute" for s in look}}
+    for f in ("visualize.png", "visualize.csv", "neighbours.png", "neighbours_distances.png", "neighbours_summary.csv"):
+        assert (out / "look" / f).is_file(), f
+    page = (out / "report.html").read_text()
+    assert "Inside the networks" in page and "What the features respond to" in page and "A copying G gives 100%" in page
+    (s,) = [r for r in table(out / "look" / "neighbours_summary.csv") if r["space"] == "pixel"]
+    assert f"pixel: {100 * float(s['fraction_closer']):.0f}% of 16 samples" in page
+    code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *tiny, "--look")
+    assert code == 0 and actions(err) == {s: "reuse" for s in STAGES + look}
