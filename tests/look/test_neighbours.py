@@ -89,3 +89,14 @@ def test_cli_writes_grid_histogram_and_tables(tmp_path, run_cli):
     run_cli.error("neighbours", ck, "--dataset", "synthetic", "--limit", 3, "--k", 5, "--out", tmp_path / "x.png",
                   match="--k 5 exceeds the 3 training images")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_imported_weights_have_no_running_statistics(tmp_path, run_cli):
+    from dcgan_features.nets import checkpoint
+
+    G, D = build("svhn32", width=2, seed=0)
+    ck = tmp_path / "i.pt"
+    checkpoint.save(ck, checkpoint.make_payload("svhn32", 2, G, D, imported=True))
+    run_cli.error("neighbours", ck, "--dataset", "synthetic", "--bn", "running", "--out", tmp_path / "n.png",
+                  match="without running BN statistics; use --bn batch")
+    assert not (tmp_path / "n.png").exists()
