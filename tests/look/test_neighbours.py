@@ -30,9 +30,9 @@ class Copier(nn.Module):
 def setup():
     train = load("digits", "train", image_size=32).images[:400]
     _, D = build("dcgan32", width=4, seed=0)
-    feats = d_features(D, train, NeighboursConfig(bn_images=400), torch.device("cpu"))
     ref = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:100]
-    return train, feats, ref
+    with d_features(D, train, NeighboursConfig(bn_images=400), torch.device("cpu")) as feats:
+        yield train, feats, ref
 
 
 def test_copying_g_is_caught_and_neighbours_are_sklearns(setup):
