@@ -25,7 +25,14 @@ def _log(msg: str) -> None:
 
 
 @cli.command("visualize")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(dir_okay=False), required=False)
+@click.option("--model", "model_spec", default=None, metavar="SPEC",
+              help="Instead of CHECKPOINT: a model with conv layers, as `extract --model` (torchvision:NAME, "
+                   "python:MODULE:CALLABLE); the baseline is the same model re-initialised.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="--model: a state dict file.")
+@click.option("--image-size", type=click.IntRange(8, 1024), default=None, help="--model: input size. [default: 32]")
+@click.option("--normalize", type=Names("dcgan_features.extract.sources.base:NORMALIZE"), default=None,
+              help="--model: how images are fed. [default: the kind's, as `extract`]")
 @click.option("--dataset", type=Names("dcgan_features.data.registry:DATASETS"), required=True,
               help="Images searched for the top responses.")
 @click.option("--split", default=V.split, help="Split of --dataset.")
@@ -46,7 +53,8 @@ def _log(msg: str) -> None:
 @device_option(V.device)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), callback=out_file,
               help="PNG to write; the numbers go to the same name with .csv.")
-def visualize_cmd(checkpoint: str, out: str, **kw) -> None:
+def visualize_cmd(checkpoint: str | None, out: str, model_spec: str | None, weights: str | None,
+                  image_size: int | None, normalize: str | None, **kw) -> None:
     """What D's feature maps respond to (paper figure 5): for each map, its top-k responses over
     the dataset (each image once, at its largest position), the image under the response's
     receptive field above the guided-backpropagation map of the response. Through each
@@ -57,11 +65,16 @@ def visualize_cmd(checkpoint: str, out: str, **kw) -> None:
     \b
       dcgan-features visualize svhn_theano.pt --dataset fashion-mnist --n-maps 8 --top-k 8 --out fig5.png
       dcgan-features visualize runs/d/checkpoints/last.pt --dataset digits --block d2 --maps 0,3 --out v.png
+      dcgan-features visualize --model torchvision:resnet18 --weights r18.pt --dataset cifar10 --block layer3 --out r.png
     """
+    from ..extract.sources import SourceOptions
     from ..look.visualize import visualize
 
     cfg = VisualizeConfig(**kw)
-    res = visualize(checkpoint, out, cfg, log=_log)
+    opts = SourceOptions(seed=cfg.seed, weights=weights, image_size=image_size, normalize=normalize)
+    if model_spec is None and (weights or image_size or normalize):
+        raise click.UsageError("--weights, --image-size and --normalize go with --model")
+    res = visualize(checkpoint, out, cfg, log=_log, model_spec=model_spec, options=opts)
     click.echo(f"wrote top {cfg.top_k} responses of {len(res['maps'])} maps of {res['block']} over "
                f"{res['images']} images ({', '.join(res['sides'])}) to {res['png']} and {res['csv']}")
 

@@ -12,6 +12,7 @@ samples closer to a training image than the median such pair: :attr:`Memorisatio
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -83,17 +84,18 @@ def check_sizes(cfg: NeighboursConfig, n_train: int) -> None:
         raise UserError(f"--k {cfg.k} exceeds the {n_train} training images")
 
 
+@contextlib.contextmanager
 def d_features(D: torch.nn.Module, train: torch.Tensor, cfg: NeighboursConfig, device: torch.device):
-    """D's every-block features (BN re-estimated on the first ``bn_images`` training images) as a function."""
+    """Inside the block, D's every-block features (BN re-estimated on the first ``bn_images``
+    training images, as ``extract``) as a function of model input."""
     from ..extract.hooks import FeatureExtractor, batchnorms, recompute_bn_stats, to_model_input
 
     D = D.to(device)
     if batchnorms(D):
         sub = train[:cfg.bn_images]
         recompute_bn_stats(D, (to_model_input(sub[i:i + 256], device) for i in range(0, len(sub), 256)))
-    fx = FeatureExtractor(D, "all", 4, "running")
-    fx.__enter__()  # D is ours alone (a fresh load): the hooks stay for the process
-    return lambda x: torch.cat([fx(x[i:i + 1024]).float() for i in range(0, len(x), 1024)])
+    with FeatureExtractor(D, "all", 4, "running") as fx:
+        yield lambda x: torch.cat([fx(x[i:i + 1024]).float() for i in range(0, len(x), 1024)])
 
 
 def neighbours(checkpoint: str | Path, out: str | Path, cfg: NeighboursConfig,
@@ -115,12 +117,11 @@ def neighbours(checkpoint: str | Path, out: str | Path, cfg: NeighboursConfig,
         train = train[:cfg.limit] if cfg.limit is not None else train
         check_sizes(cfg, len(train))
         log(f"re-estimating D's BatchNorm statistics over {min(cfg.bn_images, len(train))} training images")
-        feats = d_features(D, train, cfg, device)
         _, samples = generate.sample(L.G, L.spec, cfg.n, cfg.seed, nz=L.nz)
         g = torch.Generator().manual_seed(cfg.seed)
         ref = torch.randperm(len(train), generator=g)[:min(cfg.reference, len(train))]
-        log(f"{cfg.n} samples and {len(ref)} reference images against {len(train)} training images")
-        with torch.no_grad():
+        with d_features(D, train, cfg, device) as feats, torch.no_grad():
+            log(f"{cfg.n} samples and {len(ref)} reference images against {len(train)} training images")
             res = measure(samples, train, feats, cfg.k, ref, cfg.chunk, device)
         summary = write_outputs(out, res, train, cfg, str(checkpoint))
     return summary

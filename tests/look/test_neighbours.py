@@ -30,9 +30,9 @@ class Copier(nn.Module):
 def setup():
     train = load("digits", "train", image_size=32).images[:400]
     _, D = build("dcgan32", width=4, seed=0)
-    feats = d_features(D, train, NeighboursConfig(bn_images=400), torch.device("cpu"))
     ref = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:100]
-    return train, feats, ref
+    with d_features(D, train, NeighboursConfig(bn_images=400), torch.device("cpu")) as feats:
+        yield train, feats, ref
 
 
 def test_copying_g_is_caught_and_neighbours_are_sklearns(setup):
@@ -89,3 +89,14 @@ def test_cli_writes_grid_histogram_and_tables(tmp_path, run_cli):
     run_cli.error("neighbours", ck, "--dataset", "synthetic", "--limit", 3, "--k", 5, "--out", tmp_path / "x.png",
                   match="--k 5 exceeds the 3 training images")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_imported_weights_have_no_running_statistics(tmp_path, run_cli):
+    from dcgan_features.nets import checkpoint
+
+    G, D = build("svhn32", width=2, seed=0)
+    ck = tmp_path / "i.pt"
+    checkpoint.save(ck, checkpoint.make_payload("svhn32", 2, G, D, imported=True))
+    run_cli.error("neighbours", ck, "--dataset", "synthetic", "--bn", "running", "--out", tmp_path / "n.png",
+                  match="without running BN statistics; use --bn batch")
+    assert not (tmp_path / "n.png").exists()

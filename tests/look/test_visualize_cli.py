@@ -64,3 +64,36 @@ def test_block_without_maps_and_missing_bn_statistics(tmp_path, run_cli):
     imp = _ckpt(tmp_path / "i.pt", imported=True)
     run_cli.error("visualize", imp, "--dataset", "digits", "--bn", "running", "--out", tmp_path / "v.png",
                   match="without BatchNorm statistics; use --bn recompute")
+
+
+NET = '''
+from torch import nn
+
+def make():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2, padding=1),
+                         nn.ReLU())
+'''
+
+
+def test_any_model_with_conv_layers(tmp_path, run_cli):
+    from dcgan_features.data.registry import load
+
+    (tmp_path / "net.py").write_text(NET)
+    spec = f"python:{tmp_path / 'net.py'}:make"
+    out = tmp_path / "m.png"
+    code, _, err = run_cli("visualize", "--model", spec, "--dataset", "synthetic", "--limit", 30, "--n-maps", 2,
+                           "--top-k", 3, "--device", "cpu", "--out", out)
+    assert code == 0, err
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert {r["block"] for r in rows} == {"3"}  # default: the activation after the last conv
+    assert {r["model"] for r in rows} == {"given model", "random init"}
+    torch.manual_seed(0)  # the python source builds its module under --seed 0
+    net = __import__("runpy").run_path(str(tmp_path / "net.py"))["make"]()
+    x = load("synthetic", "train", image_size=32).images[:30].float() / 127.5 - 1
+    with torch.no_grad():
+        a = net(x)
+    for c in (0, 1):
+        mine = [float(r["activation"]) for r in rows if r["model"] == "given model" and r["map"] == str(c)]
+        want = a[:, c].flatten(1).amax(1).sort(descending=True).values[:3]
+        assert torch.allclose(torch.tensor(mine), want, rtol=1e-4), (mine, want)
+    run_cli.error("visualize", "--dataset", "synthetic", "--out", out, match="give either CHECKPOINT or --model")
