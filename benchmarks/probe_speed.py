@@ -343,7 +343,8 @@ def run_protocol_case(args) -> None:
                    "converged": rec["converged"]}
             if backend == "torch" and which == "same":
                 row.update(cols, speedup_vs_sklearn=round(sk["seconds"] / r["seconds"], 2), speedup_basis="measured",
-                           max_abs_diff_per_draw=round(float(np.abs(a - b).max()), 3), flops=f"{counted['flops']:.4g}")
+                           max_abs_diff_per_draw=round(float(np.abs(a - b).max()), 3), flops=f"{counted['flops']:.4g}",
+                           max_abs_diff_val_per_C=_val_diff(t_same["rec"], sk["rec"]))
             if which == "full":
                 row.update(speedup_vs_sklearn=round(per_fit_sk * r["fits"] / r["seconds"], 2),
                            speedup_basis=f"predicted: sklearn's {per_fit_sk:.2f} s per fit (measured, same run) "
@@ -360,6 +361,13 @@ def run_protocol_case(args) -> None:
             row.update(provenance("predicted", "cpu", note))
             rows.append(row)
         upsert(args.out, rows, key=("case", "probe", "backend", "draws"))
+
+
+def _val_diff(a: dict, b: dict) -> float | None:
+    """The largest difference of two records' validation scores at the same C (the same draws and
+    rows: a comparison that holds when the two backends choose different Cs on a flat curve)."""
+    common = set(a.get("val_scores") or {}) & set(b.get("val_scores") or {})
+    return round(max(abs(a["val_scores"][c] - b["val_scores"][c]) for c in common), 3) if common else None
 
 
 def _fit_count(case: dict) -> int:
