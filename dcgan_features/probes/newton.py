@@ -34,9 +34,10 @@ True
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -325,6 +326,9 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     ctx = current()
     if choose_form(config.form, source.n_rows, source.dim, ctx.enabled, dev) == "dual":
         dual = DualMap.fit(source, dev)
+        # The subspace costs N r^2 flops per group and Newton step, a pass 2 N D: with D = N rows
+        # (the dual's, not the features') r <= sqrt(N) / 2 keeps it under a pass (16 at 1000 rows).
+        config = replace(config, precond_rank=min(config.precond_rank, max(8, math.isqrt(source.n_rows) // 2)))
         fit = dual.to_primal(_fit_primal(probe, dual.rows(), Cs, y_np, K, dev, config, ctx, dual.to_dual(init), log))
     else:
         fit = _fit_primal(probe, source, Cs, y_np, K, dev, config, ctx, init, log)
