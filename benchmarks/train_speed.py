@@ -23,7 +23,9 @@ device), ``tflops`` (achieved: FLOPs of one step, counted layer by layer by
 ``torch.utils.flop_counter`` on the eager step, over the wall time per step), and
 ``ceiling_img_per_s`` (``--ceiling``, CUDA: the sum over the step's conv/linear calls of each
 one's own forward + backward time at its shapes in bf16, replayed from a CUDA graph: what
-cuDNN/cuBLAS themselves reach on these layers, elementwise work excluded).
+cuDNN/cuBLAS themselves reach on these layers, elementwise work excluded). On a CPU,
+``fraction`` is the achieved rate over the machine's float32 matmul rate measured before and
+after the variants with the same threads (``yardstick.py``): comparable across loaded runs.
 
 Rows go to ``results/train_ablation.csv`` with the device, date and command. The GPU run
 (``benchmarks/gpu_suite.sh`` step 1; targets: DESIGN section 7)::
@@ -54,6 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dcgan_features.nets.architectures import get_arch, sample_z  # noqa: E402
+from benchmarks.provenance import commit, load_average  # noqa: E402
+from benchmarks.yardstick import Yardstick, matmul_rate  # noqa: E402
 from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
 from dcgan_features.core.devices import DistContext, device_name, resolve_device  # noqa: E402
 from dcgan_features.train.loop import TrainConfig, _Run, _use_cuda_graph  # noqa: E402
@@ -62,7 +66,8 @@ from dcgan_features.train.state import RunFolder  # noqa: E402
 COLUMNS = ["date", "device", "arch", "width", "batch", "variant", "cuda_graph", "joint_d", "prenormalize",
            "compile", "amp", "ckpt_every", "async_ckpt", "img_per_s", "vs_plain", "host_ms_per_step",
            "device_ms_per_step", "gflop_per_step", "tflops", "ceiling_img_per_s", "steps", "warmup", "n_images",
-           "threads", "torch", "note", "command"]
+           "threads", "torch", "fraction", "yardstick_gflops", "yardstick_start", "yardstick_end", "load", "commit",
+           "note", "command"]
 
 FULL = {"cuda_graph": True, "joint_d": True, "prenormalize": True, "compile": False, "async_ckpt": True}
 ABLATION = {
@@ -358,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     flops: dict[int, int] = {}
     ceiling: dict[int, float | None] = {}
     rows = []
+    base.update(load=load_average(), commit=commit())
+    stick = Yardstick.start(torch.get_num_threads()) if device.type == "cpu" else None  # the matmul rate, same threads
     for name, batch, fields in todo:
         if batch not in flops:
             flops[batch] = flops_per_step(args, images, batch)
@@ -366,13 +373,20 @@ def main(argv: list[str] | None = None) -> None:
             ceiling[batch] = batch / (ms / 1000) if ms else None
         row = {**base, "batch": batch, "variant": name, **measure(args, images, batch, name, fields)}
         row["gflop_per_step"] = round(flops[batch] / 1e9, 3)
-        row["tflops"] = round(flops[batch] / row.pop("s_per_step") / 1e12, 4)
+        row["flops_per_s"] = flops[batch] / row.pop("s_per_step")
+        row["tflops"] = round(row["flops_per_s"] / 1e12, 4)
         row["ceiling_img_per_s"] = round(ceiling[batch], 1) if ceiling.get(batch) else None
         rows.append(row)
         print(f"{name:>16} batch {batch:>5}: {row['img_per_s']:>10.1f} img/s  host {row['host_ms_per_step']:.2f} ms"
               f"  device {row['device_ms_per_step']} ms  {row['tflops']} TFLOP/s", flush=True)
     plain = next((r["img_per_s"] for r in rows if r["variant"] == "plain"), None)
+    if stick is not None:  # each row's achieved rate as a fraction of the mean of the start and end matmul rates
+        end = matmul_rate(stick.threads, stick.size)
+        for r in rows:
+            cols = stick.columns(r["flops_per_s"], 1.0, end=end)
+            r.update(fraction=cols["fraction"], **{k: v for k, v in cols.items() if k.startswith("yardstick")})
     for r in rows:
+        r.pop("flops_per_s")
         r["vs_plain"] = round(r["img_per_s"] / plain, 2) if plain and r["batch"] == args.batch else None
         r["img_per_s"] = round(r["img_per_s"], 1)
         r["host_ms_per_step"] = round(r["host_ms_per_step"], 3)

@@ -34,9 +34,10 @@ True
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -324,14 +325,42 @@ def fit_torch(probe: str, source, Cs: Sequence[float], n_classes: int | None = N
     y_np, K = probe_labels(source, n_classes)
     ctx = current()
     if choose_form(config.form, source.n_rows, source.dim, ctx.enabled, dev) == "dual":
-        dual = DualMap.fit(source, dev)
-        fit = dual.to_primal(_fit_primal(probe, dual.rows(), Cs, y_np, K, dev, config, ctx, dual.to_dual(init), log))
+        fit = _fit_dual(probe, source, Cs, y_np, K, dev, config, ctx, init, log)
     else:
         fit = _fit_primal(probe, source, Cs, y_np, K, dev, config, ctx, init, log)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     fit.seconds = time.perf_counter() - t0
     return fit
+
+
+def _fit_dual(probe: str, source, Cs: np.ndarray, y_np: np.ndarray, K: int, dev: torch.device,
+              config: SolverConfig, ctx, init: LinearFit | None, log) -> LinearFit:
+    """The fit on the n x n rows of :class:`.dual.DualMap`, mapped back to the features.
+
+    The squared hinge goes along the grid, C by C in increasing order, each C warm-started from
+    the one before (or from ``init``'s own C): its large-C groups need several times the Newton
+    steps of the small ones, which a batch would carry through every pass (at 2000 x 7168
+    synthetic rows, 5 C: 14.6 s against 81.7 s for the batch). logreg's groups converge
+    together: one batch.
+    """
+    dual = DualMap.fit(source, dev)
+    # The subspace costs N r^2 flops per group and Newton step, a pass 2 N D: with D = N rows
+    # (the dual's, not the features') r <= sqrt(N) / 2 keeps it under a pass (16 at 1000 rows).
+    config = replace(config, precond_rank=min(config.precond_rank, max(8, math.isqrt(source.n_rows) // 2)))
+    rows, start = dual.rows(), dual.to_dual(init)
+    if probe != "svm" or len(Cs) == 1:
+        return dual.to_primal(_fit_primal(probe, rows, Cs, y_np, K, dev, config, ctx, start, log))
+    fits: dict[int, LinearFit] = {}
+    prev = None
+    for i in np.argsort(Cs, kind="stable"):
+        warm = start.select(i) if start is not None and start.coef.shape[0] == len(Cs) else (prev or start)
+        prev = fits[i] = _fit_primal(probe, rows, Cs[i:i + 1], y_np, K, dev, config, ctx, warm, log)
+    parts = [fits[i] for i in range(len(Cs))]
+    grid = LinearFit(probe, Cs, torch.cat([f.coef for f in parts]), torch.cat([f.intercept for f in parts]),
+                     np.concatenate([f.converged for f in parts]), sum(f.newton_steps for f in parts),
+                     sum(f.passes for f in parts), 0.0, str(dev), "torch")
+    return dual.to_primal(grid)
 
 
 def _fit_primal(probe: str, source, Cs: np.ndarray, y_np: np.ndarray, K: int, dev: torch.device,
