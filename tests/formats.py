@@ -151,7 +151,9 @@ def write_stl10(root: Path, n_train: int = 30, n_test: int = 20, n_unlabeled: in
             out[split] = (x, y - 1)
         else:
             out[split] = (x, None)
-    folds = np.stack([np.sort(local.choice(n_train, fold, replace=False)) for _ in range(10)])
+    by_class = [np.flatnonzero(np.arange(n_train) % 10 == c) for c in range(10)]  # `fold // 10` of each class
+    folds = np.stack([np.sort(np.concatenate([local.choice(r, fold // 10, replace=False) for r in by_class]))
+                      for _ in range(10)])
     (folder / "fold_indices.txt").write_text("\n".join(" ".join(map(str, f)) for f in folds) + "\n")
     (folder / "class_names.txt").write_text("\n".join(["airplane", "bird", "car", "cat", "deer", "dog", "horse",
                                                         "monkey", "ship", "truck"]) + "\n")
