@@ -84,6 +84,7 @@ class DatasetSpec:
     # (images, labels, class names, what the feature file keeps)
     open_folder: Callable[..., tuple[np.ndarray, np.ndarray, list[str] | None, dict]] | None = None
     split_info: Callable[[Path, str], dict] | None = None  # what the feature file keeps (STL-10's folds)
+    gan_split: str = "train"  # the split `train` fits a GAN on (STL-10: its 100000 unlabeled images)
 
     @property
     def downloadable(self) -> bool:
@@ -461,7 +462,8 @@ DATASETS: dict[str, DatasetSpec] = {
                     dict(stl10.SPLIT_SIZES),
                     {s: stl10.files(s) + (("fold_indices.txt",) if s == "train" else ()) for s in stl10.SPLIT_SIZES},
                     (stl10.FOLDER, f"stl10/{stl10.FOLDER}", ""), stl10.read, fetch=_fetch_stl10,
-                    class_names=stl10.class_names, header_count=stl10.count, split_info=stl10.split_info),
+                    class_names=stl10.class_names, header_count=stl10.count, split_info=stl10.split_info,
+                    gan_split="unlabeled"),
         DatasetSpec("digits", "scikit-learn's 8x8 digits, embedded (seeded stratified split)",
                     {"train": 1797 - DIGITS_TEST_SIZE, "test": DIGITS_TEST_SIZE}, {"train": (), "test": ()},
                     ("",), _read_digits, classes=tuple(str(i) for i in range(10))),
