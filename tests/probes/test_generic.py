@@ -117,3 +117,43 @@ def test_imagenet_protocol_has_its_fraction_columns(digits):
     counts = np.bincount(ytr, minlength=10)
     assert recs[1]["n_labels"] == int(np.maximum(1, np.round(counts * 0.01)).sum()) == 10
     assert recs[2]["n_labels"] == int(np.round(counts * 0.1).sum())
+
+
+def write_fashion_as_folder(root, n_train: int, n_test: int) -> None:
+    """The first Fashion-MNIST images as PNGs under root/train/<class>/ and root/test/<class>/."""
+    from PIL import Image
+
+    from dcgan_features.data.registry import load
+
+    for split, n in (("train", n_train), ("test", n_test)):
+        ds = load("fashion-mnist", split)
+        for i in range(n):
+            d = root / split / ds.classes[int(ds.labels[i])].replace("/", "-")
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(ds.images[i, 0].numpy()).save(d / f"{i:05d}.png")
+
+
+@pytest.mark.slow  # reads all of Fashion-MNIST twice: ~20 s on 2 shared cores
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_fashion_mnist_as_a_folder_gives_the_fashion_mnist_protocols_accuracy(run_cli, tmp_path):
+    n = 400
+    write_fashion_as_folder(tmp_path / "fm", n, n)
+    common = ("--model", "pixels", "--image-size", "28", "--device", "cpu", "--dtype", "float32")
+    for name, extra in (("folder", ("--data-dir", tmp_path / "fm")), ("fashion-mnist", ("--limit", str(n)))):
+        code, _, err = run_cli("extract", *common, "--dataset", name, *extra, "--out", tmp_path / f"{name}.h5")
+        assert code == 0, err
+    with FeatureFile(tmp_path / "folder.h5") as a, FeatureFile(tmp_path / "fashion-mnist.h5") as b:
+        assert a.dataset_info()["classes"][0] == "Ankle boot"  # sorted folder names, not the idx order
+        for split in ("train", "test"):  # the same pixels, rows in another order
+            assert sorted(map(bytes, a.read(split))) == sorted(map(bytes, b.read(split)))
+    probe = ("--probe", "logreg", "--C", "0.01", "--device", "cpu", "--out", tmp_path / "o")
+    code, _, err = run_cli("probe", "--features", tmp_path / "folder.h5", *probe)
+    assert code == 0, err
+    code, _, err = run_cli("probe", "--features", tmp_path / "fashion-mnist.h5", "--validation", "stratified",
+                           "--labels-per-class", "5", *probe)  # its few-labels column needs 100 of each class
+    assert code == 0, err
+    mine = json.loads((tmp_path / "o" / "folder.h5__folder-all__logreg.json").read_text())
+    theirs = json.loads((tmp_path / "o" / "fashion-mnist.h5__fashion-mnist-all__logreg.json").read_text())
+    assert mine["val_rows"] == theirs["val_rows"] and mine["validation"] == theirs["validation"] == "stratified"
+    assert mine["mean"] == pytest.approx(theirs["mean"], abs=1e-6) and mine["mean"] > 60
