@@ -183,3 +183,73 @@ def imagenet_row(picture: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():  # the scripts' getdata, deprecated in today's Pillow
         warnings.simplefilter("ignore", DeprecationWarning)
         return np.array(list(r.getdata()) + list(g.getdata()) + list(b.getdata()), dtype=np.uint8)
+def write_mnist(root: Path, n_train: int = 6, n_test: int = 3) -> dict:
+    """MNIST's four idx files (the same names and layout as Fashion-MNIST's), in ``root``."""
+    return write_fashion(root, n_train, n_test)
+
+
+def write_cifar100(root: Path, n_train: int = 8, n_test: int = 5) -> dict:
+    """``cifar-100-python/{train,test,meta}`` as released: dicts with bytes keys, labels as lists."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    out = {}
+    for name, n in (("train", n_train), ("test", n_test)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        fine, coarse = rng.integers(0, 100, n).tolist(), rng.integers(0, 20, n).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"filenames": [b"x.png"] * n, b"batch_label": f"{name} batch 1 of 1".encode(),
+                         b"fine_labels": fine, b"coarse_labels": coarse, b"data": data}, f, protocol=2)
+        out[name] = (data.reshape(-1, 3, 32, 32), np.array(fine), np.array(coarse))
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+                     b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}, f, protocol=2)
+    return out
+
+
+def write_stl10(root: Path, n_train: int = 30, n_test: int = 20, n_unlabeled: int = 4, fold: int = 10) -> dict:
+    """``stl10_binary/`` as its README describes it: each image 3x96x96 uint8, the channels one after
+    another, each channel column by column (column-major); labels one byte each, 1..10; fold_indices.txt
+    10 lines of 0-based train rows, space-separated; class_names.txt one name a line.
+
+    Returns the images as (N, 3, row, column) and the 0-based labels they must load as.
+    """
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    local = np.random.default_rng(5)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test), ("unlabeled", n_unlabeled)):
+        x = local.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)
+        x[:, :, 0, :] = 255  # the top row white: rows and columns must not come out swapped
+        x[:, :, :, 0] = 0  # the left column black
+        (folder / f"{split}_X.bin").write_bytes(x.transpose(0, 1, 3, 2).tobytes())  # column-major per channel
+        if split != "unlabeled":
+            y = np.arange(n) % 10 + 1  # every class present, 1..10
+            (folder / f"{split}_y.bin").write_bytes(y.astype(np.uint8).tobytes())
+            out[split] = (x, y - 1)
+        else:
+            out[split] = (x, None)
+    by_class = [np.flatnonzero(np.arange(n_train) % 10 == c) for c in range(10)]  # `fold // 10` of each class
+    folds = np.stack([np.sort(np.concatenate([local.choice(r, fold // 10, replace=False) for r in by_class]))
+                      for _ in range(10)])
+    (folder / "fold_indices.txt").write_text("\n".join(" ".join(map(str, f)) for f in folds) + "\n")
+    (folder / "class_names.txt").write_text("\n".join(["airplane", "bird", "car", "cat", "deer", "dog", "horse",
+                                                        "monkey", "ship", "truck"]) + "\n")
+    out["folds"] = folds
+    return out
+
+
+def write_image_folder(root: Path, per_class: dict, size=(40, 30), fmt: str = "png") -> dict:
+    """``root/<split>/<class>/<i>.<fmt>`` (or ``root/<class>/...`` with split ""), each image one flat colour
+    of its class: ``per_class`` = {split: {class: count}}. Returns {split: {class: colour}}."""
+    from PIL import Image
+
+    colours = {}
+    for split, classes in per_class.items():
+        for k, (cls, n) in enumerate(sorted(classes.items())):
+            colour = (40 * (k + 1) % 256, 255 - 30 * k % 256, 90)
+            d = root / split / cls if split else root / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", size, colour).save(d / f"{i}.{fmt}")
+            colours.setdefault(split, {})[cls] = colour
+    return colours

@@ -44,6 +44,13 @@ def _model_help() -> str:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=E.data_dir,
               help="Root folder of the datasets. [default: ./data]")
 @click.option("--splits", default=",".join(E.splits), help="Comma-separated splits to extract, one HDF5 group each.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=E.test_fraction,
+              help="folder without train/ and test/ (or val/): this seeded, stratified share of each class is test.")
+@click.option("--split-seed", type=int, default=E.split_seed, help="folder: seed of the --test-fraction split.")
+@click.option("--workers", type=click.IntRange(min=0), default=E.workers,
+              help="folder: processes decoding images (0: every core).")
+@click.option("--skip-bad", is_flag=True, default=E.skip_bad,
+              help="folder: skip (and count) images that cannot be decoded instead of stopping at the first.")
 @click.option("--layer", "layers", default=E.layers, metavar="all|NAMES",
               help="D blocks: all, a comma list (d1,d3) or a range (d2..d4); generic models: module names "
                    "or globs (layer1,layer2.*.conv2), all = every Conv2d after its activation.")
@@ -66,8 +73,9 @@ def _model_help() -> str:
 @click.pass_context
 def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | None, random_init: bool,
                 arch: str | None, width: int | None, seed: int, weights: str | None, image_size: int | None,
-                normalize: str | None, kmeans_from: str | None, kmeans_init: str | None, list_layers: bool, dataset: str | None,
-                data_dir: str | None, splits: str, layers: str, grid: int, bn: str, dtype: str, batch_size: int,
+                normalize: str | None, kmeans_from: str | None, kmeans_init: str | None, list_layers: bool,
+                dataset: str | None, data_dir: str | None, splits: str, test_fraction: float, split_seed: int,
+                workers: int, skip_bad: bool, layers: str, grid: int, bn: str, dtype: str, batch_size: int,
                 device: str, limit: int | None, out: str | None, overwrite: bool) -> None:
     """Features of a dataset -> HDF5: every chosen layer max-pooled to GRID x GRID, concatenated.
     Killed at any point, the same command again resumes where it stopped.
@@ -76,6 +84,7 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
       dcgan-features extract --checkpoint runs/d/checkpoints/last.pt --dataset digits --out f.h5
       dcgan-features extract --model random:imagenet32 --dataset cifar10 --out rand.h5
       dcgan-features extract --model kmeans:1600 --dataset fashion-mnist --out km.h5
+      dcgan-features extract --model random:dcgan32 --dataset folder --data-dir my_images --out mine.h5
       dcgan-features extract --model torchvision:resnet18 --list-layers
       dcgan-features extract --model python:my_net.py:make --weights w.pt --layer 'layer1,layer2.*' --dataset cifar10 --out m.h5
     """
@@ -113,7 +122,8 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
     if not split_list:
         ctx.fail(f"--splits needs at least one split name, got {splits!r}")
     cfg = extract_config(dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
-                         batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite)
+                         batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite,
+                         test_fraction=test_fraction, split_seed=split_seed, workers=workers, skip_bad=skip_bad)
     res = extract_any(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)
     if res.get("rank", 0) != 0:  # torchrun: rank 0 reports for the group
         return

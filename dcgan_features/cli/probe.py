@@ -24,7 +24,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 
 
 @cli.command("probe")
-@click.argument("dataset", type=Names("dcgan_features.probes.protocols:PROTOCOLS"))
+@click.argument("dataset", required=False, type=Names("dcgan_features.data.registry:DATASETS"))
 @click.option("--features", "features_path", required=True, type=click.Path(dir_okay=False),
               help="HDF5 feature file written by `dcgan-features extract`.")
 @click.option("--probe", "probes", multiple=True, default=DEFAULTS.probes,
@@ -62,14 +62,19 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 @click.option("--out", "out", type=click.Path(file_okay=False), default=DEFAULTS.out,
               help="Folder for one JSON per record and the rows appended to probes.csv.")
 @click.pass_context
-def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tuple[str, ...], c_grid: str | None,
+def probe_cmd(ctx: click.Context, dataset: str | None, features_path: str, probes: tuple[str, ...], c_grid: str | None,
               c_extend: int | None, draws: int | None, seed: int | None, validation: str | None,
               selection: str | None, ci_ddof: str | None, standardize: bool, postprocess: bool, device: str,
               backend: str,
               val_size: int | None, labels_per_class: int | None, out: str) -> None:
     """Linear probes on extracted features under DATASET's protocol (C chosen on validation rows).
+    DATASET defaults to the one the feature file was extracted from; a dataset without a registered
+    protocol (a folder, ...) gets the generic one, built from the file: its classes, a stratified 10%
+    of train (at most 10000) held out to choose C, the `all` column, and a few-labels column with
+    --labels-per-class.
 
     \b
+      dcgan-features probe --features mine.h5          # the file's dataset and protocol
       dcgan-features probe digits --features f.h5
       dcgan-features probe cifar10 --features cifar.h5 --probe svm --device cuda
       dcgan-features probe svhn --features svhn.h5 --C 1e-4,1e-3,1e-2 --draws 100
@@ -83,7 +88,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
 
     from ..core.distributed import joined, same_launch
     from ..core.locks import output_lock
-    from ..probes.protocols import from_file, get_protocol, run_protocol
+    from ..probes.generic import protocol_for
+    from ..probes.protocols import from_file, run_protocol
     from ..probes.records import format_table, write_records
     from ..extract.store import FeatureFile
 
@@ -93,8 +99,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         ctx.fail("--backend sklearn runs on the CPU only; drop --device cuda")
     if not Path(features_path).is_file():
         raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
-    cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,
-                       validation=validation, selection=selection, ci_ddof=None if ci_ddof is None else int(ci_ddof))
+    overrides = dict(draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,
+                     validation=validation, selection=selection, ci_ddof=None if ci_ddof is None else int(ci_ddof))
     # the table this run appends to is held from the start: a second probe on it is refused.
     # torchrun: every rank runs the protocol, each fit on its share of the rows; rank 0 reports
     with joined(device if backend == "torch" else "cpu") as group, \
@@ -105,9 +111,18 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
                                                            "bytes": Path(features_path).stat().st_size,
                                                            **{k: str(v) for k, v in ff.meta.items()}}})
         made_from = ff.meta.get("dataset")
+        dataset = dataset or made_from
         if made_from and made_from != dataset:
             raise UserError(f"{features_path} holds features of {made_from!r}, not {dataset!r}; "
                             f"run `probe {made_from}` or extract {dataset} features")
+
+        def labels(split: str):
+            if split not in ff.splits:
+                raise UserError(f"{features_path} has no {split!r} split (has: {', '.join(ff.splits) or 'none'}); "
+                                f"the {dataset} protocol needs train and test")
+            return ff.labels(split)
+
+        cfg = protocol_for(dataset, labels, ff.dataset_info()["classes"], **overrides)
         feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
         log = (lambda m: click.echo(m, err=True)) if group.rank == 0 else (lambda m: None)
         records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,

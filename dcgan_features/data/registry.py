@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from . import downsampled_imagenet as dsi
+from . import folder as image_folder
 from . import safe_pickle
+from . import stl10
 from ..core.errors import DatasetError
 
 DEFAULT_DATA_DIR = "data"
@@ -35,7 +37,7 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dims
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dim
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+IMAGE_EXTENSIONS = image_folder.IMAGE_EXTENSIONS
 
 
 @dataclass
@@ -47,6 +49,8 @@ class ImageSet:
     dataset: str
     split: str
     classes: list[str] | None = None
+    # what the feature file keeps for the split's protocol: STL-10's folds, a folder's drawn rows
+    info: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -76,9 +80,11 @@ class DatasetSpec:
     install_hint: str = ""  # another way to get the files, added to the "not found" message
     class_names: Callable[[Path], list[str] | None] | None = None  # class names read from the files
     header_count: Callable[[Path, str], int] | None = None  # split size from headers only (default: read it)
-    # datasets that are any folder of images rather than fixed files: (folder, split, size) ->
-    # (images, labels, class names)
-    open_folder: Callable[[Path, str, int], tuple[np.ndarray, np.ndarray, list[str] | None]] | None = None
+    # datasets that are any folder of images rather than fixed files: (folder, split, size, options) ->
+    # (images, labels, class names, what the feature file keeps)
+    open_folder: Callable[..., tuple[np.ndarray, np.ndarray, list[str] | None, dict]] | None = None
+    split_info: Callable[[Path, str], dict] | None = None  # what the feature file keeps (STL-10's folds)
+    gan_split: str = "train"  # the split `train` fits a GAN on (STL-10: its 100000 unlabeled images)
     # How the paper's protocol on this dataset extracts features: ExtractConfig fields and their
     # values, applied by extract.config.extract_config under the user's own flags; empty: the
     # ExtractConfig defaults. (The paper kept float32 features and no TF32; on SVHN, BatchNorm
@@ -220,6 +226,36 @@ def _read_cifar10_pickle(path: Path) -> dict:
     return batch
 
 
+def _cifar100_reader(label_key: bytes) -> Callable[[Path, str], tuple[np.ndarray, np.ndarray]]:
+    """CIFAR-100's ``train`` or ``test`` pickle: data (N, 3072) and its fine (or coarse) labels."""
+
+    def read(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+        path = root / split
+        batch = _read_cifar10_pickle(path)
+        try:
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            labels = np.asarray(batch[label_key], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DatasetError(f"{path} is not a readable CIFAR-100 file (no {label_key.decode()}: "
+                               f"{type(e).__name__}); re-download it with --download") from None
+        if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+            raise DatasetError(f"{path}: expected data (N, 3072) and N labels, found data {data.shape} and "
+                               f"{len(labels)} labels")
+        return data.reshape(-1, 3, 32, 32), labels
+
+    return read
+
+
+def _cifar100_classes(names_key: bytes) -> Callable[[Path], list[str] | None]:
+    def read(root: Path) -> list[str] | None:
+        try:
+            return [n.decode() if isinstance(n, bytes) else str(n) for n in _read_cifar10_pickle(root / "meta")[names_key]]
+        except (DatasetError, KeyError, TypeError):
+            return None
+
+    return read
+
+
 def _read_cifar10_classes(root: Path) -> list[str] | None:
     try:
         meta = _read_cifar10_pickle(root / "batches.meta")
@@ -271,6 +307,11 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     return body.reshape(dims).copy()  # frombuffer is read-only; torch wants writable memory
 
 
+def _read_idx_pair(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST and Fashion-MNIST: the idx images and labels files of a split (same names in both)."""
+    return _read_fashion_mnist(root, split)
+
+
 def _read_fashion_mnist(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     prefix = "train" if split == "train" else "t10k"
     images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC)
@@ -317,32 +358,6 @@ def _read_synthetic(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return make_synthetic(SYNTHETIC_SIZES[split], seed={"train": 0, "test": 1}[split])
 
 
-def _read_folder(root: Path, split: str, image_size: int = 64) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    from PIL import Image, UnidentifiedImageError
-
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(root)!r}; pass --data-dir DIR")
-    class_names = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
-    index = {c: i for i, c in enumerate(class_names)}
-    out = np.empty((len(files), 3, image_size, image_size), dtype=np.uint8)
-    labels = np.full(len(files), -1, dtype=np.int64)
-    for i, p in enumerate(files):
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                s = min(im.size)  # center crop to a square, then resize
-                left, top = (im.width - s) // 2, (im.height - s) // 2
-                im = im.crop((left, top, left + s, top + s)).resize((image_size, image_size), Image.BICUBIC)
-                out[i] = np.asarray(im).transpose(2, 0, 1)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DatasetError(f"{p} is not a readable image ({type(e).__name__})") from None
-        parts = p.relative_to(root).parts
-        if len(parts) > 1:
-            labels[i] = index[parts[0]]
-    return out, labels, class_names or None
-
-
 def _fetch_cifar10(root: str) -> None:
     import torchvision.datasets as tvd
 
@@ -354,6 +369,25 @@ def _fetch_svhn(root: str) -> None:
 
     for split in ("train", "test", "extra"):
         tvd.SVHN(root, split=split, download=True)
+
+
+def _fetch_mnist(root: str) -> None:
+    import torchvision.datasets as tvd
+
+    tvd.MNIST(root, train=True, download=True)
+    tvd.MNIST(root, train=False, download=True)
+
+
+def _fetch_cifar100(root: str) -> None:
+    import torchvision.datasets as tvd
+
+    tvd.CIFAR100(root, train=True, download=True)
+
+
+def _fetch_stl10(root: str) -> None:
+    import torchvision.datasets as tvd
+
+    tvd.STL10(root, split="train+unlabeled", download=True)
 
 
 def _fetch_fashion_mnist(root: str) -> None:
@@ -416,12 +450,33 @@ DATASETS: dict[str, DatasetSpec] = {
                              "Sneaker", "Bag", "Ankle boot"),
                     extra_roots=(DEBIAN_FASHION_MNIST,), fetch=_fetch_fashion_mnist,
                     install_hint=" (or: apt-get install dataset-fashion-mnist)", header_count=_count_fashion_mnist),
+        DatasetSpec("mnist", "MNIST, the four idx .gz files (LeCun et al. 1998)",
+                    {"train": 60000, "test": 10000},
+                    {s: _fashion_files(s) for s in ("train", "test")},
+                    ("mnist", "MNIST/raw", ""), _read_idx_pair, classes=tuple(str(i) for i in range(10)),
+                    fetch=_fetch_mnist, header_count=_count_fashion_mnist),
+        *[DatasetSpec(name, f"CIFAR-100, the python pickles train, test, meta ({what})",
+                      {"train": 50000, "test": 10000}, {s: (s, "meta") for s in ("train", "test")},
+                      ("cifar-100-python", "cifar100/cifar-100-python", ""), _cifar100_reader(key),
+                      fetch=_fetch_cifar100, class_names=_cifar100_classes(names))
+          for name, what, key, names in (
+              ("cifar100", "the 100 fine labels", b"fine_labels", b"fine_label_names"),
+              ("cifar100-coarse", "the 20 coarse labels, the superclasses", b"coarse_labels",
+               b"coarse_label_names"))],
+        DatasetSpec("stl10", "STL-10, the binary release stl10_binary/ (96x96; 10 predefined folds of 1000 "
+                    "train images; unlabeled: 100000 images for training the GAN)",
+                    dict(stl10.SPLIT_SIZES),
+                    {s: stl10.files(s) + (("fold_indices.txt",) if s == "train" else ()) for s in stl10.SPLIT_SIZES},
+                    (stl10.FOLDER, f"stl10/{stl10.FOLDER}", ""), stl10.read, fetch=_fetch_stl10,
+                    class_names=stl10.class_names, header_count=stl10.count, split_info=stl10.split_info,
+                    gan_split="unlabeled"),
         DatasetSpec("digits", "scikit-learn's 8x8 digits, embedded (seeded stratified split)",
                     {"train": 1797 - DIGITS_TEST_SIZE, "test": DIGITS_TEST_SIZE}, {"train": (), "test": ()},
                     ("",), _read_digits, classes=tuple(str(i) for i in range(10))),
-        DatasetSpec("folder", "an image folder (ImageNet/LSUN style; class = first subfolder, or unlabeled)",
-                    {"train": None}, {"train": ()}, ("",), lambda root, split: _read_folder(root, split)[:2],
-                    open_folder=_read_folder),
+        DatasetSpec("folder", "an image folder: DIR/train/<class>/* + DIR/test|val/<class>/*, or DIR/<class>/* "
+                    "(a seeded stratified --test-fraction is test), or DIR/* unlabelled (train only)",
+                    {"train": None, "test": None}, {"train": (), "test": ()}, ("",),
+                    lambda root, split: image_folder.read(root, split, 64)[:2], open_folder=image_folder.read),
         DatasetSpec("synthetic", "generated class-structured images, for tests",
                     dict(SYNTHETIC_SIZES), {"train": (), "test": ()}, ("",), _read_synthetic,
                     classes=tuple(str(i) for i in range(10))),
@@ -457,16 +512,21 @@ def download(name: str, data_dir: str | os.PathLike | None) -> None:
 
 
 def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = None,
-         image_size: int | None = None, download_missing: bool = False) -> ImageSet:
-    """Load one split as uint8 (N, 3, S, S), resized once to ``image_size`` if given."""
+         image_size: int | None = None, download_missing: bool = False,
+         folder: image_folder.FolderOptions | None = None) -> ImageSet:
+    """Load one split as uint8 (N, 3, S, S), resized once to ``image_size`` if given.
+
+    ``folder``: how an image folder is split and decoded (:class:`~.folder.FolderOptions`).
+    """
     spec = get_dataset(name)
     _check_split(spec, split)
     classes: list[str] | None = list(spec.classes) if spec.classes else None
+    info: dict = {}
     if spec.open_folder is not None:
         root = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
         if not root.is_dir():
             raise DatasetError(f"image folder {str(root)!r} not found; pass --data-dir DIR")
-        images, labels, classes = spec.open_folder(root, split, image_size or 64)
+        images, labels, classes, info = spec.open_folder(root, split, image_size or 64, folder)
     else:
         root = spec.locate(data_dir, split) if spec.files[split] else Path(".")
         if root is None and download_missing:
@@ -476,10 +536,12 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
             raise DatasetError(spec.missing_message(data_dir, split))
         images, labels = spec.reader(root, split)
         if spec.class_names is not None:
-            classes = spec.class_names(root)
+            classes = spec.class_names(root) or classes
+        if spec.split_info is not None:
+            info = spec.split_info(root, split)
     x = torch.from_numpy(np.ascontiguousarray(images))
     return ImageSet(to_rgb_size(x, image_size), torch.from_numpy(np.ascontiguousarray(labels)).long(),
-                    name, split, classes)
+                    name, split, classes, info)
 
 
 def to_rgb_size(images: torch.Tensor, size: int | None, chunk: int = 4096) -> torch.Tensor:

@@ -28,6 +28,18 @@ class ExtractConfig:
     bn_holdout: int = 10000  # bn "authors": the validation rows their BN statistics leave out
     bn_seed: int = 42  # bn "authors": the seed of their shuffle (lib/rng.py)
     bn_batch_size: int = 128  # bn "authors": their batch size (infer_bnorm_stats)
+    # image folders (data/folder.py): the test share of a folder without split subfolders, its seed,
+    # decoding processes (0: every core) and whether unreadable images are skipped
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    workers: int = 0
+    skip_bad: bool = False
+
+    def folder_options(self, log=None, progress: bool = False):
+        """How an image folder is read under these settings."""
+        from ..data.folder import FolderOptions
+
+        return FolderOptions(self.test_fraction, self.split_seed, self.workers, self.skip_bad, progress, log)
 
 
 def paper_extraction(dataset: str) -> dict[str, object]:

@@ -170,7 +170,7 @@ def extract(model: FeatureSource, out: str | os.PathLike, cfg: ExtractConfig, da
 def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | None, log: Callable[[str], None],
              progress: bool) -> dict:
     device = resolve_device(cfg.device)
-    plan, images, labels, meta = _inputs(model, out, cfg, data)
+    plan, images, labels, meta = _inputs(model, out, cfg, data, log)
     check_no_parts(out, world=1, overwrite=cfg.overwrite)
     splits = {s: (labels[s], np.arange(len(labels[s]), dtype=np.int64)) for s in cfg.splits}
     writer = FeatureWriter(out, meta, splits, resume_key=resume_key(cfg, plan), overwrite=cfg.overwrite, log=log)
@@ -199,7 +199,7 @@ def resume_key(cfg: ExtractConfig, plan: Plan) -> dict:
     return key
 
 
-def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | None):
+def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | None, log=None):
     """Check the settings, load the splits (+ train when the source prepares on it), first
     ``limit`` rows; return the plan, images and labels by split, and the file's metadata."""
     from ..data.registry import load
@@ -216,15 +216,37 @@ def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | No
     need = list(cfg.splits) + (["train"] if model.needs_train(plan) and "train" not in cfg.splits else [])
     for split in need:
         if split not in data:
-            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=model.image_size)
+            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=model.image_size,
+                               folder=cfg.folder_options(log, progress=log is not None))
     images = {s: data[s].images[:cfg.limit] for s in need}
     labels = {s: data[s].labels[:cfg.limit].numpy() for s in need}
 
     # (2) the file: done already, resume, or new
     grid = cfg.grid if plan.grid is None else plan.grid
+    classes, info, key = dataset_info(data, need, cfg.limit)
     meta = FileMeta(cfg.dataset, model.architecture, model.width, tuple(plan.layers), tuple(plan.layer_dims), grid,
-                    plan.bn_mode, model.sha256, cfg.dtype, model.spec, model.trained_on, model.postprocess)
+                    plan.bn_mode, model.sha256, cfg.dtype, model.spec, model.trained_on, model.postprocess, classes, info, key)
     return plan, images, labels, meta
+
+
+def dataset_info(data: dict, splits: list[str], limit: int | None) -> tuple[tuple[str, ...], dict, str]:
+    """Class names, what the splits' protocol needs (:attr:`ImageSet.info`, a folder's drawn rows cut
+    to ``limit``) and a fingerprint of it (empty when there is nothing)."""
+    import hashlib
+    import json
+
+    classes = next((tuple(data[s].classes) for s in splits if getattr(data[s], "classes", None)), ())
+    info: dict = {}
+    for s in splits:
+        for k, v in getattr(data[s], "info", {}).items():
+            info[k] = v[:limit] if k.startswith("folder_rows_") and limit is not None else v
+    if not info:
+        return classes, info, ""
+    h = hashlib.sha256(json.dumps({k: v for k, v in sorted(info.items()) if not isinstance(v, np.ndarray)},
+                                  default=str).encode())
+    for k in sorted(k for k, v in info.items() if isinstance(v, np.ndarray)):
+        h.update(k.encode() + np.ascontiguousarray(v).tobytes())
+    return classes, info, h.hexdigest()[:16]
 
 
 @contextlib.contextmanager

@@ -10,6 +10,9 @@ Schema, one file per model x dataset, one group per split::
                         source (the --model SPEC), trained_on, postprocess, package_version, created
     attrs on /<split>:  n_rows, complete (bool)
     /_source/<name>/    what a source fitted and keeps (kmeans: mean, whitening, centroids)
+    /_dataset/          what the dataset's protocol needs: attrs classes (JSON list of names) and
+                        e.g. folder_split; arrays e.g. folds (STL-10's predefined train rows),
+                        folder_rows_<split> (a folder's drawn rows, positions in its sorted file list)
 
 Writing is :class:`~dcgan_features.extract.writer.FeatureWriter`'s job (its own module).
 Crash safety: it writes ``<out>.partial`` beside ``<out>`` and moves it
@@ -52,6 +55,7 @@ FORMAT_VERSION = 1
 CHUNK_BYTES = 1 << 20  # target size of one HDF5 chunk of whole rows
 RESUME = "_resume"  # group that exists only in partial files
 SOURCE = "_source"  # what a source fitted and keeps with its features (a K-means dictionary)
+DATASET = "_dataset"  # what the dataset's protocol needs: class names, STL-10's folds, a folder's drawn rows
 DTYPES = ("float16", "float32")
 
 
@@ -86,10 +90,27 @@ class FileMeta:
     # what the source's recipe does to the features before a probe ("coates": K-means's
     # standardisation); ``probe`` applies it by default
     postprocess: str = field(default="", compare=False)
+    # the class names and what the protocol needs (DATASET group); ``dataset_key`` fingerprints the
+    # arrays so a folder split drawn with another seed is another file
+    classes: tuple[str, ...] = field(default=(), compare=False)
+    dataset_info: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    dataset_key: str = ""
 
     @property
     def dim(self) -> int:
         return int(sum(self.layer_dims))
+
+    def write_dataset_info(self, f: h5py.File) -> None:
+        """The DATASET group: class names as a JSON attr, scalars as attrs, arrays as datasets."""
+        if not self.classes and not self.dataset_info:
+            return
+        g = f.create_group(DATASET)
+        g.attrs["classes"] = json.dumps(list(self.classes))
+        for k, v in self.dataset_info.items():
+            if isinstance(v, np.ndarray):
+                g.create_dataset(k, data=v)
+            else:
+                g.attrs[k] = v
 
     def attrs(self) -> dict:
         """Root attrs as written (lists JSON-encoded), without ``created``."""
@@ -98,7 +119,7 @@ class FileMeta:
                 "layer_dims": json.dumps([int(d) for d in self.layer_dims]), "grid": int(self.grid),
                 "bn_mode": self.bn_mode, "checkpoint_sha256": self.checkpoint_sha256,
                 "source": self.source, "trained_on": self.trained_on, "postprocess": self.postprocess,
-                "package_version": __version__}
+                "package_version": __version__, **({"dataset_key": self.dataset_key} if self.dataset_key else {})}
 
     def differences(self, other: "FileMeta") -> list[str]:
         """Human-readable ``field X (asked Y)`` for each field that differs."""
@@ -243,7 +264,21 @@ class FeatureFile:
         m = self.meta
         return FileMeta(m["dataset"], m["architecture"], int(m.get("width", 0)), tuple(m["layers"]),
                         tuple(m["layer_dims"]), int(m["grid"]), m["bn_mode"], m["checkpoint_sha256"], self.dtype,
-                        m.get("source", ""), str(m.get("trained_on", "")), str(m.get("postprocess", "")))
+                        m.get("source", ""), str(m.get("trained_on", "")), str(m.get("postprocess", "")),
+                        dataset_key=str(m.get("dataset_key", "")))
+
+    def dataset_info(self) -> dict:
+        """What the dataset's protocol needs (DATASET group): ``classes`` (list, maybe empty) and the rest."""
+        g = self._f.get(DATASET)
+        if g is None:
+            return {"classes": []}
+        out = {k: decode_attr(v) for k, v in g.attrs.items()}
+        try:
+            out["classes"] = [str(c) for c in json.loads(out.get("classes", "[]"))]
+        except (ValueError, TypeError):
+            raise FeatureFileError(f"{str(self.path)!r}: /{DATASET} attr classes is not a JSON list of names") from None
+        out.update({k: np.asarray(v[...]) for k, v in g.items()})
+        return out
 
     def is_complete(self, split: str) -> bool:
         return split in self.splits and bool(self._f[split].attrs.get("complete", False))

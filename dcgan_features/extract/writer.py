@@ -142,6 +142,7 @@ class FeatureWriter:
             with h5py.File(tmp, "w", track_order=True) as f:
                 f.attrs.update(self.meta.attrs())
                 f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                self.meta.write_dataset_info(f)
                 res = f.create_group(RESUME)
                 res.attrs["key"] = self.resume_key
                 for name, (labels, indices) in self.splits.items():

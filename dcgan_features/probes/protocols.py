@@ -51,7 +51,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -63,11 +63,13 @@ from . import authors
 from .c_search import CSearch, search_C
 from .config import ProbeConfig
 from .estimators import get_probe
+from .folds import check_folds, fold_column
 from .linear import check_Cs
 from .rows import POSTPROCESS, ArrayRows, Standardized, open_split, standardizer
+from .splits import draw_fraction, fraction_counts, rows_fingerprint, stratified_validation
 
 WIDE_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-VALIDATIONS = ("per-class", "uniform")
+VALIDATIONS = ("per-class", "uniform", "stratified")
 SELECTIONS = ("shared", "fresh")
 SVHN_GRID = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)  # the authors' grid
 
@@ -97,6 +99,13 @@ class ProtocolConfig:
     paper_draws: float | None = None
     train_split: str = "train"
     test_split: str = "test"
+    # validation "stratified" (the generic protocol): this share of each class, val_size at most
+    val_fraction: float | None = None
+    label_fractions: tuple[float, ...] = ()  # few-labels columns by share of each class (ImageNet's 1%, 10%)
+    folds: bool = False  # the few-labels column is the feature file's predefined folds (STL-10)
+    classes: tuple[str, ...] = ()  # class names, where the feature file or the registry names them
+    kind: str = "registered"  # or "generic": built from the feature file
+    description: str = ""
 
 
 PROTOCOLS = {
@@ -108,15 +117,34 @@ PROTOCOLS = {
                            class_order=authors.SVHN_DRAW_ORDER),
     "fashion-mnist": ProtocolConfig("fashion-mnist", val_size=10000, labels_per_class=100, draws=10),
     "digits": ProtocolConfig("digits", val_size=300, labels_per_class=20, draws=10),
+    "mnist": ProtocolConfig("mnist", val_size=10000, labels_per_class=100, draws=10),
+    "cifar100": ProtocolConfig("cifar100", val_size=10000, labels_per_class=100, draws=10, n_classes=100),
+    "cifar100-coarse": ProtocolConfig("cifar100-coarse", val_size=10000, labels_per_class=100, draws=10,
+                                      n_classes=20),
+    "stl10": ProtocolConfig(
+        "stl10", val_size=100, full=False, folds=True, val_fraction=0.1, n_classes=10,
+        description="STL-10's official protocol: each of the 10 predefined folds of 1000 train images "
+                    "(fold_indices.txt) is fitted and scored on the 8000 test images; mean and std over the folds. "
+                    "C: one for all folds, by mean accuracy on a stratified 10% of each fold's own rows, "
+                    "held out of that fold's fit; the fold is then refitted whole at that C"),
+    **{f"imagenet{s}": ProtocolConfig(
+        f"imagenet{s}", val_size=10000, n_classes=1000, test_split="val", label_fractions=(0.01, 0.1), draws=3,
+        description=f"Downsampled ImageNet {s}x{s}, 1000 classes: the official 50000 validation images are "
+                    "the test split; C is chosen on 10000 train rows (10 per class) held out of the fits; the "
+                    "few-labels columns are 1% and 10% of each class's train images, drawn (seeded) from the rows "
+                    "outside validation: the semi-supervised protocol of SimCLR (Chen et al. 2020) and BYOL "
+                    "(Grill et al. 2020), who use one fixed 1%/10% subset (the TF-datasets imagenet2012_subset "
+                    "lists, ~12.8 and ~128 images per class); ours are 3 class-balanced draws of the same shares")
+       for s in (32, 64)},
 }
 
 
-def get_protocol(name: str, **overrides) -> ProtocolConfig:
-    """The named protocol with some fields replaced (``None`` values are ignored)."""
-    if name not in PROTOCOLS:
+def get_protocol(name: str, base: ProtocolConfig | None = None, **overrides) -> ProtocolConfig:
+    """The named protocol (or ``base``, e.g. a generic one) with some fields replaced (``None`` values are ignored)."""
+    if base is None and name not in PROTOCOLS:
         raise UserError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
-    cfg = dataclasses.replace(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
-    if cfg.val_size < cfg.n_classes:
+    cfg = dataclasses.replace(base or PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
+    if cfg.validation != "stratified" and cfg.val_size < cfg.n_classes:
         raise UserError(f"--val-size must be at least one row per class ({cfg.n_classes}), got {cfg.val_size}")
     if cfg.labels_per_class is not None and cfg.labels_per_class < 1:
         raise UserError(f"--labels-per-class must be >= 1, got {cfg.labels_per_class}")
@@ -183,15 +211,18 @@ class Features:
     train: object
     test: object
     describe: dict
+    info: dict = field(default_factory=dict)  # the feature file's /_dataset: classes, folds, a folder's split
 
 
-def from_arrays(X_train, y_train, X_test, y_test, name: str = "arrays", **describe) -> Features:
-    """In-memory features (numpy or torch, any float dtype) as a protocol input."""
+def from_arrays(X_train, y_train, X_test, y_test, name: str = "arrays", info: dict | None = None,
+                **describe) -> Features:
+    """In-memory features (numpy or torch, any float dtype) as a protocol input; ``info`` as a
+    feature file's ``/_dataset`` (e.g. ``folds``)."""
     tr = ArrayRows(X_train, y_train, split="train")
     te = ArrayRows(X_test, y_test, split="test")
     if tr.dim != te.dim:
         raise UserError(f"train features have {tr.dim} columns but test features {te.dim}")
-    return Features(tr, te, {"features": name, "dim": tr.dim, **describe})
+    return Features(tr, te, {"features": name, "dim": tr.dim, **describe}, dict(info or {}))
 
 
 def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto") -> Features:
@@ -214,7 +245,7 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
             raise UserError(f"feature file has no {split!r} split (has: {', '.join(ff.splits) or 'none'}); "
                             f"the {cfg.name} protocol needs {cfg.train_split!r} and {cfg.test_split!r}")
     return Features(open_split(ff, cfg.train_split, device, cache), open_split(ff, cfg.test_split, device, cache),
-                    describe)
+                    describe, ff.dataset_info())
 
 
 def _extraction_departures(protocol: str, bn_mode: str | None, dtype: str) -> str:
@@ -260,12 +291,24 @@ class Split:
     val_idx: np.ndarray
     pool_idx: np.ndarray
     labelled_idx: np.ndarray
+    folds: np.ndarray | None = None  # predefined folds of train rows (STL-10), checked
+    label_fraction: float | None = None  # a column drawing this share of each class instead
 
     def draw(self, d: int, stream: int = 1):
-        """The d-th seeded class-balanced draw of ``labels_per_class`` rows from the pool."""
+        """The d-th seeded draw from the pool: ``labels_per_class`` of each class, or ``label_fraction`` of it."""
         cfg = self.cfg
+        if self.label_fraction is not None:
+            return self.train.subset(draw_fraction(self.y, self.pool_idx, self.label_fraction, cfg.n_classes,
+                                                   self.seed, d, stream=stream, split=cfg.train_split))
         return self.train.subset(draw_labels(self.y, self.pool_idx, cfg.labels_per_class, cfg.n_classes, self.seed,
                                              d, stream=stream, split=cfg.train_split))
+
+    @property
+    def n_draw_labels(self) -> int:
+        """Labels in one draw."""
+        if self.label_fraction is not None:
+            return int(fraction_counts(self.y, self.label_fraction, self.cfg.n_classes).sum())
+        return self.cfg.labels_per_class * self.cfg.n_classes
 
 
 def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None] = lambda m: None) -> dict:
@@ -351,7 +394,7 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
             test_acc = test_by_C[C]
     scores = np.array([_score(a, cfg.metric) for a in test_acc])
     mean, std = float(scores.mean()), float(scores.std(ddof=cfg.ci_ddof)) if len(scores) > 1 else 0.0
-    return {"C": C, "n_labels": cfg.labels_per_class * cfg.n_classes, "metric": cfg.metric, "mean": mean,
+    return {"C": C, "n_labels": split.n_draw_labels, "metric": cfg.metric, "mean": mean,
             "ci95": 1.96 * std, "n_runs": cfg.draws, "fit_seconds": time.perf_counter() - t0,
             "paper_value": cfg.paper_draws, "std": std, "val_scores": val_scores, "per_draw": scores.tolist(),
             "converged": conv, **searched}
@@ -413,14 +456,20 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev,
     train, test = features.train, features.test
     K = cfg.n_classes
     y = np.asarray(train.labels)
-    for split, labels in ((cfg.train_split, y), (cfg.test_split, np.asarray(test.labels))):
-        if labels.size and labels.max() >= K:
-            raise UserError(f"split {split!r} has label {int(labels.max())} but the {name} protocol has {K} classes")
-    if cfg.validation == "uniform":  # the authors' shuffle: val and pool in its order, labelled rows only
+    check_labels(name, cfg, y, np.asarray(test.labels))
+    if cfg.folds and not (cfg.full or cfg.labels_per_class or cfg.label_fractions):  # each fold holds out its own
+        val, pool = np.zeros(0, np.int64), np.flatnonzero(y >= 0)
+    elif cfg.validation == "uniform":  # the authors' shuffle: val and pool in its order, labelled rows only
         labelled_rows = np.flatnonzero(y >= 0)
         val, pool = (labelled_rows[i] for i in authors.validation_split(len(labelled_rows), cfg.val_size, seed))
+    elif cfg.validation == "stratified":
+        val, pool = stratified_validation(y, cfg.val_fraction or 0.1, cfg.val_size, K, seed, cfg.train_split,
+                                          cfg.classes)
     else:
         val, pool = split_validation(y, cfg.val_size, K, seed, cfg.train_split)
+    folds = check_folds(features.info.get("folds"), y, cfg.train_split) if cfg.folds else None
+    for frac in cfg.label_fractions:  # refuse a protocol that cannot be drawn before any fitting starts
+        draw_fraction(y, pool, frac, K, seed, 0, split=cfg.train_split)
     if cfg.labels_per_class:  # refuse a protocol that cannot be drawn before any fitting starts
         if cfg.selection == "fresh":
             authors.Draws(y, pool, cfg.labels_per_class, K, seed, cfg.train_split, cfg.class_order)
@@ -433,7 +482,23 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev,
     y_test = np.asarray(test.labels)
     if y_test.size == 0 or y_test.min() < 0:
         raise UserError(f"split {cfg.test_split!r} needs labels on every row to measure a probe")
-    return Split(cfg, seed, train, test, y, val, pool, labelled)
+    return Split(cfg, seed, train, test, y, val, pool, labelled, folds)
+
+
+def check_labels(name: str, cfg: ProtocolConfig, y_train: np.ndarray, y_test: np.ndarray) -> None:
+    """Every label names one of the protocol's classes, and every class that test measures has
+    training rows (a probe could never predict it otherwise): refused, naming the class, before any fit."""
+    K = cfg.n_classes
+    for split, labels in ((cfg.train_split, y_train), (cfg.test_split, y_test)):
+        if labels.size and labels.max() >= K:
+            raise UserError(f"split {split!r} has label {int(labels.max())} but the {name} protocol has {K} classes"
+                            + (f" ({', '.join(cfg.classes[:3])}, ...)" if cfg.classes else ""))
+    absent = np.setdiff1d(np.unique(y_test[y_test >= 0]), np.unique(y_train[y_train >= 0]))
+    if absent.size:
+        c = int(absent[0])
+        named = f" ({cfg.classes[c]!r})" if c < len(cfg.classes) else ""
+        raise UserError(f"class {c}{named} has {cfg.test_split} rows but no {cfg.train_split} rows; a probe could "
+                        f"never predict it")
 
 
 def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeConfig.probes,
@@ -446,7 +511,8 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
     the protocol's seed. ``standardize``: every column to zero mean, unit variance (train
     rows); otherwise, with ``postprocess``, the scaling the features record (``kmeans:K``:
     Coates's). Every record says which was applied (``postprocess``: ``unit``, ``coates``
-    or ``none``).
+    or ``none``). Every record names the protocol (``protocol_kind``: registered or
+    generic, ``protocol_description``) and its validation rows (count and fingerprint).
     """
     cfg = config or get_protocol(name)
     seed = cfg.seed if seed is None else seed
@@ -461,8 +527,9 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
     base["device"] = str(dev) if backend == "torch" else "cpu"
     tail = {"seed": seed, "backend": backend, "standardize": standardize,
             "postprocess": scaling[0] if scaling else "none", "val_rows": len(split.val_idx),
-            "validation": cfg.validation, "selection": cfg.selection, "ci_ddof": cfg.ci_ddof}
-    draw_kind = f"{cfg.labels_per_class}-per-class"
+            "val_rows_sha256": rows_fingerprint(split.val_idx), "validation": cfg.validation,
+            "selection": cfg.selection, "ci_ddof": cfg.ci_ddof, "protocol_kind": cfg.kind,
+            "protocol_description": cfg.description or describe_protocol(cfg)}
     records = []
 
     def say(msg: str) -> None:
@@ -473,18 +540,44 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
         say(f"{name}: these features depart from the paper's extraction: {features.describe['extraction_departures']} "
             f"(re-extract with `extract --dataset {name}` and its defaults to follow it)")
     for probe in kinds:
-        if cfg.full:
+        for column, run in _columns(cfg, split, probe, grid):
             probe.take_forms()
-            col = full_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/all: {m}"))
+            col = run(lambda m: say(f"{probe.name} {name}/{column}: {m}"))
             col["solver_form"] = probe.take_forms()  # primal, dual (few rows: the Gram matrix) or both
-            records.append({**base, "protocol": f"{name}/all", "probe": probe.name, **col, **tail})
+            extra = {k: col.pop(k) for k in ("val_rows", "val_rows_sha256") if k in col}  # a column's own (folds)
+            records.append({**base, "protocol": f"{name}/{column}", "probe": probe.name, **col, **tail, **extra})
             shown = "-" if col["C"] is None else f"{col['C']:g}"
-            say(f"{probe.name} {name}/all: {cfg.metric} {col['mean']:.2f}% (C={shown})")
-        if cfg.labels_per_class:
-            probe.take_forms()
-            col = few_labels_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/{draw_kind}: {m}"))
-            col["solver_form"] = probe.take_forms()
-            records.append({**base, "protocol": f"{name}/{draw_kind}", "probe": probe.name, **col, **tail})
-            shown = "-" if col["C"] is None else f"{col['C']:g}"
-            say(f"{probe.name} {name}/{draw_kind}: {cfg.metric} {col['mean']:.2f} +- {col['ci95']:.2f}% (C={shown})")
+            pm = f" +- {col['ci95']:.2f}" if col["n_runs"] > 1 else ""
+            say(f"{probe.name} {name}/{column}: {cfg.metric} {col['mean']:.2f}{pm}% (C={shown})")
     return records
+
+
+def _columns(cfg: ProtocolConfig, split: Split, probe, grid: np.ndarray) -> list[tuple[str, Callable]]:
+    """The protocol's columns, in order, each (name, run(say) -> column dict)."""
+    cols = []
+    if cfg.full:
+        cols.append(("all", lambda say: full_column(probe, split, grid, say)))
+    if cfg.labels_per_class:
+        cols.append((f"{cfg.labels_per_class}-per-class", lambda say: few_labels_column(probe, split, grid, say)))
+    for frac in cfg.label_fractions:
+        part = dataclasses.replace(split, label_fraction=frac)
+        cols.append((f"{100 * frac:g}%-labels", lambda say, part=part: few_labels_column(probe, part, grid, say)))
+    if cfg.folds:
+        cols.append((f"{len(split.folds)}-folds", lambda say: fold_column(
+            probe, split.train, split.test, split.y, split.folds, cfg, split.seed, grid,
+            lambda a: _score(a, cfg.metric), say)))
+    return cols
+
+
+def describe_protocol(cfg: ProtocolConfig) -> str:
+    """One sentence saying what a protocol does (for records without a written description)."""
+    if cfg.validation == "stratified":
+        val = (f"a stratified {100 * (cfg.val_fraction or 0.1):g}% of each class's train rows (at most "
+               f"{cfg.val_size}, at least one per class) held out to choose C")
+    elif cfg.validation == "uniform":
+        val = f"{cfg.val_size} train rows drawn uniformly (the SVHN authors') held out to choose C"
+    else:
+        val = f"{cfg.val_size} train rows, class-balanced, held out to choose C"
+    cols = (["all: refit on every labelled train row"] if cfg.full else []) + \
+        ([f"{cfg.labels_per_class}-per-class: {cfg.draws} seeded draws"] if cfg.labels_per_class else [])
+    return f"{cfg.kind} protocol, {cfg.n_classes} classes: {val}; {'; '.join(cols) or 'no column'}"

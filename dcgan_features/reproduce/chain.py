@@ -99,7 +99,8 @@ class Chain:
                    + f" --arch {src.arch} --width {src.width} --epochs {src.epochs} --batch-size {src.batch_size}"
                    f" --seed {self.cfg.model_seed} --device {self.cfg.device} --out {_q(out / 'train')}")
             return Stage("model", m["identity"], ["train/checkpoints/last.pt"], self._train, command=cmd,
-                         title=f"train {src.arch} width {src.width} on {src.train_dataset}, {src.epochs} epochs")
+                         title=f"train {src.arch} width {src.width} on {src.train_dataset}{_split_note(src.train_dataset)}, "
+                               f"{src.epochs} epochs")
         if src.kind == "import-theano":
             cmd = f"dcgan-features import-theano {_q(src.path)} --arch {src.arch} --out {_q(m['checkpoint'])}"
             return Stage("model", m["identity"], ["model/imported.pt", "model/samples.png"], self._import,
@@ -333,3 +334,11 @@ def block_rows(ff, split: str, lo: int, hi: int):
     for s, x in ff.iter_chunks(split, device="cpu"):
         X[s:s + x.shape[0]] = x[:, lo:hi].to(torch.float16)
     return ArrayRows(X, ff.labels(split), split=split)
+
+
+def _split_note(dataset: str) -> str:
+    """`` (its unlabeled split)`` when a GAN trains on another split than train (STL-10)."""
+    from ..data.registry import get_dataset
+
+    split = get_dataset(dataset).gan_split
+    return "" if split == "train" else f" (its {split} split)"

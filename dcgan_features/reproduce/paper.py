@@ -1,4 +1,5 @@
-"""The paper's own figures (Radford, Metz & Chintala 2015), quoted, never measured here.
+"""The paper's own figures (Radford, Metz & Chintala 2015) and other benchmarks' published anchors, quoted,
+never measured here.
 
 Table 1 (CIFAR-10, accuracy %, features of a DCGAN trained on ImageNet-1k) and Table 2
 (SVHN, 1000 labels, test error %). Rows carry ``features`` starting with ``paper:`` and the
@@ -46,14 +47,29 @@ PM_NOTE = ("its +- {pm:g} has no stated definition (a std or an interval, over h
 IMAGENET_NOTE = ("the paper trains on ImageNet-1k as \"32x32 min-resized center crops\"; Downsampled ImageNet "
                  "(imagenet32, imagenet64) resizes each whole image to S x S, squashing its aspect ratio (no crop); "
                  "the paper's route is --train-dataset folder over the original JPEG folders")
+# Anchors of the other benchmarks, each quoted from its own paper (dataset, protocol, features, metric,
+# value, source). STL-10's are means over its 10 folds, trained on its unlabeled split.
+ANCHOR_ROWS = [
+    ("stl10", "stl10/10-folds", "paper: 1 Layer K-means (triangle, 1600 features)", "accuracy", 51.5,
+     "Coates, Lee & Ng 2011, An Analysis of Single-Layer Networks in Unsupervised Feature Learning (AISTATS), "
+     "STL-10 table: 51.5 +- 1.7 over the folds"),
+    ("stl10", "stl10/10-folds", "paper: Exemplar CNN (64c5-128c5-256c5-512f)", "accuracy", 72.8,
+     "Dosovitskiy, Springenberg, Riedmiller & Brox 2014, Discriminative Unsupervised Feature Learning with "
+     "Convolutional Neural Networks (NIPS), Table 1: 72.8 +- 0.4 over the folds"),
+]
 
 
 def paper_records(dataset: str | None = None) -> list[dict]:
-    """The paper's rows as CSV records (all datasets, or one)."""
+    """The paper's rows and the other benchmarks' published anchors as CSV records (all datasets, or one).
+
+    >>> [r["paper_value"] for r in paper_records("stl10")]
+    [51.5, 72.8]
+    """
+    rows = [(d, p, f, m, v, PAPER_NOTE) for d, p, f, m, v in PAPER_ROWS] + ANCHOR_ROWS
     return [{"dataset": d, "protocol": p, "features": f, "probe": "svm" if "L2-SVM" in f else "",
              "metric": m, "paper_value": v,
-             "notes": PAPER_NOTE + (f"; {PM_NOTE.format(pm=PAPER_PM[p, f])}" if (p, f) in PAPER_PM else "")}
-            for d, p, f, m, v in PAPER_ROWS if dataset is None or d == dataset]
+             "notes": note + (f"; {PM_NOTE.format(pm=PAPER_PM[p, f])}" if (p, f) in PAPER_PM else "")}
+            for d, p, f, m, v, note in rows if dataset is None or d == dataset]
 
 
 def departures(dataset: str, trained_on: str | None) -> list[str]:

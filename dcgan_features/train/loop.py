@@ -185,7 +185,8 @@ class _Run:
         self.amp = bool(cfg.amp and device.type == "cuda")
 
         if images is None:
-            images = data.load(cfg.dataset, "train", data_dir=cfg.data_dir, image_size=spec.image_size).images
+            split = data.get_dataset(cfg.dataset).gan_split  # the benchmark's unlabeled images where it has them
+            images = data.load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=spec.image_size).images
         elif images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, spec.image_size, spec.image_size):
             raise UserError(f"{cfg.arch} trains on uint8 images of shape (N, 3, {spec.image_size}, "
                             f"{spec.image_size}), got {images.dtype} {tuple(images.shape)}")

@@ -70,10 +70,11 @@ def test_choice_lists_are_the_registries():
     from dcgan_features.core.devices import DEVICES
     from dcgan_features.extract.hooks import BN_MODES
     from dcgan_features.probes.config import BACKENDS, PROBE_NAMES
+    from dcgan_features.data.registry import DATASETS
     from dcgan_features.probes.protocols import PROTOCOLS
 
     probe = {p.name: p for p in cli.commands["probe"].params}
-    assert probe["dataset"].type.choices == tuple(PROTOCOLS)
+    assert probe["dataset"].type.choices == tuple(DATASETS) and set(PROTOCOLS) <= set(DATASETS)
     assert probe["probes"].type.choices == PROBE_NAMES + ("all",)
     assert probe["backend"].type.choices == BACKENDS
     for name, p in _options():

@@ -196,3 +196,28 @@ def test_look_stages_add_report_sections_and_are_reused(chain, tmp_path, capsys,
     assert f"pixel: {100 * float(s['fraction_closer']):.0f}% of 16 samples" in page
     code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *tiny, "--look")
     assert code == 0 and actions(err) == {s: "reuse" for s in STAGES + look}
+
+
+def _stl10_args(tmp_path):
+    from formats import write_stl10
+
+    write_stl10(tmp_path / "d", n_train=60, n_test=20, n_unlabeled=24, fold=30)
+    return ("reproduce", "stl10", "--out", tmp_path / "r", "--data-dir", tmp_path / "d", "--width", "2", "--epochs",
+            "1", "--batch-size", "8", "--C", "0.1", "--probe", "logreg", "--device", "cpu")
+
+
+def test_stl10_plan_trains_on_its_unlabeled_split(tmp_path, capsys):
+    code, plan, err = cli(capsys, *_stl10_args(tmp_path), "--dry-run")
+    assert code == 0, err
+    assert "on stl10 (its unlabeled split)" in plan
+
+
+@pytest.mark.slow  # 14 s on 2 shared cores
+def test_stl10_trains_on_its_unlabeled_split_and_probes_its_folds(tmp_path, capsys):
+    code, _, err = cli(capsys, *_stl10_args(tmp_path))
+    assert code == 0, err
+    ck = torch.load(tmp_path / "r" / "train" / "checkpoints" / "last.pt", weights_only=True)
+    assert ck["step"] == 24 // 8  # one epoch of the 24 unlabeled images, not of the 60 labelled ones
+    rows = table(tmp_path / "r" / "results.csv")
+    assert {r["protocol"] for r in rows if not r["features"].startswith("paper:")} == {"stl10/10-folds"}
+    assert {r["paper_value"] for r in rows if r["features"].startswith("paper:")} == {"51.5", "72.8"}
