@@ -93,7 +93,9 @@ def test_svhn_protocol_selects_on_some_draws_and_measures_fresh_ones(digits):
     recs = run_protocol("svhn", from_arrays(Xtr, ytr, Xte, yte), ("svm",), cfg, seed=0, device="cpu")
     (r,) = recs
     assert r["protocol"] == "svhn/5-per-class" and r["metric"] == "error" and r["paper_value"] == 22.48
-    assert r["n_runs"] == 4 and r["C"] in cfg.c_grid and 0 < r["mean"] < 60
+    assert r["n_runs"] == 4 and r["C"] in cfg.c_grid and r["mean"] == pytest.approx(np.mean(r["per_draw"]))
+    # error in %: measured 22.6 (draws 17.8-25.4) with 5 labels per class; a collapse to 55% accuracy fails
+    assert 0 < r["mean"] < 35
 
 
 def test_write_records_appends_csv_atomically(tmp_path, digits):
