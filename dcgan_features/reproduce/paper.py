@@ -38,5 +38,5 @@ PAPER_NOTE = "the paper's figure (Radford et al. 2015), quoted"
 def paper_records(dataset: str | None = None) -> list[dict]:
     """The paper's rows as CSV records (all datasets, or one)."""
     return [{"dataset": d, "protocol": p, "features": f, "probe": "svm" if "L2-SVM" in f else "",
-             "metric": m, "paper_value": v, "notes": PAPER_NOTE}
+             "metric": m, "paper_value": v, "note": PAPER_NOTE}
             for d, p, f, m, v in PAPER_ROWS if dataset is None or d == dataset]

@@ -23,7 +23,7 @@ def test_every_feature_set_through_the_same_protocol(quick):
     cfg, res = quick
     with open(res.csv, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0].keys()) == CSV_COLUMNS + ("notes", "date", "command")
+    assert tuple(rows[0].keys()) == CSV_COLUMNS + ("kind", "command", "commit", "load", "date", "note")
     got = {(r["features"], r["protocol"]) for r in rows}
     assert got == {(f, p) for f in ("pixels", "random D", "trained D") for p in ("digits/all", "digits/20-per-class")}
     dims = {r["features"]: int(r["dim"]) for r in rows}

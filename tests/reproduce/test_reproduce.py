@@ -75,7 +75,8 @@ def test_whole_chain_writes_the_table_and_the_report(chain):
     rows = table(chain / "results.csv")
     from dcgan_features.probes.records import CSV_COLUMNS
 
-    assert list(rows[0]) == [c for c in CSV_COLUMNS if c != "fit_seconds"] + ["notes", "date", "command"]
+    assert list(rows[0]) == [c for c in CSV_COLUMNS if c != "fit_seconds"] + ["kind", "command", "commit", "load",
+                                                                                "date", "note"]
     got = {(r["features"], r["protocol"], r["trained_on"]) for r in rows}
     assert got == {(f, c, t) for f, t in (("pixels", "none"), ("random D", "none"), ("trained D", "imagenet32"))
                    for c in ("digits/all", "digits/20-per-class")}
