@@ -20,9 +20,6 @@ With ``--model SPEC`` the bare forward is the source's whole module on the same 
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import shlex
 import sys
 import tempfile
 import time
@@ -32,21 +29,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dcgan_features.core import devices  # noqa: E402
-from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
+from provenance import provenance, upsert  # noqa: E402  (benchmarks/provenance.py)
 from dcgan_features.data.registry import ImageSet, load, make_synthetic  # noqa: E402
 from dcgan_features.extract.run import ExtractConfig, extract, random_init_model  # noqa: E402
 from dcgan_features.core.devices import resolve_device  # noqa: E402
 from dcgan_features.extract.hooks import to_model_input  # noqa: E402
 
-COLUMNS = ["date", "device", "threads", "command", "arch", "width", "dim", "dataset", "n_images", "batch_size",
-           "bn", "dtype", "bare_forward_s_before", "bare_forward_s_after", "bare_img_per_s", "extract_s",
-           "extract_img_per_s", "ratio_extract_to_bare", "mb_written_per_s", "file_bytes", "note"]
-
-
-def device_name(device: torch.device) -> str:
-    name = devices.device_name(device)
-    return name if device.type == "cuda" else f"{name} ({os.cpu_count()} cores visible)"
+# everything that makes two rows different measurements: a rerun replaces only its own rows
+KEY = ("arch", "width", "layers", "grid", "dim", "dataset", "n_images", "batch_size", "bn", "dtype", "threads",
+       "device")
 
 
 def sync(device: torch.device) -> None:
@@ -96,6 +87,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    prov = provenance(device=device.type, note=args.note)  # the load before the work
     if args.model:
         from dcgan_features.extract.sources import from_spec
         from dcgan_features.extract.sources.generic import normalize
@@ -136,27 +128,25 @@ def main() -> None:
     bare = (before + after) / 2
 
     dim = model.plan(args.layer, args.grid, args.bn).dim
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     rows = []
     for dtype, seconds, size_bytes in runs:
         rows.append({
-            "date": datetime.date.today().isoformat(), "device": device_name(device),
-            "threads": torch.get_num_threads() if device.type == "cpu" else "", "command": command,
-            "arch": args.arch, "width": args.width, "dim": dim, "dataset": name, "n_images": n,
+            "threads": torch.get_num_threads() if device.type == "cpu" else "",
+            "arch": args.model or args.arch, "width": "" if args.model else args.width,
+            "layers": args.layer if args.model else "all", "grid": args.grid, "dim": dim, "dataset": name, "n_images": n,
             "batch_size": args.batch_size, "bn": args.bn, "dtype": dtype,
             "bare_forward_s_before": f"{before:.3f}", "bare_forward_s_after": f"{after:.3f}",
             "bare_img_per_s": f"{n / bare:.0f}", "extract_s": f"{seconds:.3f}",
             "extract_img_per_s": f"{n / seconds:.0f}", "ratio_extract_to_bare": f"{seconds / bare:.3f}",
-            "mb_written_per_s": f"{size_bytes / seconds / 1e6:.1f}", "file_bytes": size_bytes, "note": args.note,
+            "mb_written_per_s": f"{size_bytes / seconds / 1e6:.1f}", "file_bytes": size_bytes, **prov,
         })
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(out, COLUMNS, rows, append=True)
+    upsert(out, rows, key=KEY)
     for r in rows:
         print(f"{r['dtype']}: extract {r['extract_img_per_s']} img/s ({r['extract_s']} s), bare forward "
               f"{r['bare_img_per_s']} img/s (before {before:.3f} s, after {after:.3f} s), ratio "
               f"{r['ratio_extract_to_bare']}, {r['mb_written_per_s']} MB/s, file {r['file_bytes']} B")
-    print(f"appended {len(rows)} row(s) to {out}")
+    print(f"wrote {len(rows)} row(s) to {out} (replacing earlier rows of the same settings and machine)")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,7 @@ The feature file is kept (``--out``), so ``benchmarks/accuracy.py --rows kmeans
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import os
 import resource
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -31,18 +27,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan_features.core import devices  # noqa: E402
-from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
+from provenance import provenance, upsert  # noqa: E402  (benchmarks/provenance.py)
 from dcgan_features.data.registry import load  # noqa: E402
 from dcgan_features.core.devices import resolve_device  # noqa: E402
 from dcgan_features.extract.run import ExtractConfig, extract  # noqa: E402
 from dcgan_features.extract.sources import SourceOptions, from_spec  # noqa: E402
 
-COLUMNS = ["date", "device", "threads", "command", "dataset", "n_images", "image_size", "k", "n_patches",
-           "iterations", "dim", "fit_s", "encode_s", "total_s", "img_per_s", "peak_rss_gb", "target", "note"]
+# everything that makes two rows different measurements: a rerun replaces only its own row
+KEY = ("dataset", "n_images", "image_size", "k", "n_patches", "iterations", "threads", "device")
 
 
-def peak_rss_gb() -> float:
+def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
@@ -61,6 +56,7 @@ def main() -> None:
     args = ap.parse_args()
 
     device = resolve_device(args.device)
+    prov = provenance(device=device.type, note=args.note)  # the load before the work
     data = {s: load(args.dataset, s, data_dir=args.data_dir, image_size=args.image_size) for s in ("train", "test")}
     n = sum(d.images.shape[0] for d in data.values())
     source = from_spec(f"kmeans:{args.k}", SourceOptions(seed=args.seed, image_size=args.image_size))
@@ -86,19 +82,14 @@ def main() -> None:
     res = extract(source, args.out, cfg, data=data, log=log)
     total = time.perf_counter() - t0
     fit = marks.get("fit", float("nan"))
-    row = {"date": datetime.date.today().isoformat(),
-           "device": devices.device_name(device) + ("" if device.type == "cuda" else f" ({os.cpu_count()} cores)"),
-           "threads": torch.get_num_threads(),
-           "command": "python benchmarks/kmeans_speed.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-           "dataset": args.dataset, "n_images": n, "image_size": args.image_size, "k": args.k,
+    row = {"threads": torch.get_num_threads(), "dataset": args.dataset, "n_images": n, "image_size": args.image_size, "k": args.k,
            "n_patches": source.cfg.n_patches, "iterations": source.cfg.iterations, "dim": 4 * args.k,
            "fit_s": round(fit, 1), "encode_s": round(total - fit, 1), "total_s": round(total, 1),
-           "img_per_s": round(n / total, 1), "peak_rss_gb": round(peak_rss_gb(), 2),
-           "target": "< 600 s and < 4 GB (kmeans:1600, Fashion-MNIST, 2-core CPU)", "note": args.note}
+           "img_per_s": round(n / total, 1), "peak_rss_gib": round(peak_rss_gib(), 2),
+           "target": "< 600 s and < 4 GB (kmeans:1600, Fashion-MNIST, 2-core CPU)", **prov}
     out = Path(args.csv)
-    rows = list(csv.DictReader(open(out, newline=""))) if out.exists() else []
-    write_csv_atomic(out, COLUMNS, rows + [row])
-    print(f"{res['state']}: {n} images, fit {fit:.0f} s, total {total:.0f} s, peak RSS {row['peak_rss_gb']} GB "
+    upsert(out, [row], key=KEY)
+    print(f"{res['state']}: {n} images, fit {fit:.0f} s, total {total:.0f} s, peak RSS {row['peak_rss_gib']} GiB "
           f"-> {out}")
 
 

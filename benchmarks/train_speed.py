@@ -40,9 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import datetime
-import os
-import shlex
 import sys
 import tempfile
 import time
@@ -54,15 +51,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dcgan_features.nets.architectures import get_arch, sample_z  # noqa: E402
-from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
-from dcgan_features.core.devices import DistContext, device_name, resolve_device  # noqa: E402
+from provenance import provenance, this_command, upsert  # noqa: E402  (benchmarks/provenance.py)
+from dcgan_features.core.devices import DistContext, resolve_device  # noqa: E402
 from dcgan_features.train.loop import TrainConfig, _Run, _use_cuda_graph  # noqa: E402
 from dcgan_features.train.state import RunFolder  # noqa: E402
 
-COLUMNS = ["date", "device", "arch", "width", "batch", "variant", "cuda_graph", "joint_d", "prenormalize",
-           "compile", "amp", "ckpt_every", "async_ckpt", "img_per_s", "vs_plain", "host_ms_per_step",
-           "device_ms_per_step", "gflop_per_step", "tflops", "ceiling_img_per_s", "steps", "warmup", "n_images",
-           "threads", "torch", "note", "command"]
+# everything that makes two rows different measurements: a rerun replaces only its own rows
+KEY = ("arch", "width", "batch", "variant", "steps", "warmup", "n_images", "threads", "torch", "device")
 
 FULL = {"cuda_graph": None, "joint_d": True, "prenormalize": True, "compile": False, "async_ckpt": True}
 ABLATION = {
@@ -349,11 +344,10 @@ def main(argv: list[str] | None = None) -> None:
     todo = variants(args, device)
     n = args.n_images or (50000 if device.type == "cuda" else 2048)
     images = random_images(n, get_arch(args.arch).image_size)
-    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/train_speed.py", *(argv or sys.argv[1:])])
-    name = device_name(device) if device.type == "cuda" else f"{device_name(device)} ({os.cpu_count()} cores visible)"
-    base = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": name,
-            "arch": args.arch, "width": args.width, "steps": args.steps, "warmup": args.warmup, "n_images": n,
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "note": args.note, "command": command}
+    command = this_command(["benchmarks/train_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    prov = provenance(device=device.type, note=args.note, command=command)  # the load before the work
+    base = {"arch": args.arch, "width": args.width, "steps": args.steps, "warmup": args.warmup, "n_images": n,
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
     flops: dict[int, int] = {}
     ceiling: dict[int, float | None] = {}
     rows = []
@@ -367,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         row["gflop_per_step"] = round(flops[batch] / 1e9, 3)
         row["tflops"] = round(flops[batch] / row.pop("s_per_step") / 1e12, 4)
         row["ceiling_img_per_s"] = round(ceiling[batch], 1) if ceiling.get(batch) else None
-        rows.append(row)
+        rows.append({**row, **prov})
         print(f"{name:>16} batch {batch:>5}: {row['img_per_s']:>10.1f} img/s  host {row['host_ms_per_step']:.2f} ms"
               f"  device {row['device_ms_per_step']} ms  {row['tflops']} TFLOP/s", flush=True)
     plain = next((r["img_per_s"] for r in rows if r["variant"] == "plain"), None)
@@ -376,8 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         r["img_per_s"] = round(r["img_per_s"], 1)
         r["host_ms_per_step"] = round(r["host_ms_per_step"], 3)
     path = Path(args.csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(path, COLUMNS, rows, append=True)
+    upsert(path, rows, key=KEY)
     print(f"{len(rows)} rows -> {path}")
 
 
