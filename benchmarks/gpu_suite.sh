@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU benchmark in one command, for whoever next has a GPU.
+# The GPU benchmarks in one command (steps 1 and 2 unless STEPS says otherwise), for whoever next has a GPU.
 #
 #   PYTHONPATH=. bash benchmarks/gpu_suite.sh                 # steps 1 2: the speed suite, ~5 minutes
 #   STEPS="1 2 3 4" PYTHONPATH=. bash benchmarks/gpu_suite.sh # and the probe and accuracy runs (~20 more minutes)
