@@ -2,7 +2,7 @@
 
 Runs ``dd if=/dev/zero of=DIR/.disk_speed.bin bs=BS count=N oflag=direct conv=fsync`` (direct
 I/O: the page cache does not flatter the figure; fsync: the data is on the device when dd
-stops the clock), parses dd's own summary line, deletes the file, and appends one row to
+stops the clock), parses dd's own summary line, deletes the file, and writes one row (replacing its own earlier one) to
 ``results/disk_speed.csv`` naming the machine (``--device``: the GPU of the machine when there
 is one, so the row sits beside that machine's extraction rows), the folder and its filesystem.
 DESIGN section 7: extraction should reach >= 90% of this speed on the same machine::

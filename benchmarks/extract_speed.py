@@ -4,7 +4,7 @@ One process times, in this order: the bare forward (uint8 batch -> [-1, 1] on th
 channels-last ``D(x)``, the same model in the same memory format as ``extract`` runs it), ``extract`` to HDF5 for each dtype (hooks, pooling, the writer thread, the
 final fsync and rename included; the dataset is already in memory for both), then the
 bare forward again; the ratio uses the mean of the two bare runs, so load drift on a
-shared machine shows up as a gap between them (both are in the CSV). Rows are appended to
+shared machine shows up as a gap between them (both are in the CSV). Rows go through provenance.upsert (a rerun replaces its own) to
 ``results/extract_speed.csv``. Targets (DESIGN section 7): CPU ratio <= 1.3; GPU
 (``imagenet32`` width 128, H100) >= 20000 img/s to HDF5.
 

@@ -3,7 +3,7 @@
 One process loads the dataset (uint8, in memory), then times ``extract`` with the
 ``kmeans:K`` source end to end: the fit (400,000 random patches, ZCA, Lloyd's iterations)
 and the encoding of every image of both splits to HDF5 (writer thread, fsync, rename). Peak
-RSS is the process's maximum resident set (``getrusage``), data included. A row is appended
+RSS is the process's maximum resident set (``getrusage``), data included. A row is upserted (a rerun replaces its own)
 to ``results/kmeans_speed.csv``. Target (DESIGN section 7): ``kmeans:1600`` on Fashion-MNIST
 (70,000 images) in under 10 minutes on the 2-core CPU, peak RSS under 4 GB.
 
