@@ -44,12 +44,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
 from dcgan_features.probes.records import CSV_COLUMNS, csv_value  # noqa: E402
 from dcgan_features.reproduce.chain import block_rows  # noqa: E402  (one block's columns of a feature file)
 from dcgan_features.reproduce.paper import paper_records  # noqa: E402  (the paper's Tables 1 and 2)
 
-EXTRA_COLUMNS = ("notes", "date", "command", "kind", "commit", "load")  # + provenance.py's (device: its CPU/GPU)
+from provenance import PROVENANCE, provenance, upsert  # noqa: E402  (benchmarks/provenance.py)
+
 ROWS = ("pixels", "random", "trained", "kmeans")
 
 # --rows names -> (row label, SPEC of the feature source); every row's features come from
@@ -106,11 +106,11 @@ def run_dataset(args) -> list[dict]:
     run_kw = dict(config=cfg, seed=args.seed, device=args.device, log=say, backend=args.backend)
     records: list[dict] = []
 
-    def probe(feats, name: str, notes: str, standardize: bool = False) -> None:
+    def probe(feats, name: str, note: str, standardize: bool = False) -> None:
         t0 = time.perf_counter()
         recs = run_protocol(args.dataset, feats, probes, standardize=standardize, **run_kw)
         for r in recs:
-            r.update(features=name, notes=notes)
+            r.update(features=name, note=note)
         records.extend(recs)
         say(f"{name} [{feats.describe.get('layers', '')}]: done in {time.perf_counter() - t0:.0f} s")
 
@@ -155,25 +155,17 @@ def run_dataset(args) -> list[dict]:
 # ------------------------------------------------------------------------------ output
 
 
-# A row measures one probe of one feature set of one model under one protocol column; a rerun
-# replaces exactly the rows it measures again, so the tables of several models (a CPU dcgan32,
-# a GPU imagenet32) of one dataset live side by side.
-ROW_KEY = ("dataset", "protocol", "features", "architecture", "layers", "probe")
+# A row measures one probe of one feature set of one model under one protocol column on one
+# machine; a rerun replaces exactly the rows it measures again, so the tables of several models
+# (a CPU dcgan32, a GPU imagenet32) and machines of one dataset live side by side.
+ROW_KEY = ("dataset", "protocol", "features", "architecture", "trained_on", "layers", "probe", "device")
 
 
-def merge(out: Path, new: list[dict]) -> list[dict]:
-    """Rows of ``out`` not measured again in ``new``, then ``new``, then the paper's rows."""
-    keep = []
-    renewed = {tuple(csv_value(r.get(k)) for k in ROW_KEY) for r in new}  # as the cells are written
-    if out.exists():
-        with open(out, newline="") as f:
-            keep = [r for r in csv.DictReader(f)
-                    if not r["features"].startswith("paper:") and tuple(r[k] for k in ROW_KEY) not in renewed]
-    return keep + new + paper_records()
-
-
-def write(out: Path, rows: list[dict]) -> None:
-    write_csv_atomic(out, CSV_COLUMNS + EXTRA_COLUMNS, rows, value=csv_value)
+def write(out: Path, new: list[dict]) -> None:
+    """``new`` and the paper's rows into ``out`` through provenance.upsert: other rows stay."""
+    paper = [{**r, "kind": "paper", "commit": "", "device": ""} for r in paper_records()]
+    cells = [{c: csv_value(r.get(c)) for c in CSV_COLUMNS + PROVENANCE} for r in new + paper]
+    upsert(out, cells, key=ROW_KEY)
 
 
 def plot(csv_path: Path, png: Path) -> None:
@@ -249,8 +241,8 @@ def main() -> None:
     ap.add_argument("--no-blocks", dest="blocks", action="store_false", help="skip the one-block rows")
     ap.add_argument("--no-full", action="store_true",
                     help="only the few-labels column (no fit on every label); for CPU-sized runs")
-    ap.add_argument("--no-draws", action="store_true", help="only the column fitted on every label")
-    ap.add_argument("--notes", default="", help="free text added to every row (machine load, training run, ...)")
+    ap.add_argument("--note", "--notes", dest="note", default="",
+                    help="free text added to every row (machine load, training run, ...)")
     ap.add_argument("--work-dir", default="runs/accuracy", help="feature files (rewritten on every run)")
     ap.add_argument("--reuse-features", action="store_true",
                     help="keep a feature file in --work-dir made with the same settings (e.g. by "
@@ -268,15 +260,12 @@ def main() -> None:
             ap.error(f"--rows takes names from {','.join(ROWS)}")
         if not args.checkpoint and {"random", "trained"} & set(args.rows):
             ap.error("the random and trained rows need --checkpoint (or choose --rows pixels,kmeans)")
-        command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        from provenance import provenance
-
-        prov = provenance(device=args.device if args.device != "auto" else "cpu", command=command)
+        prov = provenance(device=args.device)  # the load at the start; the machine is each record's own
         recs = run_dataset(args)
         for r in recs:
-            r.update({k: v for k, v in prov.items() if k != "note"},
-                     notes="; ".join(x for x in (r.get("notes", ""), args.notes) if x))
-        write(out, merge(out, recs))
+            r.update({k: v for k, v in prov.items() if k != "device"},
+                     note="; ".join(x for x in (r.get("note", ""), args.note) if x))
+        write(out, recs)
         print(f"wrote {len(recs)} rows for {args.dataset} to {out}")
     plot(out, Path(args.plot))
     print(f"wrote {args.plot}")

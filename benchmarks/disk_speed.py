@@ -2,7 +2,7 @@
 
 Runs ``dd if=/dev/zero of=DIR/.disk_speed.bin bs=BS count=N oflag=direct conv=fsync`` (direct
 I/O: the page cache does not flatter the figure; fsync: the data is on the device when dd
-stops the clock), parses dd's own summary line, deletes the file, and appends one row to
+stops the clock), parses dd's own summary line, deletes the file, and writes one row (replacing its own earlier one) to
 ``results/disk_speed.csv`` naming the machine (``--device``: the GPU of the machine when there
 is one, so the row sits beside that machine's extraction rows), the folder and its filesystem.
 DESIGN section 7: extraction should reach >= 90% of this speed on the same machine::
@@ -14,10 +14,8 @@ DESIGN section 7: extraction should reach >= 90% of this speed on the same machi
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
+from provenance import provenance, this_command, upsert  # noqa: E402  (benchmarks/provenance.py)
 
-COLUMNS = ["date", "device", "dir", "filesystem", "bytes", "seconds", "mb_per_s", "block", "dd", "note", "command"]
+KEY = ("dir", "filesystem", "bytes", "block", "device")  # a rerun replaces only its own row
 
 
 def parse_dd(stderr: str) -> tuple[int, float]:
@@ -48,14 +46,6 @@ def filesystem(folder: str) -> str:
     return " ".join(lines[1].split()) if p.returncode == 0 and len(lines) > 1 else ""
 
 
-def machine_name(device: str) -> str:
-    from dcgan_features.core.devices import device_name, resolve_device
-
-    dev = resolve_device(device)
-    name = device_name(dev)
-    return name if dev.type == "cuda" else f"{name} ({os.cpu_count()} cores visible)"
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", default=".", help="folder on the disk to measure (where features are written)")
@@ -65,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--note", default="")
     p.add_argument("--csv", default=str(REPO / "results" / "disk_speed.csv"))
     args = p.parse_args(argv)
+    from dcgan_features.core.devices import resolve_device
+
+    command = this_command(["benchmarks/disk_speed.py", *(sys.argv[1:] if argv is None else argv)])
+    prov = provenance(device=resolve_device(args.device).type, note=args.note, command=command)
     target = Path(args.dir) / ".disk_speed.bin"
     count = max(1, args.mb // args.block_mb)
     dd = ["dd", "if=/dev/zero", f"of={target}", f"bs={args.block_mb}M", f"count={count}", "oflag=direct",
@@ -76,12 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     if proc.returncode != 0:
         sys.exit(f"error: dd failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
     nbytes, seconds = parse_dd(proc.stderr)
-    row = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": machine_name(args.device),
-           "dir": str(Path(args.dir).resolve()), "filesystem": filesystem(args.dir), "bytes": nbytes,
+    row = {"dir": str(Path(args.dir).resolve()), "filesystem": filesystem(args.dir), "bytes": nbytes,
            "seconds": seconds, "mb_per_s": round(nbytes / seconds / 1e6, 1), "block": f"{args.block_mb}M",
-           "dd": " ".join(dd), "note": args.note,
-           "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/disk_speed.py", *(argv or sys.argv[1:])])}
-    write_csv_atomic(args.csv, COLUMNS, [row], append=True)
+           "dd": " ".join(dd), **prov}
+    upsert(args.csv, [row], key=KEY)
     print(f"{row['mb_per_s']} MB/s sequential direct write to {row['dir']} ({row['filesystem']}) -> {args.csv}")
 
 

@@ -35,25 +35,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.provenance import commit, load_average  # noqa: E402
+from benchmarks.provenance import provenance, upsert  # noqa: E402
 from benchmarks.yardstick import Yardstick  # noqa: E402
 from dcgan_features.core import devices  # noqa: E402
-from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
 from dcgan_features.data.registry import ImageSet, load, make_synthetic  # noqa: E402
 from dcgan_features.extract.run import ExtractConfig, extract, random_init_model  # noqa: E402
 from dcgan_features.core.devices import resolve_device  # noqa: E402
 from dcgan_features.extract.hooks import to_model_input  # noqa: E402
 
-COLUMNS = ["date", "device", "threads", "command", "arch", "width", "dim", "dataset", "n_images", "batch_size",
-           "bn", "dtype", "bare_forward_s_before", "bare_forward_s_after", "bare_img_per_s", "extract_s",
-           "extract_img_per_s", "ratio_extract_to_bare", "mb_written_per_s", "file_bytes", "gflop_per_image",
-           "bare_gflops", "bare_fraction", "extract_gflops", "extract_fraction", "yardstick_gflops",
-           "yardstick_start", "yardstick_end", "load", "commit", "note"]
-
-
-def device_name(device: torch.device) -> str:
-    name = devices.device_name(device)
-    return name if device.type == "cuda" else f"{name} ({os.cpu_count()} cores visible)"
+# everything that makes two rows different measurements: a rerun replaces only its own rows
+KEY = ("arch", "width", "layers", "grid", "dim", "dataset", "n_images", "batch_size", "bn", "dtype", "threads",
+       "device")
 
 
 def sync(device: torch.device) -> None:
@@ -140,7 +132,7 @@ def main() -> None:
 
     bare_forward(forward, data["train"].images[:2 * args.batch_size], args.batch_size, device)  # warm up
     gflop_per_image = forward_gflop(forward, data["train"].images[:8], device)
-    load_avg = load_average()
+    prov = provenance(device=device.type, note=args.note)  # the load before the work
     stick = Yardstick.start(args.threads) if device.type == "cpu" else None  # the matmul rate, same threads
     before = bare_forward(forward, data["train"].images, args.batch_size, device)
     runs = []
@@ -157,19 +149,17 @@ def main() -> None:
     sticks = stick.columns(gflop_per_image * 1e9 * n, bare) if stick is not None else {}
 
     dim = model.plan(args.layer, args.grid, args.bn).dim
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     rows = []
     for dtype, seconds, size_bytes in runs:
         rows.append({
-            "date": datetime.date.today().isoformat(), "device": device_name(device),
-            "threads": torch.get_num_threads() if device.type == "cpu" else "", "command": command,
-            "arch": args.arch, "width": args.width, "dim": dim, "dataset": name, "n_images": n,
+            "threads": torch.get_num_threads() if device.type == "cpu" else "",
+            "arch": args.arch, "width": args.width, "layers": args.layer, "grid": args.grid, "dim": dim, "dataset": name, "n_images": n,
             "batch_size": args.batch_size, "bn": args.bn, "dtype": dtype,
             "bare_forward_s_before": f"{before:.3f}", "bare_forward_s_after": f"{after:.3f}",
             "bare_img_per_s": f"{n / bare:.0f}", "extract_s": f"{seconds:.3f}",
             "extract_img_per_s": f"{n / seconds:.0f}", "ratio_extract_to_bare": f"{seconds / bare:.3f}",
-            "mb_written_per_s": f"{size_bytes / seconds / 1e6:.1f}", "file_bytes": size_bytes, "note": args.note,
-            "gflop_per_image": f"{gflop_per_image:.4g}", "load": load_avg, "commit": commit(),
+            "mb_written_per_s": f"{size_bytes / seconds / 1e6:.1f}", "file_bytes": size_bytes,
+            "gflop_per_image": f"{gflop_per_image:.4g}", **prov,
         })
         if sticks:  # the forward's flops at the bare and the extraction rate, as fractions of the matmul rate
             ext = gflop_per_image * n / seconds
@@ -177,8 +167,7 @@ def main() -> None:
                             extract_gflops=round(ext, 2), extract_fraction=round(ext / sticks["yardstick_gflops"], 3),
                             **{k: v for k, v in sticks.items() if k.startswith("yardstick")})
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(out, COLUMNS, rows, append=True)
+    upsert(out, rows, key=KEY)
     for r in rows:
         print(f"{r['dtype']}: extract {r['extract_img_per_s']} img/s ({r['extract_s']} s), bare forward "
               f"{r['bare_img_per_s']} img/s (before {before:.3f} s, after {after:.3f} s), ratio "

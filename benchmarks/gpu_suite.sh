@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU benchmark in one command, for whoever next has a GPU.
+# The GPU benchmarks in one command (steps 1 and 2 unless STEPS says otherwise), for whoever next has a GPU.
 #
 #   PYTHONPATH=. bash benchmarks/gpu_suite.sh                 # steps 1 2: the speed suite, ~5 minutes
 #   STEPS="1 2 3 4" PYTHONPATH=. bash benchmarks/gpu_suite.sh # and the probe and accuracy runs (~20 more minutes)
@@ -98,7 +98,7 @@ FEATS="$WORK/fmnist_imagenet32_random.h5"
 $CLI extract --random-init --arch imagenet32 --width 128 --seed 0 --dataset fashion-mnist --data-dir "$FMNIST_DIR" \
   --limit 50000 --bn batch --batch-size 1024 --device cuda --out "$FEATS"
 "$PY" benchmarks/probe_speed.py --features "$FEATS" --device cuda --backends torch --probes svm,logreg \
-  --case cifar10-sized --notes "$NOTE"
+  --case cifar10-sized --note "$NOTE" --out "$RESULTS/probe_speed.csv"
 }
 
 step4() {
@@ -107,14 +107,15 @@ RUN="$WORK/fm_imagenet32"
 $CLI train --dataset fashion-mnist --data-dir "$FMNIST_DIR" --arch imagenet32 --width 128 --epochs "$EPOCHS" \
   --batch-size 128 --device cuda --out "$RUN" $( [ -f "$RUN/checkpoints/last.pt" ] && echo --resume )
 "$PY" benchmarks/accuracy.py --dataset fashion-mnist --data-dir "$FMNIST_DIR" --checkpoint "$RUN/checkpoints/last.pt" \
-  --device cuda --work-dir "$WORK/accuracy" --notes "$NOTE; imagenet32 w128 trained $EPOCHS epochs on Fashion-MNIST train"
-cp "$RUN"/samples/$(ls "$RUN/samples" | tail -1) results/fashion_mnist_samples.png
+  --device cuda --work-dir "$WORK/accuracy" --note "$NOTE; imagenet32 w128 trained $EPOCHS epochs on Fashion-MNIST train" \
+  --out "$RESULTS/accuracy.csv" --plot "$RESULTS/per_block.png"
+cp "$RUN"/samples/$(ls "$RUN/samples" | tail -1) "$RESULTS/fashion_mnist_samples.png"
 }
 
 for n in 1 2 3 4; do run_step $n; done
 
 banner "summary"
-for f in "$RESULTS"/train_ablation.csv "$RESULTS"/extract_speed.csv "$RESULTS"/disk_speed.csv results/probe_speed.csv results/accuracy.csv; do
+for f in "$RESULTS"/train_ablation.csv "$RESULTS"/extract_speed.csv "$RESULTS"/disk_speed.csv "$RESULTS"/probe_speed.csv "$RESULTS"/accuracy.csv; do
   [ -f "$f" ] || continue
   echo "--- $f (rows from this machine)"
   grep -F "$DEVICE_NAME" "$f" | tail -n 20 || true

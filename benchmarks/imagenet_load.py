@@ -8,7 +8,7 @@ pickled ``Imagenet32_train/*``, protocol 3), then loads each form with
 interpreter with torch imported). Each form is loaded twice: first with its files evicted
 from the page cache (``posix_fadvise(DONTNEED)`` on these files only: "cold", read from
 disk), then again ("warm"). The child also checks the first and last batch pixel-exact.
-Rows are appended to ``results/imagenet_load.csv`` (rewritten atomically).
+Rows go to ``results/imagenet_load.csv`` through provenance.upsert (a rerun replaces its own rows).
 
     nice -n 10 python benchmarks/imagenet_load.py --size 32 --work-dir /tmp/in32_bench
     nice -n 10 python benchmarks/imagenet_load.py --size 64 --n 200000 --work-dir /tmp/in64_bench
@@ -20,11 +20,9 @@ dataset's size on disk (3.9 GB per form for imagenet32's train split).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import pickle
-import shlex
 import shutil
 import subprocess
 import sys
@@ -37,11 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dcgan_features.data import downsampled_imagenet as dsi  # noqa: E402
-from dcgan_features.core.atomic import atomic_path  # noqa: E402
 
-COLUMNS = ("date", "device", "command", "dataset", "split", "n_images", "form", "cache", "status",
-           "load_seconds", "peak_rss_gib", "ru_maxrss_gib", "rss_before_load_gib", "dataset_uint8_gib",
-           "peak_minus_before_over_dataset", "on_disk_gib", "load_avg_1m", "notes")
+from provenance import provenance, upsert  # noqa: E402  (benchmarks/provenance.py)
+
+# everything that makes two rows different measurements: a rerun replaces only its own rows
+KEY = ("dataset", "split", "n_images", "form", "cache", "device")
 GIB = 1 << 30
 
 
@@ -142,19 +140,13 @@ def main() -> None:
     ap.add_argument("--forms", default="npz,pickle")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic files")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "imagenet_load.csv")
-    ap.add_argument("--notes", default="")
+    ap.add_argument("--note", "--notes", dest="note", default="")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
     n = args.n or dsi.SPLIT_SIZES[args.split]
-    import torch
-
-    from dcgan_features.core.devices import device_name
-
-    device = f"{device_name(torch.device('cpu'))} x{os.cpu_count()}, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / GIB:.0f} GiB RAM"
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     raw = args.work_dir / "raw"
     if not (raw / dsi.release_folders(args.size, args.split, "npz")[0]).is_dir():
         write(raw, args.size, args.split, n)
@@ -168,27 +160,16 @@ def main() -> None:
                 link.symlink_to(raw / dsi.release_folders(args.size, args.split, form)[0])
             on_disk = sum(p.stat().st_size for p in link.iterdir()) / GIB
             for cache in ("cold", "warm"):
+                prov = provenance(device="cpu", note=args.note)  # the load at this measurement's start
                 r = measure(args, form, cache)
-                row = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": device, "command": command,
-                       "dataset": f"imagenet{args.size}", "split": args.split, "n_images": n, "form": form,
-                       "cache": cache, "on_disk_gib": round(on_disk, 3), "load_avg_1m": round(os.getloadavg()[0], 1),
-                       "notes": args.notes, **r}
+                row = {"dataset": f"imagenet{args.size}", "split": args.split, "n_images": n, "form": form,
+                       "cache": cache, "on_disk_gib": round(on_disk, 3), **r, **prov}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     finally:
         if not args.keep:
             shutil.rmtree(args.work_dir, ignore_errors=True)
-    append(args.out, rows)
-
-
-def append(path: Path, rows: list[dict]) -> None:
-    old = list(csv.DictReader(open(path))) if path.exists() else []
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            for r in old + rows:
-                w.writerow({k: r.get(k, "") for k in COLUMNS})
+    upsert(args.out, rows, key=KEY)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ RSS is the process's maximum resident set (``getrusage``), data included. The ma
 matmul rate is measured before and after at the same threads (``yardstick.py``): the row
 gives the fit's and the encoding's achieved GFLOP/s (their GEMMs' flops, :func:`flops`) and
 their fractions of that rate, and predicts the recipe at full size from those fractions.
-A row is upserted into ``results/kmeans_speed.csv`` (key: ``case``). Targets (DESIGN
+A row is upserted into ``results/kmeans_speed.csv`` (key: ``case``, ``threads``, ``device``). Targets (DESIGN
 section 7, issue 26): ``kmeans:1600`` on Fashion-MNIST (70,000 images) in under 10 minutes on
 a quiet 2-core CPU, peak RSS under 4 GB; the encoding at >= 50% of the yardstick.
 
@@ -41,7 +41,7 @@ from dcgan_features.extract.run import ExtractConfig, extract  # noqa: E402
 from dcgan_features.extract.sources import SourceOptions, from_spec  # noqa: E402
 
 
-def peak_rss_gb() -> float:
+def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
@@ -116,7 +116,7 @@ def main() -> None:
            "dataset": args.dataset, "n_images": n, "image_size": args.image_size, "k": args.k,
            "n_patches": source.cfg.n_patches, "iterations": source.cfg.iterations, "dim": 4 * args.k,
            "whitened_dims": r, "fit_s": round(fit, 1), "encode_s": round(total - fit, 1), "total_s": round(total, 1),
-           "img_per_s": round(n / total, 1), "peak_rss_gb": round(peak_rss_gb(), 2),
+           "img_per_s": round(n / total, 1), "peak_rss_gib": round(peak_rss_gib(), 2),
            "target": "< 600 s and < 4 GB (kmeans:1600, Fashion-MNIST, quiet 2-core CPU); encode >= 50% of the yardstick"}
     if stick is not None:
         enc = stick.columns(f_enc, total - fit)
@@ -132,8 +132,9 @@ def main() -> None:
             if at:
                 row[name] = round(F_fit / (row["fit_fraction"] * at * 1e9) + F_enc / (enc["fraction"] * at * 1e9))
     row.update(provenance("measured", str(device), args.note))
-    upsert(args.csv, [row], key=("case",))
-    print(f"{res['state']}: {n} images, fit {fit:.0f} s, total {total:.0f} s, peak RSS {row['peak_rss_gb']} GB "
+    row.setdefault("threads", torch.get_num_threads())
+    upsert(args.csv, [row], key=("case", "threads", "device"))
+    print(f"{res['state']}: {n} images, fit {fit:.0f} s, total {total:.0f} s, peak RSS {row['peak_rss_gib']} GiB "
           f"-> {args.csv}\n{row}")
 
 

@@ -3,8 +3,8 @@
 Every (backend, probe) fit of the whole C grid runs in its own subprocess under an
 address-space limit (RLIMIT_AS), so a fit that needs more memory than the limit fails with
 MemoryError instead of pushing other jobs into the OOM killer; its peak RSS is that child's
-``ru_maxrss`` (``os.wait4``). Rows are appended to ``results/probe_speed.csv`` (rewritten
-atomically), one per fit, with the device, date, command and machine load.
+``ru_maxrss`` (``os.wait4``). Rows go to ``results/probe_speed.csv`` through provenance.upsert,
+one per fit (a rerun of the same settings on the same machine replaces its own rows).
 
     python benchmarks/probe_speed.py --features /work/bench/fmnist_dcgan32w32_random_small.h5 \\
         --C 1e-4,1e-3,1e-2,1e-1 --case small
@@ -32,27 +32,24 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-COLUMNS = ("date", "device", "command", "case", "n_train", "n_test", "dim", "probe", "backend", "C_grid",
-           "status", "fit_seconds", "passes", "peak_rss_gib", "matrix_f32_gib", "rss_over_matrix",
-           "test_acc_per_C", "best_test_acc", "converged", "load_avg_1m", "notes")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import provenance, upsert  # noqa: E402  (benchmarks/provenance.py)
+
+# everything that makes two rows different measurements: a rerun replaces only its own rows
+KEY = ("case", "n_train", "n_test", "dim", "probe", "backend", "C_grid", "threads", "device")
+DIST_KEY = ("kind", "case", "device", "ranks", "rows_per_rank", "dim", "probe", "columns")
 
 
-def device_name(device: str) -> str:
-    """The GPU's name, or the CPU's with its core count (the probe workers' device)."""
-    import torch
+def machine(device: str) -> dict:
+    """provenance() of a row measured now on ``device`` (auto/cpu/cuda): the load before the work."""
+    from dcgan_features.core.devices import resolve_device
 
-    from dcgan_features.core import devices
-
-    dev = torch.device(device)
-    if dev.type == "cuda" and torch.cuda.is_available():
-        return devices.device_name(dev)
-    return f"{devices.device_name(torch.device('cpu'))} x{os.cpu_count()}"
+    return provenance(device=resolve_device(device).type)
 
 
 # ------------------------------------------------------------------------- worker
@@ -133,9 +130,6 @@ def run_child(args, backend: str, probe: str) -> dict:
 
 # --------------------------------------------------------------------- distributed
 
-DIST_COLUMNS = ("date", "device", "command", "case", "ranks", "rows_total", "rows_per_rank", "dim", "probe",
-                "columns", "allreduce_mb", "kind", "pass_seconds", "allreduce_seconds", "setup_seconds",
-                "passes_timed", "grid_passes", "grid_seconds", "load_avg_1m", "source", "notes")
 
 
 def make_features(path: str, n_train: int = 50000, n_test: int = 10000, dim: int = 28672, seed: int = 0) -> None:
@@ -200,7 +194,6 @@ def dist_worker(args) -> dict:
 
 
 def run_distributed(args) -> None:
-    from dcgan_features.core.atomic import write_csv_atomic
     from dcgan_features.extract.store import FeatureFile
 
     if args.make_features and not Path(args.features).exists():
@@ -208,10 +201,9 @@ def run_distributed(args) -> None:
     with FeatureFile(args.features) as ff:
         n_all, dim = ff.n_rows("train"), ff.dim
     n = min(args.n_train or n_all, n_all)
-    command = "python benchmarks/probe_speed.py " + shlex.join(sys.argv[1:])
     out = Path(args.dist_out)
     for world in [int(w) for w in args.ranks.split(",")]:
-        load = os.getloadavg()[0]
+        prov = {**machine(args.device), "note": args.note}
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world),
                __file__, "--dist-worker", "--features", args.features, "--C", args.C, "--device", args.device,
                "--n-train", str(n), "--probe", args.probes.split(",")[0], "--max-newton", str(args.max_newton),
@@ -222,17 +214,16 @@ def run_distributed(args) -> None:
         if p.returncode or not lines:
             raise SystemExit(f"torchrun with {world} ranks failed: {p.stderr.strip().splitlines()[-1:]}")
         res = json.loads(lines[-1])
-        row = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": device_name(args.device), "command": command,
-               "case": args.case, "ranks": world, "rows_total": n, "rows_per_rank": -(-n // world), "dim": dim,
+        row = {"case": args.case, "ranks": world, "rows_total": n, "rows_per_rank": -(-n // world), "dim": dim,
                "probe": args.probes.split(",")[0], "columns": res["columns"],
-               "allreduce_mb": f"{(dim + 1) * res['columns'] * 4 / 2**20:.2f}", "kind": "measured",
+               "allreduce_mb": f"{(dim + 1) * res['columns'] * 4 / 2**20:.2f}",
                "pass_seconds": res["pass_seconds"], "allreduce_seconds": res["allreduce_seconds"],
                "setup_seconds": res["setup_seconds"], "passes_timed": res["passes_timed"],
                "grid_passes": args.grid_passes, "grid_seconds": round(res["setup_seconds"] + args.grid_passes
                                                                       * res["pass_seconds"]),
-               "load_avg_1m": f"{load:.1f}", "source": "this run", "notes": args.notes}
+               "source": "this run", **prov}
         print(json.dumps(row), flush=True)
-        write_csv_atomic(out, DIST_COLUMNS, [row], append=True)
+        upsert(out, [row], key=DIST_KEY)
 
 # ------------------------------------------------------------------ protocol cases
 
@@ -405,7 +396,7 @@ def main() -> None:
     ap.add_argument("--backends", default="torch,sklearn")
     ap.add_argument("--case", default="")
     ap.add_argument("--mem-limit-gb", type=float, default=12.0)
-    ap.add_argument("--notes", default="")
+    ap.add_argument("--note", "--notes", dest="note", default="")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads in the torch workers [default: torch's own]; 1 avoids OpenMP spinning "
                          "when other jobs share the cores (liblinear is single-threaded anyway)")
@@ -454,31 +445,28 @@ def main() -> None:
         print(json.dumps(worker(args)), flush=True)
         return
 
-    from dcgan_features.core.atomic import write_csv_atomic
     from dcgan_features.extract.store import FeatureFile
 
     with FeatureFile(args.features) as ff:
         n_all, n_test, dim = ff.n_rows("train"), ff.n_rows("test"), ff.dim
     args.n_train = min(args.n_train or n_all, n_all)
-    command = "python benchmarks/probe_speed.py " + shlex.join(sys.argv[1:])
     matrix = args.n_train * dim * 4 / 2**30
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for probe in args.probes.split(","):
         for backend in args.backends.split(","):
-            load = os.getloadavg()[0]
+            prov = machine(args.device)
             res = run_child(args, backend, probe)
-            row = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": device_name(args.device), "command": command,
-                   "case": args.case, "n_train": args.n_train, "n_test": n_test, "dim": dim, "probe": probe,
+            row = {"case": args.case, "n_train": args.n_train, "n_test": n_test, "dim": dim, "probe": probe,
                    "backend": backend, "C_grid": args.C, "matrix_f32_gib": f"{matrix:.2f}",
-                   "load_avg_1m": f"{load:.1f}", **res,
-                   "notes": "; ".join(filter(None, [args.notes, f"torch threads {args.threads or 'default'}"
+                   "threads": (args.threads or "default") if backend == "torch" else "", **res, **prov,
+                   "note": "; ".join(filter(None, [args.note, f"torch threads {args.threads or 'default'}"
                                                     if backend == "torch" else
                                                     f"sklearn max_iter {args.sk_max_iter}" if args.sk_max_iter
                                                     else "sklearn defaults"]))}
             row["rss_over_matrix"] = f"{float(res['peak_rss_gib']) / matrix:.2f}"
             print(json.dumps(row), flush=True)
-            write_csv_atomic(out, COLUMNS, [row], append=True)
+            upsert(out, [row], key=KEY)
 
 
 if __name__ == "__main__":

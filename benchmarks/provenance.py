@@ -110,7 +110,7 @@ def upsert(path: str | os.PathLike, rows: Iterable[Mapping], key: Sequence[str])
     """Write ``rows`` into the CSV at ``path``, replacing the old rows with the same ``key`` values.
 
     Columns are the union of the old and new ones in first-seen order, with the provenance
-    columns last. Written through a temp file and ``os.replace``: a killed writer leaves the
+    columns last; an existing table keeps its own order and gains new columns at the end. Written through a temp file and ``os.replace``: a killed writer leaves the
     old table whole.
     """
     import tempfile
@@ -122,11 +122,12 @@ def upsert(path: str | os.PathLike, rows: Iterable[Mapping], key: Sequence[str])
             raise ValueError(f"row lacks its key column(s) {missing}")
     ident = lambda r: tuple(str(r.get(k, "")) for k in key)  # noqa: E731
     new_keys = {ident(r) for r in rows}
-    kept = [r for r in read_rows(path) if ident(r) not in new_keys]
-    columns: list[str] = []
+    old = read_rows(path)
+    kept = [r for r in old if ident(r) not in new_keys]
+    columns: list[str] = list(old[0]) if old else []  # an existing table keeps its column order
     for r in kept + rows:
         columns += [c for c in r if c not in columns and c not in PROVENANCE]
-    columns += [c for c in PROVENANCE if any(c in r for r in kept + rows)]
+    columns += [c for c in PROVENANCE if c not in columns and any(c in r for r in kept + rows)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

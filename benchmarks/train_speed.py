@@ -56,18 +56,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dcgan_features.nets.architectures import get_arch, sample_z  # noqa: E402
-from benchmarks.provenance import commit, load_average  # noqa: E402
+from benchmarks.provenance import provenance, upsert  # noqa: E402
 from benchmarks.yardstick import Yardstick, matmul_rate  # noqa: E402
-from dcgan_features.core.atomic import write_csv_atomic  # noqa: E402
-from dcgan_features.core.devices import DistContext, device_name, resolve_device  # noqa: E402
+from dcgan_features.core.devices import DistContext, resolve_device  # noqa: E402
 from dcgan_features.train.loop import TrainConfig, _Run, _use_cuda_graph  # noqa: E402
 from dcgan_features.train.state import RunFolder  # noqa: E402
 
-COLUMNS = ["date", "device", "arch", "width", "batch", "variant", "cuda_graph", "joint_d", "prenormalize",
-           "compile", "amp", "ckpt_every", "async_ckpt", "img_per_s", "vs_plain", "host_ms_per_step",
-           "device_ms_per_step", "gflop_per_step", "tflops", "ceiling_img_per_s", "steps", "warmup", "n_images",
-           "threads", "torch", "fraction", "yardstick_gflops", "yardstick_start", "yardstick_end", "load", "commit",
-           "note", "command"]
+# everything that makes two rows different measurements: a rerun replaces only its own rows
+KEY = ("arch", "width", "batch", "variant", "steps", "warmup", "n_images", "threads", "torch", "device")
 
 FULL = {"cuda_graph": True, "joint_d": True, "prenormalize": True, "compile": False, "async_ckpt": True}
 ABLATION = {
@@ -356,14 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     n = args.n_images or (50000 if device.type == "cuda" else 2048)
     images = random_images(n, get_arch(args.arch).image_size)
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/train_speed.py", *(argv or sys.argv[1:])])
-    name = device_name(device) if device.type == "cuda" else f"{device_name(device)} ({os.cpu_count()} cores visible)"
-    base = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": name,
-            "arch": args.arch, "width": args.width, "steps": args.steps, "warmup": args.warmup, "n_images": n,
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "note": args.note, "command": command}
+    base = {"arch": args.arch, "width": args.width, "steps": args.steps, "warmup": args.warmup, "n_images": n,
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            **provenance(device=device.type, note=args.note, command=command)}  # the load before the work
     flops: dict[int, int] = {}
     ceiling: dict[int, float | None] = {}
     rows = []
-    base.update(load=load_average(), commit=commit())
     stick = Yardstick.start(torch.get_num_threads()) if device.type == "cpu" else None  # the matmul rate, same threads
     for name, batch, fields in todo:
         if batch not in flops:
@@ -391,8 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         r["img_per_s"] = round(r["img_per_s"], 1)
         r["host_ms_per_step"] = round(r["host_ms_per_step"], 3)
     path = Path(args.csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(path, COLUMNS, rows, append=True)
+    upsert(path, rows, key=KEY)
     print(f"{len(rows)} rows -> {path}")
 
 

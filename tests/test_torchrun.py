@@ -48,8 +48,8 @@ if mode == "kill" and rank == 1:
 
     faults.kill_after_rows(128)  # rank 1 dies (SIGKILL) after two of its batches
 for argv in commands:
-    if mode == "differ" and rank == 1:
-        argv[argv.index("--batch-size") + 1] = "32"
+    if mode == "differ" and rank == 1:  # rank 1 gets FLAG VALUE (sys.argv[3:5]) instead of rank 0's
+        argv[argv.index(sys.argv[3]) + 1] = sys.argv[4]
     try:
         main(argv)
     except SystemExit as e:
@@ -147,11 +147,21 @@ def test_world_larger_than_a_split_and_ranks_with_other_settings(tmp_path):
     lines = our_lines(p.stderr)
     assert p.returncode != 0 and len(lines) == 1, p.stderr
     assert "3 ranks but split 'train' has only 2 rows; start at most 2 processes" in lines[0]
-    p = torchrun(tmp_path, "differ", [*EXTRACT, "--out", tmp_path / "b.h5"])
+    p = torchrun(tmp_path, "differ", [*EXTRACT, "--out", tmp_path / "b.h5"], extra=["--batch-size", "32"])
     lines = our_lines(p.stderr)
     assert p.returncode != 0 and len(lines) == 1, p.stderr
     assert "rank 1 was launched with other settings than rank 0 (batch_size 32 vs 64" in lines[0]
     assert not list(tmp_path.glob("*.h5*"))
-    p = torchrun(tmp_path, "differ", [*PROBE, "--features", tmp_path / "none.h5"])
+    # probe: rank 1 asks for 3 label draws where rank 0 asks for 2; refused before any fit or write
+    feats = tmp_path / "f.h5"
+    run_main(*EXTRACT, "--out", feats)
+    p = torchrun(tmp_path, "differ", [*PROBE, "--features", feats, "--out", tmp_path / "p"], extra=["--draws", "3"])
     lines = our_lines(p.stderr)
-    assert p.returncode != 0 and len(lines) == 1 and "not found" in lines[0], p.stderr
+    assert p.returncode != 0 and len(lines) == 1, p.stderr
+    assert "rank 1 was launched with other settings than rank 0 (draws 3 vs 2" in lines[0], lines[0]
+    assert "dcgan_features/" not in p.stderr and 'worker.py", line' not in p.stderr  # only torchrun's traceback
+    assert not (tmp_path / "p" / "probes.csv").exists()
+    # a missing file is found by each rank before the group forms: one line per rank, the same line
+    p = torchrun(tmp_path, "run", [*PROBE, "--features", tmp_path / "none.h5"])
+    lines = our_lines(p.stderr)
+    assert p.returncode != 0 and 1 <= len(lines) <= 2 and len(set(lines)) == 1 and "not found" in lines[0], p.stderr

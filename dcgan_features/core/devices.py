@@ -60,6 +60,15 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
+def machine_label(device: torch.device) -> str:
+    """``device`` as a results row names it: the GPU model and index, or the CPU model and the
+    cores this process may use (``Intel(R) Xeon(R) Processor, 2 cores``)."""
+    if device.type == "cuda":
+        return f"{device_name(device)} ({device})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{device_name(device)}, {cores} cores"
+
+
 def mem_available() -> int:
     """Bytes of memory the kernel says a new allocation can get (MemAvailable)."""
     try:

@@ -57,7 +57,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.devices import resolve_device
+from ..core.devices import machine_label, resolve_device
 from ..core.errors import UserError
 from . import authors
 from .c_search import CSearch, search_C
@@ -524,7 +524,7 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
     base = {"dataset": features.describe.get("dataset", name), "trained_on": "", "features": "arrays",
             "architecture": "",
             "checkpoint": "", "layers": "", "dim": split.train.dim, "device": str(dev), **features.describe}
-    base["device"] = str(dev) if backend == "torch" else "cpu"
+    base["device"] = machine_label(dev if backend == "torch" else resolve_device("cpu"))  # the machine, in full
     tail = {"seed": seed, "backend": backend, "standardize": standardize,
             "postprocess": scaling[0] if scaling else "none", "val_rows": len(split.val_idx),
             "val_rows_sha256": rows_fingerprint(split.val_idx), "validation": cfg.validation,

@@ -266,9 +266,9 @@ class Chain:
         run = lambda feats: run_protocol(cfg.protocol, feats, cfg.probes, p, Cs=self.grid, seed=cfg.seed,  # noqa: E731
                                          device=cfg.device, log=self.log)
 
-        def label(records: list[dict], name: str, notes: str, **extra) -> list[dict]:
+        def label(records: list[dict], name: str, note: str, **extra) -> list[dict]:
             for r in records:
-                r.update(features=name, notes=notes, date=stamp, command=cfg.command, **extra)
+                r.update(features=name, note=note, date=stamp, command=cfg.command, **extra)
             return records
 
         with FeatureFile(self.out / "features" / f"{'trained' if which == 'blocks' else which}.h5") as ff:

@@ -68,7 +68,7 @@ def paper_records(dataset: str | None = None) -> list[dict]:
     rows = [(d, p, f, m, v, PAPER_NOTE) for d, p, f, m, v in PAPER_ROWS] + ANCHOR_ROWS
     return [{"dataset": d, "protocol": p, "features": f, "probe": "svm" if "L2-SVM" in f else "",
              "metric": m, "paper_value": v,
-             "notes": note + (f"; {PM_NOTE.format(pm=PAPER_PM[p, f])}" if (p, f) in PAPER_PM else "")}
+             "note": note + (f"; {PM_NOTE.format(pm=PAPER_PM[p, f])}" if (p, f) in PAPER_PM else "")}
             for d, p, f, m, v, note in rows if dataset is None or d == dataset]
 
 

@@ -4,7 +4,7 @@
 by default), extracts every D block of it and of a random D of the same architecture, and
 probes those features and the raw pixels under the dataset's protocol: the chain of
 :mod:`dcgan_features.reproduce`, run in ``out`` with its skip/resume. It then copies the
-table to ``results`` (CSV, DESIGN section 6's columns plus notes/date/command), the last
+table to ``results`` (CSV, DESIGN section 6's columns plus kind/command/date/note), the last
 sample grid beside it (``<name>_samples.png``) and the report (``<name>_report.html``).
 On ``digits`` with the defaults it takes a few minutes on two CPU cores.
 """

@@ -18,7 +18,22 @@ from .chain import Chain
 from .config import ReproduceConfig
 from .stages import execute
 
-EXTRA_COLUMNS = ("notes", "date", "command")  # after CSV_COLUMNS, as in results/accuracy.csv
+# after CSV_COLUMNS, as in results/accuracy.csv: benchmarks/provenance.py's columns (``device`` is
+# a record column; ``load`` stays empty: a run spans hours, report.html has each stage's time)
+EXTRA_COLUMNS = ("kind", "command", "commit", "load", "date", "note")
+
+
+def source_commit() -> str:
+    """The git commit of this package's checkout (``+dirty`` if changed), or ``unknown`` outside one."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True,  # noqa: E731
+                                        check=True, timeout=10).stdout.strip()
+        return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def row_name(r: dict) -> str:
@@ -51,7 +66,13 @@ def results_rows(chain: Chain) -> list[dict]:
     """Our rows (stage order) and then the paper's rows for the protocol."""
     from .paper import paper_records
 
-    return chain.records() + paper_records(chain.cfg.protocol)
+    rows = [dict(r) for r in chain.records() + paper_records(chain.cfg.protocol)]
+    commit = source_commit()
+    for r in rows:  # benchmarks/provenance.py's names; records of runs made before it say "notes"
+        r.setdefault("note", r.pop("notes", ""))
+        r["kind"] = "paper" if str(r["features"]).startswith("paper:") else "measured"
+        r.setdefault("commit", "" if r["kind"] == "paper" else commit)
+    return rows
 
 
 def write_results(chain: Chain) -> Path:

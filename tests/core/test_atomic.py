@@ -59,8 +59,12 @@ def disk_full_commands(tmp_path, disk, ckpt, digits) -> dict:
 
 def check_disk_full(capsys, disk, argv) -> None:
     code, err = run_cli(capsys, *argv)
-    # probe logs its progress on stderr first; the failure itself is the one last line
-    assert_one_line(code, err.strip().splitlines()[-1], "disk full while writing", str(disk))
+    lines = err.strip().splitlines()
+    # probe logs its progress on stderr first; the failure itself is the one last line, and the
+    # only error line. The other commands print nothing else.
+    progress = lines[:-1] if argv[0] == "probe" else []
+    assert lines[:-1] == progress and not any(ln.startswith("error") or "disk full" in ln for ln in progress), err
+    assert_one_line(code, lines[-1], "disk full while writing", str(disk))
     assert "Traceback" not in err
     left = sorted(p.name for p in disk.rglob("*") if p.is_file() and p.name != "filler")
     assert not [n for n in left if n.endswith(".tmp") or n in ("s.png", "m.pt", "probes.csv")], (argv[0], left)

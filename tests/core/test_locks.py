@@ -16,6 +16,7 @@ from dcgan_features.core.locks import OutputLocked, lock_path, output_lock
 from dcgan_features.extract.store import FeatureFile, FileMeta
 
 from cli_checks import assert_one_line, run_cli
+from feature_files import write_features
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
@@ -121,6 +122,24 @@ def test_every_writer_takes_its_lock_before_any_work(tmp_path, capsys):
         for h in holders:
             h.kill()
             h.wait()
+
+
+def test_probe_refused_while_its_table_is_held(tmp_path, capsys, digits):
+    """probe appends to OUT/probes.csv: another process holding that table's lock refuses it
+    in one line, before any fit, and nothing is written beside the table."""
+    Xtr, ytr, Xte, yte = digits
+    feats = write_features(tmp_path / "f.h5", {"train": (Xtr, ytr), "test": (Xte, yte)})
+    out = tmp_path / "probes"
+    out.mkdir()
+    holder = hold(out / "probes.csv")
+    try:
+        code, err = run_cli(capsys, "probe", "digits", "--features", feats, "--probe", "logreg", "--draws", "1",
+                            "--C", "0.1", "--device", "cpu", "--out", out)
+        assert_one_line(code, err, f"probes.csv is in use by process {holder.pid}")
+        assert [p.name for p in out.iterdir()] == [".probes.csv.lock"]  # the holder's, nothing of ours
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from dcgan_features.nets import checkpoint
 from dcgan_features.look.generate import prepare
 from dcgan_features.nets.theano_import import convert_folder, joblib_listing, write_random_params
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
+REFERENCE = Path("/work/shared/reference")
 SVHN_DIR = REFERENCE / "svhn_unsup_all_conv_dcgan_100z_gaussian_lr_0.0005_64mb"
 needs_svhn = pytest.mark.skipif(not SVHN_DIR.is_dir(), reason=f"released SVHN weights not found in {SVHN_DIR}")
 
@@ -192,13 +192,9 @@ def pixel_correlation(x):
     return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
 
 
-@needs_svhn
-def test_released_svhn_weights(tmp_path, run_cli):
-    out = tmp_path / "svhn.pt"
-    code, stdout, err = run_cli("import-theano", SVHN_DIR, "--arch", "svhn32", "--out", out)
-    assert code == 0, err
-    assert "svhn32 width 64 z=100 epoch 200" in stdout
-    G, D, ckpt = checkpoint.load_models(out)
+def check_svhn_model(G, D):
+    """The released SVHN model's behaviour, whichever way it was loaded: D tells its samples from noise,
+    and the samples look like images."""
     G, D = prepare(G, "batch"), prepare(D, "batch")
     g = torch.Generator().manual_seed(0)
     z = torch.randn(64, 100, generator=g)
@@ -211,6 +207,35 @@ def test_released_svhn_weights(tmp_path, run_cli):
     # image-like: neighbouring pixels agree (about 0.97; noise about 0), and not saturated
     assert pixel_correlation(x) > 0.9 > 0.1 > abs(pixel_correlation(noise))
     assert 0.1 < x.std().item() < 0.6
+    return z
+
+
+def test_shipped_svhn_model_behaves_as_the_released_one():
+    """The package's own svhn32_theano.pt (runs on a fresh clone: no reference folder needed)."""
+    from dcgan_features.reproduce.config import PACKAGED
+
+    G, D, ckpt = checkpoint.load_models(PACKAGED / "svhn32_theano.pt")
+    assert (ckpt["arch"], ckpt["width"], ckpt["imported"], checkpoint.trained_on(ckpt)) == ("svhn32", 64, True, "svhn")
+    assert all(m.eps == 1e-8 for m in [*G.modules(), *D.modules()] if isinstance(m, torch.nn.BatchNorm2d))
+    check_svhn_model(G, D)
+
+
+@needs_svhn
+def test_released_svhn_weights(tmp_path, run_cli):
+    from dcgan_features.reproduce.config import PACKAGED
+
+    out = tmp_path / "svhn.pt"
+    code, stdout, err = run_cli("import-theano", SVHN_DIR, "--arch", "svhn32", "--out", out)
+    assert code == 0, err
+    assert "svhn32 width 64 z=100 epoch 200" in stdout
+    G, D, ckpt = checkpoint.load_models(out)
+    # the shipped model is this import of the released files
+    Gp, Dp, _ = checkpoint.load_models(PACKAGED / "svhn32_theano.pt")
+    for a, b in ((G, Gp), (D, Dp)):
+        assert list(a.state_dict()) == list(b.state_dict())
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    z = check_svhn_model(G, D)
+    G = prepare(G, "batch")
 
     # the whole G against the authors' forward in numpy on a small batch
     gen = load_arrays(SVHN_DIR, 200, "gen", 10)

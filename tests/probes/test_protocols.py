@@ -1,6 +1,7 @@
 """protocols.py and the `probe` command: seeded disjoint splits, C chosen on validation, records, bad input."""
 
 import csv
+import os
 import json
 
 import h5py
@@ -93,7 +94,9 @@ def test_svhn_protocol_selects_on_some_draws_and_measures_fresh_ones(digits):
     recs = run_protocol("svhn", from_arrays(Xtr, ytr, Xte, yte), ("svm",), cfg, seed=0, device="cpu")
     (r,) = recs
     assert r["protocol"] == "svhn/5-per-class" and r["metric"] == "error" and r["paper_value"] == 22.48
-    assert r["n_runs"] == 4 and r["C"] in cfg.c_grid and 0 < r["mean"] < 60
+    assert r["n_runs"] == 4 and r["C"] in cfg.c_grid and r["mean"] == pytest.approx(np.mean(r["per_draw"]))
+    # error in %: measured 22.6 (draws 17.8-25.4) with 5 labels per class; a collapse to 55% accuracy fails
+    assert 0 < r["mean"] < 35
 
 
 def test_write_records_appends_csv_atomically(tmp_path, digits):
@@ -115,7 +118,9 @@ def test_probe_command_end_to_end(run_cli, tmp_path, digits_file):
     assert "digits/all" in out and "digits/20-per-class" in out and "svm" in out and "logreg" in out
     rows = list(csv.DictReader(open(tmp_path / "o" / "probes.csv")))
     assert len(rows) == 4 and {r["probe"] for r in rows} == {"svm", "logreg"}
-    assert all(r["dataset"] == "digits" and r["dim"] == "64" and r["device"] == "cpu" for r in rows)
+    model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    machine = f"{model}, {len(os.sched_getaffinity(0))} cores"  # the machine in full, not 'cpu'
+    assert all(r["dataset"] == "digits" and r["dim"] == "64" and r["device"] == machine for r in rows)
     assert float(rows[0]["mean"]) > 85
     # probed on digits, trained on what the file says: both in the table, the CSV and every JSON record
     assert all(r["trained_on"] == "fashion-mnist" for r in rows)

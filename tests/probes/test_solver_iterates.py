@@ -1,9 +1,13 @@
-"""The torch solver's iterates, pinned bit for bit on a fixed problem.
+"""A regression pin, not an oracle: the torch solver's iterates, bit for bit, on a fixed problem.
 
-The expected digests were computed at commit 80b6cca (before the probes package split the
-solver into parts) and committed unchanged: a refactor that reorders one float operation of
-the Newton, CG, line-search or preconditioner steps changes the final bytes and fails here.
-A deliberate change of the solver's arithmetic updates them, and says so in its commit.
+The expected digests are the solver's own output at commit 80b6cca (before the probes
+package split the solver into parts), committed unchanged. They say nothing about whether
+that output is right: correctness is judged against scikit-learn in ``test_newton.py``
+(``test_matches_sklearn_on_digits_pixels``, ``test_matches_sklearn_on_random_d_features``,
+``test_objective_is_sklearns_own``). What this file adds is that a refactor which reorders
+one float operation of the Newton, CG, line-search or preconditioner steps changes the final
+bytes and fails here. A deliberate change of the solver's arithmetic updates the digests,
+after the scikit-learn comparisons pass, and says so in its commit.
 """
 
 import hashlib

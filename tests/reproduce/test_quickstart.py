@@ -1,6 +1,7 @@
 """The quickstart: a small `reproduce` that trains on the dataset itself and copies its outputs out."""
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -22,21 +23,30 @@ def test_every_feature_set_through_the_same_protocol(quick):
     cfg, res = quick
     with open(res.csv, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0].keys()) == CSV_COLUMNS + ("notes", "date", "command")
+    assert tuple(rows[0].keys()) == CSV_COLUMNS + ("kind", "command", "commit", "load", "date", "note")
     got = {(r["features"], r["protocol"]) for r in rows}
     assert got == {(f, p) for f in ("pixels", "random D", "trained D") for p in ("digits/all", "digits/20-per-class")}
     dims = {r["features"]: int(r["dim"]) for r in rows}
     assert dims == {"pixels": 3 * 32 * 32, "random D": 16 * 7 * 4, "trained D": 16 * 7 * 4}
     for r in rows:
-        assert 50.0 < float(r["mean"]) <= 100.0, r  # digits is easy: far above chance (10%)
+        # this tiny config measures 96.6-98.8 (all labels) and 90.4-94.1 (20 per class); a probe or
+        # feature regression (a collapse to 55%, say) falls under these floors
+        floor = 93.0 if r["protocol"] == "digits/all" else 85.0
+        assert floor <= float(r["mean"]) <= 100.0, r
         assert r["paper_value"] == "" and r["trained_on"] == ("digits" if r["features"] == "trained D" else "none")
 
 
 def test_outputs_are_copied_beside_the_table(quick):
     cfg, res = quick
-    assert res.checkpoint.is_file() and res.checkpoint.parent.parent.parent == res.checkpoint.parents[2]
-    assert res.samples is not None and res.samples.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert res.samples.parent == res.csv.parent == res.report.parent
+    root = Path(cfg.results).parent
+    assert res.checkpoint == Path(cfg.out) / "train" / "checkpoints" / "last.pt" and res.checkpoint.is_file()
+    assert (res.csv, res.samples, res.report) == (root / "quick.csv", root / "quick_samples.png",
+                                                  root / "quick_report.html")
+    assert res.samples.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # copies, byte for byte, of the run's own table and last sample grid
+    assert res.csv.read_bytes() == (Path(cfg.out) / "results.csv").read_bytes()
+    grids = sorted((Path(cfg.out) / "train" / "samples").glob("epoch_*.png"))
+    assert res.samples.read_bytes() == grids[-1].read_bytes()
     assert "data:image/png;base64," in res.report.read_text()
     assert list(res.seconds) == ["model", "extract:trained", "extract:random", "extract:pixels", "probe:pixels",
                                  "probe:random", "probe:trained"]

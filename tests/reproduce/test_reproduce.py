@@ -74,11 +74,14 @@ def test_whole_chain_writes_the_table_and_the_report(chain):
     rows = table(chain / "results.csv")
     from dcgan_features.probes.records import CSV_COLUMNS
 
-    assert list(rows[0]) == [c for c in CSV_COLUMNS if c != "fit_seconds"] + ["notes", "date", "command"]
+    assert list(rows[0]) == [c for c in CSV_COLUMNS if c != "fit_seconds"] + ["kind", "command", "commit", "load",
+                                                                                "date", "note"]
     got = {(r["features"], r["protocol"], r["trained_on"]) for r in rows}
     assert got == {(f, c, t) for f, t in (("pixels", "none"), ("random D", "none"), ("trained D", "imagenet32"))
                    for c in ("digits/all", "digits/20-per-class")}
-    assert all(r["dataset"] == "digits" and 50 < float(r["mean"]) <= 100 for r in rows)
+    assert all(r["dataset"] == "digits" for r in rows)
+    # measured 96.6-97.8 (all labels) and 90.4-93.1 (20 per class): a regression falls under these floors
+    assert all((93.0 if r["protocol"] == "digits/all" else 85.0) <= float(r["mean"]) <= 100 for r in rows), rows
     assert all(r["command"].startswith("dcgan-features reproduce digits --out ") for r in rows)
     assert (chain / "train" / "checkpoints" / "last.pt").is_file() and (chain / "train" / "losses.png").is_file()
     assert checkpoint.load(chain / "train" / "checkpoints" / "last.pt")["trained_on"] == "imagenet32"

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from dcgan_features.data.registry import load
 from dcgan_features.core.errors import FeatureFileError, UserError
 from dcgan_features.extract.run import ExtractConfig, extract, random_init_model
-from dcgan_features.extract.hooks import to_model_input
 from dcgan_features.extract.sources import SourceOptions, from_spec
 from dcgan_features.extract.sources.generic import list_layers
 from dcgan_features.extract.sources.kmeans import KMeansSource
@@ -49,16 +48,33 @@ def user_py(tmp_path):
 def test_pixels_are_the_model_input_flattened(tmp_path):
     extract(from_spec("pixels"), tmp_path / "p.h5", cfg())
     X, meta = read(tmp_path / "p.h5")
-    want = to_model_input(load("synthetic", "test", image_size=32).images[:12], "cpu").flatten(1)
-    assert np.array_equal(X, want.numpy())
+    # the oracle: the uint8 pixels mapped 0 -> -1, 255 -> 1 by numpy, channel-major as stored
+    u8 = load("synthetic", "test", image_size=32).images[:12].numpy()
+    want = u8.reshape(12, -1).astype(np.float64) / 127.5 - 1.0
+    np.testing.assert_allclose(X, want, rtol=0, atol=2.4e-7)  # float32 rounding only
     assert meta["source"] == "pixels" and meta["layer_dims"] == [3072] and meta["bn_mode"] == "none"
 
 
-def test_random_spec_is_the_random_init_model(tmp_path):
-    a = from_spec("random:dcgan32", SourceOptions(width=2, seed=1))
-    b = random_init_model("dcgan32", 2, seed=1)
-    assert a.sha256 == b.sha256 and a.spec == "random:dcgan32"
-    assert all(torch.equal(x, y) for x, y in zip(a.D.state_dict().values(), b.D.state_dict().values()))
+def test_random_spec_is_a_seeded_dcgan_init(tmp_path):
+    a = from_spec("random:dcgan32", SourceOptions(width=8, seed=1))
+    assert a.spec == "random:dcgan32" and (a.arch, a.width) == ("dcgan32", 8)
+    # the paper's initialisation, checked from the weights themselves: conv and linear weights
+    # N(0, 0.02), biases 0; BN scales N(1, 0.02), shifts 0
+    params = dict(a.D.named_parameters())
+    convs = [p for n, p in params.items() if n.endswith("weight") and p.ndim > 1]
+    scales = [p for n, p in params.items() if n.endswith("weight") and p.ndim == 1]
+    w = torch.cat([p.detach().flatten() for p in convs])
+    g = torch.cat([p.detach().flatten() for p in scales])
+    assert len(w) > 10000 and abs(w.mean().item()) < 1e-3 and 0.019 < w.std().item() < 0.021
+    assert len(g) >= 32 and abs(g.mean().item() - 1) < 0.01 and 0.01 < g.std().item() < 0.03
+    assert all(torch.count_nonzero(p) == 0 for n, p in params.items() if n.endswith("bias"))
+    # a seed is a model: the same seed the same weights (and sha256), another seed others
+    again, other = random_init_model("dcgan32", 8, seed=1), random_init_model("dcgan32", 8, seed=2)
+    assert again.sha256 == a.sha256 != other.sha256
+    same = [torch.equal(x, y) for x, y in zip(a.D.state_dict().values(), again.D.state_dict().values())]
+    diff = [torch.equal(x, y) for x, y in zip(a.D.state_dict().values(), other.D.state_dict().values())
+            if x.ndim > 1]
+    assert all(same) and not any(diff)
 
 
 def test_kmeans_features_dictionary_and_reuse(tmp_path):
