@@ -44,8 +44,11 @@ REQUIRED = {
     ("import-theano", "arch"), ("import-theano", "out"), ("sample", "out"), ("interpolate", "out"),
     ("arithmetic", "out"), ("arithmetic", "a"), ("arithmetic", "b"), ("arithmetic", "c"),
     ("probe", "features_path"), ("train", "dataset"), ("train", "arch"), ("train", "out"), ("reproduce", "out"),
+    ("visualize", "dataset"), ("visualize", "out"), ("neighbours", "dataset"), ("neighbours", "out"),
+    ("forget", "boxes_path"), ("forget", "out"),
 }
-REQUIRED_BUT_LIBRARY_DEFAULT = {("reproduce", "out")}  # ReproduceConfig.out: the CLI asks for a folder
+# ReproduceConfig.out: the CLI asks for a folder; the look configs' dataset serves `reproduce --look`
+REQUIRED_BUT_LIBRARY_DEFAULT = {("reproduce", "out"), ("visualize", "dataset"), ("neighbours", "dataset")}
 
 
 def _options():
