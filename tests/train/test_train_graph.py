@@ -59,9 +59,11 @@ def test_help_and_report_name_the_rows_that_verify_gpu_paths(run_cli):
     _, out, _ = run_cli("train", "--help")
     page = _gpu_section()
     assert "[default: no-cuda-graph]" in " ".join(out.split())
+    readme = (REPO / "README.md").read_text()
     for path, row in GPU_VERIFIED:
         assert path in out and row in out, path
         assert path in page
+        assert f"| {path} | {row} |" in readme, path  # the README's table is the same table
     assert any("--cuda-graph" == p and "no GPU row" in r for p, r in GPU_VERIFIED)
     rows = [r for _, r in GPU_VERIFIED if r.startswith("results/")]
     assert rows and all((REPO / r.split(",")[0]).is_file() for r in rows)  # a cited file exists
