@@ -89,7 +89,8 @@ def sample_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device: str
 @cli.command("interpolate")
 @_gen_options(InterpolateConfig)
 # at most 32 x 32 images: with batch statistics a figure is decoded in one pass
-@click.option("--rows", type=click.IntRange(1, 32), default=InterpolateConfig.rows, help="Number of walks, one per row.")
+@click.option("--rows", type=click.IntRange(1, 32), default=InterpolateConfig.rows,
+              help="Number of walks, one per row.")
 @click.option("--steps", type=click.IntRange(2, 32), default=InterpolateConfig.steps,
               help="Images per walk, end points included.")
 def interpolate_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device: str, rows: int,

@@ -210,10 +210,12 @@ class SelfCheck:
 
     def verdict(self) -> str | None:
         """None when both steps agree within bf16 tolerance, else what differs in a few words.
-        Reads the device (a sync); under DDP every rank gets the same answer."""
+        Reads the device (a sync); under DDP every rank gets the same answer. Both steps
+        diverging (non-finite losses in both) counts as agreeing: the loop's NaN check speaks."""
         loss_ok = torch.isclose(self.graph_loss, self.eager_loss, rtol=CHECK_LOSS_RTOL, atol=CHECK_LOSS_ATOL).all()
         worst = self.update_gaps.max()
-        bad = (~loss_ok | ~(worst <= CHECK_UPDATE_RTOL)).double()  # a NaN gap counts as bad
+        both_diverged = ~torch.isfinite(self.eager_loss).all() & ~torch.isfinite(self.graph_loss).all()
+        bad = ((~loss_ok | ~(worst <= CHECK_UPDATE_RTOL)) & ~both_diverged).double()  # a NaN gap counts as bad
         if self.distributed:
             import torch.distributed as dist
 

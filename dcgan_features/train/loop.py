@@ -52,7 +52,8 @@ from .state import (RunFolder, capture_rng, catch_signals, check_same_data, data
                           load_resumable, restore_rng)
 from .step import DeviceImages, StepStats, TrainStep, to_unit_range
 
-__all__ = ["TrainConfig", "TrainResult", "Interrupted", "NonFiniteLoss", "GraphMismatch", "train", "make_generators", "to_unit_range"]
+__all__ = ["TrainConfig", "TrainResult", "Interrupted", "NonFiniteLoss", "GraphMismatch", "train", "make_generators",
+           "to_unit_range"]
 
 N_SAMPLES = 64  # the fixed-z sample grid, 8 x 8
 
@@ -239,7 +240,7 @@ class _Run:
             self.graph = self._capture(GraphedStep)
         # A graphed run's first step is also taken eagerly from the same state (then undone);
         # the first window's sync compares the two (graph.SelfCheck).
-        self.self_check = "due" if self.graph is not None else None
+        self.check_due, self.pending_check = self.graph is not None, None
         if not self.wrapped:
             self._wrap_models()
 
@@ -305,8 +306,8 @@ class _Run:
         """One step on the images ``index`` (this rank's share, on the device): a graph replay,
         or the eager step; its statistics go to ``self.stats``. Never syncs the device."""
         if self.graph is not None:
-            if self.self_check == "due":
-                self.self_check = self.graph.checked_step(index)
+            if self.check_due:
+                self.check_due, self.pending_check = False, self.graph.checked_step(index)
             else:
                 self.graph.step(index)
             return
@@ -435,9 +436,10 @@ class _Run:
     def _verify_graph(self) -> None:
         """At the first window's sync: the replayed step must agree with the eager one, else stop
         before anything of the graphed run is saved."""
-        if self.self_check is None or self.self_check == "due":
+        if self.pending_check is None:
             return
-        why, self.self_check = self.self_check.verdict(), None
+        check, self.pending_check = self.pending_check, None
+        why = check.verdict()
         if why is not None:
             self.writer.wait()  # a good checkpoint still being written counts as the last good one
             where = (f"last good checkpoint: {self.folder.last}" if self.folder.last.is_file()

@@ -74,5 +74,6 @@ def test_the_paper_settings_are_the_dataset_registry_entry(monkeypatch):
     cfg = extract_config("digits", device="cpu")
     assert (cfg.dtype, cfg.bn, cfg.tf32) == ("float32", "batch", True)
     assert extract_config("digits", bn="recompute").bn == "recompute"  # the user's flag wins
-    assert _extraction_departures("digits", "recompute", "float16") == "bn recompute (paper: batch); float16 (paper: float32)"
+    assert _extraction_departures("digits", "recompute", "float16") == \
+        "bn recompute (paper: batch); float16 (paper: float32)"
     assert extract_config("not-a-dataset").dtype == "float16"  # unknown names: the ExtractConfig defaults

@@ -59,9 +59,11 @@ def test_help_and_report_name_the_rows_that_verify_gpu_paths(run_cli):
     _, out, _ = run_cli("train", "--help")
     page = _gpu_section()
     assert "[default: no-cuda-graph]" in " ".join(out.split())
+    readme = (REPO / "README.md").read_text()
     for path, row in GPU_VERIFIED:
         assert path in out and row in out, path
         assert path in page
+        assert f"| {path} | {row} |" in readme, path  # the README's table is the same table
     assert any("--cuda-graph" == p and "no GPU row" in r for p, r in GPU_VERIFIED)
     rows = [r for _, r in GPU_VERIFIED if r.startswith("results/")]
     assert rows and all((REPO / r.split(",")[0]).is_file() for r in rows)  # a cited file exists
@@ -287,3 +289,21 @@ def test_self_check_stops_a_stale_graph_in_one_line_and_keeps_the_last_checkpoin
     assert (out / "checkpoints" / "last.pt").read_bytes() == good  # nothing of the wrong graph was saved
     assert [r["step"] for r in metrics(out)] == [3]
     assert issubclass(T.GraphMismatch, T.UserError)
+
+
+def test_self_check_verdict_tolerances():
+    """One bf16 rounding on the losses, 2% on each tensor's update; both steps diverged is left
+    to the loop's NaN check, one diverged is a mismatch."""
+    from dcgan_features.train.graph import SelfCheck
+
+    def verdict(graph_loss, gaps=(0.0, 0.001)):
+        return SelfCheck(torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor(graph_loss, dtype=torch.float64),
+                         torch.tensor(gaps, dtype=torch.float64)).verdict()
+
+    assert verdict([1.0 + 2e-3, 2.0 - 4e-3]) is None  # within 2^-8 relative
+    assert "loss_D 1.0100 replayed vs 1.0000 eager" in verdict([1.01, 2.0])
+    assert "up to 3.0% apart" in verdict([1.0, 2.0], gaps=(0.0, 0.03))
+    assert verdict([float("nan"), 2.0]) is not None
+    nan = float("nan")
+    assert SelfCheck(torch.tensor([nan, 2.0], dtype=torch.float64), torch.tensor([nan, 2.0], dtype=torch.float64),
+                     torch.tensor([nan], dtype=torch.float64)).verdict() is None
