@@ -73,6 +73,8 @@ class DualMap:
         L, info = torch.linalg.cholesky_ex(K)
         jitter, scale = 0.0, float(K.diagonal().mean().clamp_min(1e-30))
         while int(info) != 0:  # singular (repeated rows): the smallest shift that factors
+            if jitter > scale:  # a finite PSD matrix factors by then (the rows were checked finite)
+                raise RuntimeError(f"the {len(K)} x {len(K)} Gram matrix does not factor")
             jitter = 1e-10 * scale if jitter == 0.0 else 100 * jitter
             L, info = torch.linalg.cholesky_ex(K + jitter * torch.eye(len(K), dtype=K.dtype, device=K.device))
         return cls(X, L, source.labels, source.split, jitter)

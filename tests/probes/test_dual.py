@@ -90,3 +90,12 @@ def test_protocol_records_the_form_and_few_label_draws_score_as_sklearns(digits)
     assert recs["sklearn"][1]["solver_form"] == "dual"  # liblinear's own choice at n < d
     assert few["C"] == recs["sklearn"][1]["C"]
     np.testing.assert_allclose(few["per_draw"], recs["sklearn"][1]["per_draw"], atol=0.21)  # one test image in 500
+
+
+def test_a_non_finite_value_is_named_in_the_dual_too(digits):
+    from dcgan_features.core.errors import UserError
+
+    X, y, _, _ = _features(digits, 50, 200)
+    X[7, 3] = np.inf
+    with pytest.raises(UserError, match="non-finite feature value in split 'train', row 7"):
+        fit_torch("svm", ArrayRows(X, y), [0.1], device="cpu")

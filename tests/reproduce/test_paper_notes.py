@@ -10,7 +10,7 @@ def test_the_papers_plus_minus_is_marked_undefined_and_not_compared():
     (dcgan,) = [r for r in paper_records("cifar10") if r["protocol"] == "cifar10/400-per-class"
                 and "DCGAN" in r["features"]]
     assert dcgan["paper_value"] == 73.8 and "no stated definition" in dcgan["note"] and "not compared" in dcgan["note"]
-    assert all("definition" not in r["notes"] for r in paper_records("svhn"))
+    assert all("definition" not in r["note"] for r in paper_records("svhn"))
 
 
 def test_report_says_the_imagenet_preprocessing_and_the_undefined_width():
