@@ -181,7 +181,10 @@ def main() -> None:
            **provenance("predicted", note=f"8 x H100 80GB, torchrun, {cs} C x 1000 classes at once, per rank "
                                           "160146 rows; peak_rss_gib is the GPU memory per rank (X share in "
                                           "float32 + 6 row-space tensors); assumed H100 rates as probe_scaling.py; "
-                                          "grid passes assumed = the CIFAR-10 grid's 1333")}
+                                          "grid passes assumed = the CIFAR-10 grid's 1333. Optimistic: k was fitted "
+                                          "at 40 columns, and the subspace preconditioner's set-up (N r^2 per "
+                                          "column, not in this model) took 12 to 36 passes' time per Newton step "
+                                          "in the CPU rows at 1000 classes")}
     upsert(RESULTS / "imagenet_probe.csv", [full, gpu], key=("case", "rows"))
     print(json.dumps(full), json.dumps(gpu), sep="\n")
 
