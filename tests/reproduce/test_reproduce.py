@@ -196,3 +196,13 @@ def test_look_stages_add_report_sections_and_are_reused(chain, tmp_path, capsys,
     assert f"pixel: {100 * float(s['fraction_closer']):.0f}% of 16 samples" in page
     code, _, err = cli(capsys, "reproduce", "digits", "--out", out, *tiny, "--look")
     assert code == 0 and actions(err) == {s: "reuse" for s in STAGES + look}
+
+
+def test_look_needs_the_models_training_set_before_any_work(tmp_path, capsys):
+    # the packaged SVHN model was trained on SVHN, which is not in tmp_path
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "reproduce", "digits", "--checkpoint", PACKAGED / "svhn32_theano.pt", "--look",
+                       "--data-dir", tmp_path, "--out", out)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "--look: the model was trained on svhn" in lines[0], err
+    assert not out.exists() or not any(out.iterdir())
