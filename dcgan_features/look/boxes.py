@@ -3,7 +3,8 @@
 JSON, boxes in image pixels as ``[x0, y0, x1, y1]`` (left, top inclusive; right, bottom
 exclusive, so ``[0, 0, W, H]`` is the whole image), keyed by the tile id of
 ``dcgan-features sample CKPT --numbered --n N --seed S``. ``n`` and ``seed`` are optional;
-when present they must match ``forget --n/--seed``, so boxes cannot be used on other samples::
+when present they must match ``forget --n/--seed``, so boxes cannot be used on other samples;
+other keys (a description, say) are ignored::
 
     {"n": 64, "seed": 3,
      "boxes": {"5": [[10, 4, 22, 20]], "17": [[8, 6, 20, 26], [0, 0, 6, 6]]}}

@@ -63,11 +63,12 @@ def save_panels(panels: Sequence[tuple[str, np.ndarray]], path: str | Path, scal
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    dpi, left, top, gap = 100, (110 if row_labels else 10), 40, 30
-    bottom = 30 if caption else 10
+    font = max(9, 3 * scale)  # text grows with the tiles, so a scaled-down figure stays legible
+    dpi, left, top, gap = 100, (12 * font if row_labels else 10), 4 * font, 30
+    bottom = 3 * font if caption else 10
     h = max(p.shape[0] for _, p in panels) * scale
     W = left + sum(p.shape[1] * scale for _, p in panels) + gap * (len(panels) - 1) + 10
-    W = max(W, left + 6 * len(caption) + 10)  # room for the caption (~6 px a character at 8 pt)
+    W = max(W, left + int(0.75 * font * len(caption)) + 10)  # room for the caption
     H = top + h + bottom
     fig = Figure(figsize=(W / dpi, H / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
@@ -77,13 +78,13 @@ def save_panels(panels: Sequence[tuple[str, np.ndarray]], path: str | Path, scal
         ax = fig.add_axes((x / W, 1 - (top + ph) / H, pw / W, ph / H))
         ax.imshow(np.clip(p, 0, 1), interpolation="nearest")
         ax.set_axis_off()
-        fig.text((x + pw / 2) / W, 1 - (top / 2) / H, title, fontsize=10, ha="center", va="center")
+        fig.text((x + pw / 2) / W, 1 - (top / 2) / H, title, fontsize=font + 1, ha="center", va="center")
         x += pw + gap
     step = (row_height or 0) * scale
     for r, label in enumerate(row_labels):
-        fig.text(6 / W, 1 - (top + r * step + step / 2) / H, label, fontsize=9, va="center")
+        fig.text(6 / W, 1 - (top + r * step + step / 2) / H, label, fontsize=font, va="center")
     if caption:
-        fig.text(left / W, (bottom / 2) / H, caption, fontsize=8, va="center")
+        fig.text(left / W, (bottom / 2) / H, caption, fontsize=font - 1, va="center")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     with atomic_path(path) as tmp:

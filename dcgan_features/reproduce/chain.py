@@ -55,6 +55,10 @@ class Chain:
                                      draws=cfg.draws)
         self.grid = tuple(float(c) for c in check_Cs(cfg.c_grid if cfg.c_grid is not None else self.protocol.c_grid))
         self.model = self._describe_model()
+        if cfg.look:
+            from .look_stages import check_look
+
+            check_look(self)
         self._data: dict | None = None
 
     # ------------------------------------------------------------------ the model

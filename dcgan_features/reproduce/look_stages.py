@@ -33,16 +33,12 @@ def _settings(cfg) -> dict:
 
 def look_stages(chain, model_fp: str) -> list[Stage]:
     """The look stages of ``chain``'s run folder, after its model stage."""
-    from ..look.config import NeighboursConfig, VisualizeConfig
-    from ..data.registry import DATASETS
+    from ..look.config import VisualizeConfig
 
     cfg, m, out = chain.cfg, chain.model, chain.out
     ck = m["checkpoint"]
     vis = VisualizeConfig(dataset=cfg.protocol, data_dir=cfg.data_dir, device=cfg.device)
-    trained_on = m["trained_on"] if m["trained_on"] in DATASETS else cfg.protocol
-    src = chain.source
-    nb = NeighboursConfig(dataset=trained_on, device=cfg.device,
-                          data_dir=(src.train_data_dir if src.kind == "train" else None) or cfg.data_dir)
+    nb = neighbours_config(chain)
     dd = lambda c: f" --data-dir {_q(c.data_dir)}" if c.data_dir else ""  # noqa: E731
     return [
         Stage("look:visualize", {"model": model_fp, **_settings(vis)}, LOOK_OUTPUTS["visualize"],
@@ -56,6 +52,29 @@ def look_stages(chain, model_fp: str) -> list[Stage]:
                       f"--out {_q(out / 'look' / 'neighbours.png')}",
               title=f"samples' nearest {nb.dataset} training images (memorisation check)"),
     ]
+
+
+def neighbours_config(chain):
+    """The memorisation check compares with the model's own training set (the probed one if unknown)."""
+    from ..data.registry import DATASETS
+    from ..look.config import NeighboursConfig
+
+    cfg, m, src = chain.cfg, chain.model, chain.source
+    trained_on = m["trained_on"] if m["trained_on"] in DATASETS else cfg.protocol
+    return NeighboursConfig(dataset=trained_on, device=cfg.device,
+                            data_dir=(src.train_data_dir if src.kind == "train" else None) or cfg.data_dir)
+
+
+def check_look(chain) -> None:
+    """Before any work: the memorisation check needs the model's training set on disk."""
+    from ..core.errors import UserError
+    from ..data.registry import get_dataset
+
+    nb = neighbours_config(chain)
+    spec = get_dataset(nb.dataset)
+    if spec.open_folder is None and spec.files.get("train") and spec.locate(nb.data_dir, "train") is None:
+        raise UserError(f"--look: the model was trained on {nb.dataset}, whose training set the memorisation check "
+                        f"compares with; {spec.missing_message(nb.data_dir, 'train')}")
 
 
 def _action(chain, which: str, cfg):

@@ -223,7 +223,7 @@ def _look_section(chain) -> str:
     parts = look_parts(chain.out)
     if not parts:
         return ""
-    body = "".join(f"<h3>{_e(title)}</h3><p>{_e(reading)}</p>{_img(png, title, 900)}" for title, reading, png in parts)
+    body = "".join(f"<h3>{_e(title)}</h3><p>{_e(reading)}</p>{_img(png, title, 1000)}" for title, reading, png in parts)
     return "<h2>Inside the networks</h2>" + body
 
 

@@ -224,3 +224,13 @@ def test_stl10_trains_on_its_unlabeled_split_and_probes_its_folds(tmp_path, caps
     rows = table(tmp_path / "r" / "results.csv")
     assert {r["protocol"] for r in rows if not r["features"].startswith("paper:")} == {"stl10/10-folds"}
     assert {r["paper_value"] for r in rows if r["features"].startswith("paper:")} == {"51.5", "72.8"}
+
+
+def test_look_needs_the_models_training_set_before_any_work(tmp_path, capsys):
+    # the packaged SVHN model was trained on SVHN, which is not in tmp_path
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "reproduce", "digits", "--checkpoint", PACKAGED / "svhn32_theano.pt", "--look",
+                       "--data-dir", tmp_path, "--out", out)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "--look: the model was trained on svhn" in lines[0], err
+    assert not out.exists() or not any(out.iterdir())
