@@ -2,7 +2,10 @@
 authors' SVHN model and on a Fashion-MNIST model trained here, one results row per picture.
 
 Each stage runs the CLI command that is written into its row (``command``), then reads the
-command's own CSV for the row's numbers, and upserts ``results/look/look.csv`` by ``case``.
+command's own CSV for the row's numbers, and upserts ``results/look/look.csv`` by ``case``. The
+command's own CSVs (``<out>.csv``, ``<out>_summary.csv``) get the same provenance columns, so
+every CSV in results/ is in the one schema (``--stamp-only`` stamps them again from look.csv's
+rows without rerunning anything).
 
     python benchmarks/look_results.py --fm-checkpoint runs/fm/checkpoints/last.pt            # everything
     python benchmarks/look_results.py --only svhn_forget                                      # one case
@@ -68,12 +71,41 @@ def row_of(case: str, table: str) -> list[dict]:
              "value": r[k]} for k in ("heldout_accuracy", "box_contrast_before", "box_contrast_after")]
 
 
+def outputs(cli: list[str]) -> list[Path]:
+    """The CSVs a look command writes beside its ``--out`` picture."""
+    png = REPO / cli[cli.index("--out") + 1]
+    return [p for p in (png.with_suffix(".csv"), png.with_name(png.stem + "_summary.csv"),
+                        png.with_name(png.stem + "_distances.csv")) if p.exists()]
+
+
+def stamp(path: Path, prov: dict) -> None:
+    """Give every row of a command's own CSV the provenance of the run that wrote it (atomic)."""
+    rows = list(csv.DictReader(open(path, newline="")))
+    keep = [c for c in (rows[0] if rows else {}) if c not in prov]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, keep + list(prov))
+        w.writeheader()
+        w.writerows({**{c: r[c] for c in keep}, **prov} for r in rows)
+    os.replace(tmp, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fm-checkpoint", default="runs/fm/checkpoints/last.pt")
     ap.add_argument("--only", action="append", help="run only these cases")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--stamp-only", action="store_true",
+                    help="only give the commands' own CSVs the provenance of their look.csv rows")
     args = ap.parse_args()
+    if args.stamp_only:
+        done = {r["case"].split(":")[0]: r for r in csv.DictReader(open(REPO / OUT / "look.csv", newline=""))}
+        for case, (cli, _, _) in cases(args.fm_checkpoint).items():
+            if case in done:
+                prov = {k: done[case][k] for k in ("kind", "command", "commit", "device", "load", "date", "note")}
+                for path in outputs(cli):
+                    stamp(path, prov)
+        return
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     for case, (cli, table, note) in cases(args.fm_checkpoint).items():
         if args.only and case not in args.only:
@@ -86,6 +118,8 @@ def main() -> None:
                           note=f"{note}; {secs:.0f} s wall, nice 10 on 2 cores shared with other jobs")
         upsert(REPO / OUT / "look.csv", [{**r, "seconds": f"{secs:.0f}", **prov} for r in row_of(case, table)],
                key=("case",))
+        for path in outputs(cli):
+            stamp(path, prov)
         print(f"{case}: {secs:.0f} s", flush=True)
 
 

@@ -39,7 +39,8 @@ RENAME = {"notes": "note", "peak_rss_gb": "peak_rss_gib", "load_avg_1m": "load"}
 # the records' bare device, by the date the row was made (the only machines of those days)
 RECORD_DEVICE = {("cpu", "2026-11-23"): "AMD EPYC, 2 cores",
                  ("cuda:0", "2026-11-23"): "NVIDIA H100 80GB HBM3 (cuda:0)",
-                 ("cpu", "2026-12-01"): "Intel(R) Xeon(R) Processor, 2 cores"}
+                 ("cpu", "2026-12-01"): "Intel(R) Xeon(R) Processor, 2 cores",
+                 ("cpu", "2026-12-04"): "Intel(R) Xeon(R) Processor, 2 cores"}
 
 
 def iso_date(value: str) -> str:
