@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from ..extract.config import ExtractConfig, extract_config
-from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, LazyHelp, Names, cli, device_option, out_file
+from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, LazyHelp, Names, cli, device_option, out_file, \
+    threads_option
 
 E = ExtractConfig  # class attributes: the defaults
 SOURCE_SEED = 0  # sources.SourceOptions.seed, which imports torch (tests/cli/test_defaults.py compares)
@@ -54,6 +55,7 @@ def _model_help() -> str:
                    "with TF32 off on a GPU), float16 otherwise]")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=E.batch_size, help="Images per forward pass.")
 @device_option(E.device)
+@threads_option(E.threads)
 @click.option("--limit", type=click.IntRange(min=1), default=E.limit,
               help="Only the first N images of each split (quick runs, benchmarks). [default: all]")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), callback=out_file,
@@ -65,7 +67,7 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
                 arch: str | None, width: int | None, seed: int, weights: str | None, image_size: int | None,
                 normalize: str | None, kmeans_from: str | None, list_layers: bool, dataset: str | None,
                 data_dir: str | None, splits: str, layers: str, grid: int, bn: str, dtype: str, batch_size: int,
-                device: str, limit: int | None, out: str | None, overwrite: bool) -> None:
+                device: str, limit: int | None, out: str | None, overwrite: bool, threads: int | None) -> None:
     """Features of a dataset -> HDF5: every chosen layer max-pooled to GRID x GRID, concatenated.
     Killed at any point, the same command again resumes where it stopped.
 
@@ -110,7 +112,8 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
     if not split_list:
         ctx.fail(f"--splits needs at least one split name, got {splits!r}")
     cfg = extract_config(dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
-                         batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite)
+                         batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite,
+                         threads=threads)
     res = extract_any(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)
     if res.get("rank", 0) != 0:  # torchrun: rank 0 reports for the group
         return
@@ -119,4 +122,5 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
         click.echo(f"{out} already holds {rows} rows with these settings; nothing to do")
     else:
         click.echo(f"wrote {rows} rows of {model.architecture} features to {out} "
-                   f"({res['seconds']:.1f} s, {res['images_per_s']:.0f} img/s)")
+                   f"({res['seconds']:.1f} s, {res['images_per_s']:.0f} img/s"
+                   + (f", {res['threads']} thread{'s' * (res['threads'] != 1)}" if res.get("threads") else "") + ")")

@@ -6,7 +6,7 @@ import click
 
 from ..core.errors import UserError
 from ..probes.config import BACKENDS, PROBE_NAMES, ProbeConfig
-from .group import MAX_DRAWS, Names, cli, device_option
+from .group import MAX_DRAWS, Names, cli, device_option, threads_option
 
 DEFAULTS = ProbeConfig()
 
@@ -49,6 +49,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 @click.option("--standardize", is_flag=True, default=DEFAULTS.standardize,
               help="Scale every feature to zero mean, unit variance (train rows).")
 @device_option(DEFAULTS.device)
+@threads_option(DEFAULTS.threads)
 @click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULTS.backend,
               help="torch: our solver (CPU/GPU, streams from disk); sklearn: LinearSVC / LogisticRegression.")
 @click.option("--val-size", type=click.IntRange(min=1), default=None,
@@ -61,14 +62,14 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tuple[str, ...], c_grid: str | None,
               c_extend: int | None, draws: int | None, seed: int | None, validation: str | None,
               selection: str | None, ci_ddof: str | None, standardize: bool, device: str, backend: str,
-              val_size: int | None, labels_per_class: int | None, out: str) -> None:
+              val_size: int | None, labels_per_class: int | None, out: str, threads: int | None) -> None:
     """Linear probes on extracted features under DATASET's protocol (C chosen on validation rows).
 
     \b
       dcgan-features probe digits --features f.h5
       dcgan-features probe cifar10 --features cifar.h5 --probe svm --device cuda
       dcgan-features probe svhn --features svhn.h5 --C 1e-4,1e-3,1e-2 --draws 100
-      dcgan-features probe fashion-mnist --features fm.h5 --probe all --standardize --out results/probes
+      dcgan-features probe fashion-mnist --features fm.h5 --probe all --standardize --out runs/probes_fm
       dcgan-features probe digits --features f.h5 --backend sklearn --val-size 100 --labels-per-class 5
       torchrun --standalone --nproc-per-node 8 -m dcgan_features.cli probe cifar10 --features c.h5 \\
           --device cuda       # each GPU holds a share of the rows; the same records
@@ -106,7 +107,7 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
         log = (lambda m: click.echo(m, err=True)) if group.rank == 0 else (lambda m: None)
         records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,
-                               backend=backend, standardize=standardize, log=log)
+                               backend=backend, standardize=standardize, log=log, threads=threads)
         if group.rank != 0:
             return
         click.echo(format_table(records))

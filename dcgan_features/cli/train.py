@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..train.config import TrainConfig
-from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option
+from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option, threads_option
 
 T = TrainConfig  # class attributes: the defaults
 
@@ -28,6 +28,7 @@ T = TrainConfig  # class attributes: the defaults
 @click.option("--nz", type=click.IntRange(1, MAX_NZ), default=T.nz, help="Latent size. [default: the architecture's]")
 @click.option("--seed", type=int, default=T.seed, help="Seeds init, data order, z and the fixed sample z.")
 @device_option(T.device)
+@threads_option(T.threads)
 @click.option("--amp/--no-amp", default=T.amp, help="bf16 autocast (CUDA only; ignored on CPU).")
 @click.option("--compile/--no-compile", default=T.compile,
               help="torch.compile G and D (slow start, faster steps).")

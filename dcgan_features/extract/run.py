@@ -39,6 +39,7 @@ from ..core.atomic import check_writable_dir
 from ..core.devices import resolve_device
 from ..core.errors import FeatureFileError, UserError
 from ..core.locks import output_lock
+from ..core.threads import TRAIN_SMALL_PARAMS, choose_threads, thread_scope
 from .parts import check_no_parts
 from .writer import FeatureWriter
 from .sources.base import FeatureSource, Plan, PrepareContext
@@ -186,9 +187,13 @@ def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | N
     if writer.state == "done":
         return {"path": str(out), "state": "done", "rows": rows, "seconds": 0.0, "images_per_s": 0.0}
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+    size = model.work_size()
+    threads = choose_threads(cfg.threads, TRAIN_SMALL_PARAMS if size is None else size, TRAIN_SMALL_PARAMS,
+                             device.type)
     try:
-        with _tf32(cfg.tf32):
-            return _run(model, plan, device, cfg, writer, images, rows, t0, kill_after, log, progress)
+        with _tf32(cfg.tf32), thread_scope(threads):
+            return {**_run(model, plan, device, cfg, writer, images, rows, t0, kill_after, log, progress),
+                    **threads.record()}
     except OSError as e:
         raise _disk_error(e, out, writer) from None
     finally:
@@ -262,7 +267,7 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
          prepare: Callable[[FeatureSource, Plan, PrepareContext], None] | None = None) -> dict:
     """Prepare the source, then write ``rows`` of ``images`` (every split of ``cfg.splits``) to
     ``writer``. ``prepare`` replaces ``model.prepare`` (a torchrun rank's, which shares the work)."""
-    from tqdm import tqdm
+    from ..core.progress import Progress
 
     model.to(device)
     if device.type == "cuda":
@@ -288,7 +293,8 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
     skipped = sum(starts.values())
     if writer.state == "resume":
         log(f"resuming {writer.partial}: {sum(saved.values())} of {total} rows already written")
-    bar = tqdm(total=total, initial=skipped, unit="img", disable=None if progress else True, dynamic_ncols=True)
+    bar = Progress(total, f"extract {Path(writer.path).name}", unit="img", initial=skipped,
+                   mode="auto" if progress else False)
 
     def on_commit(n: int) -> None:
         done_rows[0] += n

@@ -22,4 +22,5 @@ class ProbeConfig:
     device: str = "auto"
     backend: str = "torch"
     standardize: bool = False
-    out: str = "results/probes"  # one JSON per record and probes.csv
+    out: str = "runs/probes"  # one JSON per record and probes.csv (runs/: ignored by git, like every run)
+    threads: int | None = None  # CPU threads; None: core.threads' policy or OMP_NUM_THREADS

@@ -58,6 +58,8 @@ import numpy as np
 
 from ..core.devices import resolve_device
 from ..core.errors import UserError
+from ..core.progress import Progress
+from ..core.threads import PROBE_SMALL_ELEMENTS, choose_threads, thread_scope
 from . import authors
 from .c_search import CSearch, search_C
 from .config import ProbeConfig
@@ -260,9 +262,19 @@ class Split:
                                              d, stream=stream, split=cfg.train_split))
 
 
-def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None] = lambda m: None) -> dict:
-    """The ``all`` column: C by validation accuracy, then one refit on every labelled row, measured on test."""
+def _quiet() -> Progress:
+    return Progress(0, "", mode=False)
+
+
+def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None] = lambda m: None,
+                bar: Progress | None = None) -> dict:
+    """The ``all`` column: C by validation accuracy, then one refit on every labelled row, measured on test.
+
+    ``bar`` counts its fits: one per pass over the grid (a widened grid adds one), then the refit.
+    """
     t0 = time.perf_counter()
+    bar = bar or _quiet()
+    bar.add_total(2 if probe.has_C else 1)
     train, metric = split.train, split.cfg.metric
     C, val_scores, conv, searched = None, {}, True, {"c_at_edge": None, "c_grid": None}
     if probe.has_C:
@@ -272,7 +284,10 @@ def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None
         def evaluate(Cs: list[float]) -> np.ndarray:
             nonlocal conv
             edge = fits[min(fits, key=lambda c: abs(math.log(c / Cs[0])))] if fits else None
+            if fits:
+                bar.add_total(1)  # the grid widened: one more pass
             sel = probe.fit(pool, Cs, warm=edge)
+            bar.update()
             conv &= bool(sel.converged.all())
             fits.update({c: sel.select(i) for i, c in enumerate(Cs)})
             return probe.accuracy(sel, val_rows)
@@ -284,6 +299,7 @@ def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None
         conv &= bool(final.converged.all())
     else:
         final = probe.fit(train.subset(split.labelled_idx), None)
+    bar.update()
     acc = float(probe.accuracy(final, split.test)[0])  # test rows: measured once, C fixed
     n_test = len(split.test.labels)
     return {"C": C, "n_labels": len(split.labelled_idx), "metric": metric, "mean": _score(acc, metric),
@@ -292,23 +308,30 @@ def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None
             "val_scores": val_scores, "converged": conv, **searched}
 
 
-def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None]) -> dict:
+def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None],
+                      bar: Progress | None = None) -> dict:
     """The ``<n>-per-class`` column: C by mean validation accuracy over draws, test accuracy over draws.
 
     Without ``select_draws`` the draws that chose C are measured at it; with it (the SVHN
     authors' protocol) ``select_draws`` draws choose C and ``draws`` fresh ones (another seed
     stream) are fitted at that C and measured. A probe without C is measured on ``draws`` draws.
+    ``bar`` counts the fits (a draw's fit over the whole grid is one).
     """
     t0 = time.perf_counter()
     cfg = split.cfg
+    bar = bar or _quiet()
     C, val_scores, conv, searched = None, {}, True, {"c_at_edge": None, "c_grid": None}
     if not probe.has_C:
-        test_acc = np.array([probe.accuracy(probe.fit(split.draw(d), None), split.test)[0]
-                             for d in range(cfg.draws)])
+        bar.add_total(cfg.draws)
+        test_acc = np.zeros(cfg.draws)
+        for d in range(cfg.draws):
+            test_acc[d] = probe.accuracy(probe.fit(split.draw(d), None), split.test)[0]
+            bar.update()
     elif cfg.selection == "fresh":
-        C, val_scores, searched, test_acc, conv = _fresh_draws(probe, split, grid, say)
+        C, val_scores, searched, test_acc, conv = _fresh_draws(probe, split, grid, say, bar)
     else:
         sel_draws = cfg.select_draws or cfg.draws
+        bar.add_total(sel_draws + (cfg.draws if cfg.select_draws else 0))
         val_src = split.train.subset(split.val_idx)
         draws = [split.draw(d) for d in range(sel_draws)]
         last: dict[float, object] = {}  # C -> the last selection draw's one-C fit
@@ -320,13 +343,15 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
             # warm starts: each draw's grid starts from the previous draw's solutions (same
             # C, same distribution of rows): fewer Newton steps, same optimum
             f = last[min(last, key=lambda c: abs(math.log(c / Cs[0])))] if last else None  # widening: the edge's
+            if last:
+                bar.add_total(sel_draws)  # the grid widened: every draw once more
             for d, rows in enumerate(draws):
                 f = probe.fit(rows, Cs, warm=f)
                 val_acc[d] = probe.accuracy(f, val_src)
                 conv &= bool(f.converged.all())
                 if not cfg.select_draws:
                     test_acc[d] = probe.accuracy(f, split.test)
-                say(f"selection draw {d + 1}/{sel_draws}" + (f" at C={Cs[0]:g}" if len(Cs) == 1 else ""))
+                bar.update()
             last.update({c: f.select(i) for i, c in enumerate(Cs)})
             test_by_C.update({c: test_acc[:, i] for i, c in enumerate(Cs)})
             return val_acc.mean(0)
@@ -339,6 +364,7 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
                 f = probe.fit(split.draw(d, stream=2), [C], warm=f)
                 test_acc[d] = float(probe.accuracy(f, split.test)[0])
                 conv &= bool(f.converged.all())
+                bar.update()
         else:
             test_acc = test_by_C[C]
     scores = np.array([_score(a, cfg.metric) for a in test_acc])
@@ -349,22 +375,26 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
             "converged": conv, **searched}
 
 
-def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], None]) -> tuple:
+def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], None], bar: Progress) -> tuple:
     """The SVHN authors' selection: ``select_draws`` fresh draws for every C in turn, from one
     stream (:class:`.authors.Draws`) that then gives the ``draws`` measured at the chosen C."""
     cfg, conv = split.cfg, True
     draws = authors.Draws(split.y, split.pool_idx, cfg.labels_per_class, cfg.n_classes, split.seed, cfg.train_split)
     val_src = split.train.subset(split.val_idx)
     last: dict[float, object] = {}
+    bar.add_total(len(grid) * cfg.select_draws + cfg.draws)
 
     def fit_next(C: float, warm):
         nonlocal conv
         f = probe.fit(split.train.subset(np.sort(draws.next())), [C], warm=warm)
         conv &= bool(f.converged.all())
+        bar.update()
         return f
 
     def evaluate(Cs: list[float]) -> np.ndarray:
         means = []
+        if last:
+            bar.add_total(len(Cs) * cfg.select_draws)  # the grid widened
         for C in Cs:
             f, acc = None, []
             for d in range(cfg.select_draws):
@@ -415,11 +445,14 @@ def _split(name: str, cfg: ProtocolConfig, features: Features, seed: int, dev, s
 def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeConfig.probes,
                  config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int | None = None,
                  device: str = "auto", backend: str = "torch", standardize: bool = False,
-                 log: Callable[[str], None] | None = None) -> list[dict]:
+                 log: Callable[[str], None] | None = None, progress: str | bool | None = None,
+                 threads: int | None = None) -> list[dict]:
     """Run protocol ``name`` for each probe; one record (dict with ``records.CSV_COLUMNS`` + extras) per column.
 
     ``features``: :func:`from_arrays` or :func:`from_file`. ``Cs`` overrides the grid, ``seed``
-    the protocol's seed.
+    the protocol's seed. ``progress``: each column's fits as one bar on a terminal, lines with
+    the ETA off one (:class:`~dcgan_features.core.progress.Progress`; None: when ``log`` is
+    given). ``threads``: CPU threads (:mod:`dcgan_features.core.threads`; None: its policy).
     """
     cfg = config or get_protocol(name)
     seed = cfg.seed if seed is None else seed
@@ -427,12 +460,23 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
     dev = resolve_device(device)
     kinds = [get_probe(p, backend, cfg.n_classes, dev) for p in probes]
     split = _split(name, cfg, features, seed, dev, standardize)
+    n_rows = len(np.asarray(features.train.labels))
+    choice = choose_threads(threads, n_rows * split.train.dim, PROBE_SMALL_ELEMENTS,
+                            dev.type if backend == "torch" else "cpu")
+    with thread_scope(choice):
+        return _run_columns(name, cfg, features, kinds, split, grid, seed, dev, backend, standardize, log,
+                            (log is not None) if progress is None else progress, choice)
+
+
+def _run_columns(name: str, cfg: ProtocolConfig, features: Features, kinds: list, split: Split, grid, seed: int,
+                 dev, backend: str, standardize: bool, log, progress, choice) -> list[dict]:
+    """Each probe's columns, in order, each under its own progress bar."""
     base = {"dataset": features.describe.get("dataset", name), "trained_on": "", "features": "arrays",
             "architecture": "",
             "checkpoint": "", "layers": "", "dim": split.train.dim, "device": str(dev), **features.describe}
     base["device"] = str(dev) if backend == "torch" else "cpu"
     tail = {"seed": seed, "backend": backend, "standardize": standardize, "val_rows": len(split.val_idx),
-            "validation": cfg.validation, "selection": cfg.selection, "ci_ddof": cfg.ci_ddof}
+            "validation": cfg.validation, "selection": cfg.selection, "ci_ddof": cfg.ci_ddof, **choice.record()}
     draw_kind = f"{cfg.labels_per_class}-per-class"
     records = []
 
@@ -445,12 +489,15 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
             f"(re-extract with `extract --dataset {name}` and its defaults to follow it)")
     for probe in kinds:
         if cfg.full:
-            col = full_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/all: {m}"))
+            with Progress(0, f"{probe.name} {name}/all", unit="fit", mode=progress) as bar:
+                col = full_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/all: {m}"), bar)
             records.append({**base, "protocol": f"{name}/all", "probe": probe.name, **col, **tail})
             shown = "-" if col["C"] is None else f"{col['C']:g}"
             say(f"{probe.name} {name}/all: {cfg.metric} {col['mean']:.2f}% (C={shown})")
         if cfg.labels_per_class:
-            col = few_labels_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/{draw_kind}: {m}"))
+            with Progress(0, f"{probe.name} {name}/{draw_kind}", unit="fit", mode=progress) as bar:
+                col = few_labels_column(probe, split, grid, lambda m: say(f"{probe.name} {name}/{draw_kind}: {m}"),
+                                        bar)
             records.append({**base, "protocol": f"{name}/{draw_kind}", "probe": probe.name, **col, **tail})
             shown = "-" if col["C"] is None else f"{col['C']:g}"
             say(f"{probe.name} {name}/{draw_kind}: {cfg.metric} {col['mean']:.2f} +- {col['ci95']:.2f}% (C={shown})")

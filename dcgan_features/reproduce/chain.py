@@ -18,12 +18,14 @@ nothing writes the same table. Every step is the code the single commands run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
+from ..core.errors import DatasetError
 from .config import IMAGE_SIZE, ModelSource, ReproduceConfig, check_input_size, resolve
 from .stages import Decision, Stage, StageBook, plan
 
@@ -116,12 +118,26 @@ class Chain:
         if how == "compute" and folder.exists():
             shutil.rmtree(folder)  # another model's run: train from scratch
         resume = how == "resume" and (folder / "checkpoints" / "last.pt").is_file()
-        res = train(TrainConfig(dataset=src.train_dataset, arch=src.arch, width=src.width, epochs=src.epochs,
-                                batch_size=src.batch_size, data_dir=src.train_data_dir or self.cfg.data_dir,
-                                seed=self.cfg.model_seed, device=self.cfg.device, out=str(folder), resume=resume,
-                                progress=False))
+        with self._train_data_hints():
+            res = train(TrainConfig(dataset=src.train_dataset, arch=src.arch, width=src.width, epochs=src.epochs,
+                                    batch_size=src.batch_size, data_dir=src.train_data_dir or self.cfg.data_dir,
+                                    seed=self.cfg.model_seed, device=self.cfg.device, out=str(folder), resume=resume,
+                                    threads=self.cfg.threads))
         return {"steps": res.step, "epochs": res.epoch, "img_per_s": res.img_per_s, "device": self._device_name(),
                 "resumed": resume}
+
+    @contextlib.contextmanager
+    def _train_data_hints(self):
+        """The training data's folder is ``--train-data-dir`` when it is not the probed dataset:
+        a hint to pass ``--data-dir`` would move the probed data instead."""
+        try:
+            yield
+        except DatasetError as e:
+            if self.source.train_dataset == self.cfg.protocol:
+                raise
+            flag = "--train-data-dir" + ("" if self.cfg.train_dataset else
+                                         f" (with --train-dataset {self.source.train_dataset})")
+            raise DatasetError(str(e).replace("--data-dir", flag)) from None
 
     def _import(self, stage: Stage, how: str) -> dict:
         from ..nets.theano_import import import_theano
@@ -164,7 +180,7 @@ class Chain:
         import dataclasses
 
         ecfg = dataclasses.asdict(self._extract_config())
-        for k in ("device", "overwrite", "data_dir"):  # where it runs is not what it computes
+        for k in ("device", "overwrite", "data_dir", "threads"):  # where it runs is not what it computes
             ecfg.pop(k)
         return {"dataset": self.cfg.protocol, "data_dir": _abs(self.cfg.data_dir), "extract": ecfg}
 
@@ -209,7 +225,8 @@ class Chain:
             if how == "compute":  # made from another model or settings: start over
                 path.unlink(missing_ok=True)
                 partial_path(path).unlink(missing_ok=True)
-            res = extract(self._source(which), path, self._extract_config(), data=self.data(), log=self.log)
+            res = extract(self._source(which), path, self._extract_config(), data=self.data(), log=self.log,
+                          progress=True)
             return {"rows": res["rows"], "images_per_s": res["images_per_s"], "device": self._device_name(),
                     "state": res["state"]}
         return action
@@ -263,7 +280,7 @@ class Chain:
         cfg, p, m = self.cfg, self.protocol, self.model
         stamp = time.strftime("%Y-%m-%d")
         run = lambda feats: run_protocol(cfg.protocol, feats, cfg.probes, p, Cs=self.grid, seed=cfg.seed,  # noqa: E731
-                                         device=cfg.device, log=self.log)
+                                         device=cfg.device, log=self.log, threads=cfg.threads)
 
         def label(records: list[dict], name: str, notes: str, **extra) -> list[dict]:
             for r in records:
@@ -302,6 +319,25 @@ class Chain:
 
     def plan(self) -> list[Decision]:
         return plan(self.stages(), self.book)
+
+    def missing_inputs(self) -> dict[str, str]:
+        """Stage name -> the one line saying which of its input data is not on disk (``--dry-run``)."""
+        from ..data.registry import missing
+
+        src, p, out = self.source, self.protocol, {}
+        if src.kind == "train":
+            try:
+                with self._train_data_hints():
+                    msg = missing(src.train_dataset, "train", src.train_data_dir or self.cfg.data_dir)
+                    if msg:
+                        raise DatasetError(msg)
+            except DatasetError as e:
+                out["model"] = str(e)
+        msgs = [m for m in (missing(self.cfg.protocol, s, self.cfg.data_dir) for s in (p.train_split, p.test_split))
+                if m]
+        if msgs:
+            out.update({f"extract:{which}": msgs[0] for which in FEATURE_SETS})
+        return out
 
     def _device_name(self) -> str:
         from ..core.devices import device_name, resolve_device

@@ -77,6 +77,7 @@ class ReproduceConfig:
     c_grid: tuple[float, ...] | None = None
     probes: tuple[str, ...] = ("svm", "logreg")
     blocks: bool = False  # also probe each D block of the trained D alone
+    threads: int | None = None  # CPU threads of every stage; None: core.threads' policy or OMP_NUM_THREADS
 
     @property
     def model_seed(self) -> int:

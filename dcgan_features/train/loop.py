@@ -45,6 +45,7 @@ from ..nets.architectures import get_arch, sample_z
 from .ckpt_writer import CheckpointWriter, snapshot
 from ..core.devices import DistContext, device_name, init_distributed, resolve_device
 from ..core.errors import UserError, WriteError
+from ..core.threads import TRAIN_SMALL_PARAMS, choose_threads, model_size, thread_scope
 from ..core.locks import output_lock
 from .config import TrainConfig
 from .state import (RunFolder, capture_rng, catch_signals, check_same_data, data_fingerprint,
@@ -323,23 +324,26 @@ class _Run:
 
     def run(self) -> TrainResult:
         cfg = self.cfg
+        self.threads = choose_threads(cfg.threads, model_size(self.G, self.D), TRAIN_SMALL_PARAMS, self.device.type)
         if self.is_main:
             self.folder.create()
             if self.step == 0:
                 self.folder.start_fresh()
             self.folder.write_config(self._config_record())
-        progress = sys.stdout.isatty() if cfg.progress is None else cfg.progress
-        from tqdm import tqdm
+        from ..core.progress import Progress
 
-        self.bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                        disable=not (progress and self.is_main))
+        # a line per epoch off a terminal, but at least ten in a run
+        every = min(self.steps_per_epoch, -(-self.total_steps // 10))
+        self.bar = Progress(self.total_steps, "train", unit="step", initial=self.step, every=every,
+                            mode=cfg.progress if self.is_main else False)
         self.window = _Window()
         self.G.train()
         self.D.train()
         try:
-            while self.step < self.total_steps:
-                if self._epoch():
-                    break
+            with thread_scope(self.threads):
+                while self.step < self.total_steps:
+                    if self._epoch():
+                        break
         finally:
             self.bar.close()
             self.writer.wait()  # the last checkpoint is on disk (or its error raised) before we return
@@ -364,7 +368,6 @@ class _Run:
             self.take_step(perm[start:start + b])
             self.step += 1
             self.window.steps += 1
-            self.bar.update(1)
 
             epoch_end = i + 1 == self.steps_per_epoch
             done = self.step >= self.total_steps
@@ -372,8 +375,9 @@ class _Run:
             stop_local = "signal" in self.flag
             if self.step % cfg.log_every == 0 or want_ckpt or (stop_local and not self.dist.enabled):
                 self._end_window(epoch, epoch_end, want_ckpt, stop_local)
-                if done:
-                    return True
+            self.bar.update(1)  # after the window: a progress line carries this step's losses
+            if done:
+                return True
         return False
 
     def _reduce_window(self, stop_local: bool) -> tuple[torch.Tensor, int]:
@@ -412,7 +416,7 @@ class _Run:
                       "img_per_s": round(img_s, 1)}
         if self.is_main:
             self.folder.append_metrics(w.last_row)
-            self.bar.set_postfix({"img/s": f"{img_s:.0f}", "loss_D": f"{mean[0]:.3f}", "loss_G": f"{mean[1]:.3f}"})
+            self.bar.set_postfix(**{"img/s": f"{img_s:.0f}", "loss_D": f"{mean[0]:.3f}", "loss_G": f"{mean[1]:.3f}"})
         self.stats.acc.zero_()
         stop = bool(packed[4] > 0)
         if want_ckpt or stop:
@@ -476,4 +480,4 @@ class _Run:
                 "device": str(self.device), "device_name": dev, "amp_effective": self.amp,
                 "cuda_graph_effective": self.graph is not None, "prenormalized": self.data.prenormalized,
                 "world_size": self.dist.world, "n_images": self.n_images, "data_fingerprint": self.data_fingerprint,
-                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps, **self.threads.record()}

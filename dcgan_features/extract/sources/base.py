@@ -109,6 +109,11 @@ class FeatureSource:
     def to(self, device: torch.device) -> "FeatureSource":
         return self
 
+    def work_size(self) -> int | None:
+        """The size the CPU thread policy compares (``core.threads``): parameters of the model;
+        None (torch's own thread count) for a source without one."""
+        return None
+
     @contextlib.contextmanager
     def extractor(self, plan: Plan, grid: int, dtype: torch.dtype) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
         """A function uint8 batch on the device -> (B, plan.dim) features in ``dtype``."""

@@ -206,6 +206,11 @@ class ModuleSource(FeatureSource):
         has_bn = bool(batchnorms(self.module))
         return Plan([n for n, _ in chosen], dims, bn if has_bn else "none")
 
+    def work_size(self) -> int:
+        from ...core.threads import model_size
+
+        return model_size(self.module)
+
     def to(self, device: torch.device) -> "ModuleSource":
         self.module.to(device)
         return self
