@@ -228,7 +228,7 @@ class Chain:
             res = extract(self._source(which), path, self._extract_config(), data=self.data(), log=self.log,
                           progress=True)
             return {"rows": res["rows"], "images_per_s": res["images_per_s"], "device": self._device_name(),
-                    "state": res["state"]}
+                    "state": res["state"], "threads": res.get("threads")}
         return action
 
     # ------------------------------------------------------------------ the probes
