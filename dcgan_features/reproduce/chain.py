@@ -70,7 +70,7 @@ class Chain:
                     "identity": {"source": "train", "dataset": src.train_dataset,
                                  "data_dir": _abs(src.train_data_dir or self.cfg.data_dir), "arch": src.arch,
                                  "width": src.width, "epochs": src.epochs, "batch_size": src.batch_size,
-                                 "seed": self.cfg.model_seed}}
+                                 "seed": self.cfg.model_seed, **self._limit_setting()}}
         if src.kind == "import-theano":
             from ..nets.checkpoint import AUTHORS_TRAINED_ON
             from ..nets.theano_import import convert_folder
@@ -92,6 +92,10 @@ class Chain:
                 "identity": {"source": src.kind, "path": src.path if src.kind == "checkpoint" else Path(src.path).name,
                              "sha256": checkpoint.sha256(src.path)}}
 
+    def _limit_setting(self) -> dict:
+        """``{"limit": N}`` in a stage's settings when ``--limit`` is given (nothing otherwise: old runs stay valid)."""
+        return {} if self.cfg.limit is None else {"limit": self.cfg.limit}
+
     def _model_stage(self) -> Stage:
         src, m, out = self.source, self.model, self.out
         if src.kind == "train":
@@ -99,7 +103,8 @@ class Chain:
             cmd = (f"dcgan-features train --dataset {src.train_dataset}"
                    + (f" --data-dir {_q(data_dir)}" if data_dir else "")
                    + f" --arch {src.arch} --width {src.width} --epochs {src.epochs} --batch-size {src.batch_size}"
-                   f" --seed {self.cfg.model_seed} --device {self.cfg.device} --out {_q(out / 'train')}")
+                   f" --seed {self.cfg.model_seed} --device {self.cfg.device} --out {_q(out / 'train')}"
+                   + (f"  # on the first {self.cfg.limit} train images (reproduce --limit)" if self.cfg.limit else ""))
             return Stage("model", m["identity"], ["train/checkpoints/last.pt"], self._train, command=cmd,
                          title=f"train {src.arch} width {src.width} on {src.train_dataset}, {src.epochs} epochs")
         if src.kind == "import-theano":
@@ -119,10 +124,17 @@ class Chain:
             shutil.rmtree(folder)  # another model's run: train from scratch
         resume = how == "resume" and (folder / "checkpoints" / "last.pt").is_file()
         with self._train_data_hints():
+            images = None
+            if self.cfg.limit is not None:  # --limit: the first N training images, passed to train() as they are
+                from ..data.registry import load
+                from ..nets.architectures import get_arch
+
+                images = load(src.train_dataset, "train", data_dir=src.train_data_dir or self.cfg.data_dir,
+                              image_size=get_arch(src.arch).image_size).images[:self.cfg.limit]
             res = train(TrainConfig(dataset=src.train_dataset, arch=src.arch, width=src.width, epochs=src.epochs,
                                     batch_size=src.batch_size, data_dir=src.train_data_dir or self.cfg.data_dir,
                                     seed=self.cfg.model_seed, device=self.cfg.device, out=str(folder), resume=resume,
-                                    threads=self.cfg.threads))
+                                    threads=self.cfg.threads), images=images)
         return {"steps": res.step, "epochs": res.epoch, "img_per_s": res.img_per_s, "device": self._device_name(),
                 "resumed": resume}
 
@@ -166,6 +178,11 @@ class Chain:
             p = self.protocol
             self._data = {s: load(self.cfg.protocol, s, data_dir=self.cfg.data_dir, image_size=IMAGE_SIZE)
                           for s in (p.train_split, p.test_split)}
+            if self.cfg.limit is not None:  # --limit N: the first N images of each split
+                import dataclasses
+
+                self._data = {s: dataclasses.replace(d, images=d.images[:self.cfg.limit], labels=d.labels[:self.cfg.limit])
+                              for s, d in self._data.items()}
         return self._data
 
     def _extract_config(self):
@@ -174,7 +191,7 @@ class Chain:
 
         p = self.protocol
         return extract_config(self.cfg.protocol, splits=(p.train_split, p.test_split), device=self.cfg.device,
-                              data_dir=self.cfg.data_dir)
+                              data_dir=self.cfg.data_dir, limit=self.cfg.limit)
 
     def _extract_settings(self) -> dict:
         import dataclasses
@@ -188,7 +205,8 @@ class Chain:
         """The trained D, a random D of its architecture and width, and the raw pixels, each to HDF5."""
         m, cfg, out = self.model, self.cfg, self.out
         common = (f" --dataset {cfg.protocol}" + (f" --data-dir {_q(cfg.data_dir)}" if cfg.data_dir else "")
-                  + f" --splits {self.protocol.train_split},{self.protocol.test_split} --device {cfg.device}")
+                  + f" --splits {self.protocol.train_split},{self.protocol.test_split} --device {cfg.device}"
+                  + (f" --limit {cfg.limit}" if cfg.limit is not None else ""))
         settings = self._extract_settings()
         random = {"arch": m["arch"], "width": m["width"], "seed": cfg.model_seed}
         made = {  # which -> (what determines the source, after, --model options, title)
@@ -282,9 +300,12 @@ class Chain:
         run = lambda feats: run_protocol(cfg.protocol, feats, cfg.probes, p, Cs=self.grid, seed=cfg.seed,  # noqa: E731
                                          device=cfg.device, log=self.log, threads=cfg.threads)
 
+        limited = "" if cfg.limit is None else f"; --limit {cfg.limit}: the first {cfg.limit} images of each split"
+
         def label(records: list[dict], name: str, notes: str, **extra) -> list[dict]:
             for r in records:
-                r.update(features=name, notes=notes, date=stamp, command=cfg.command, **extra)
+                r.update(features=name, notes=notes + limited, date=stamp, command=cfg.command, limit=cfg.limit,
+                         **extra)
             return records
 
         with FeatureFile(self.out / "features" / f"{'trained' if which == 'blocks' else which}.h5") as ff:

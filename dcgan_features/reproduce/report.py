@@ -95,6 +95,8 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
              + (f", {src.epochs} epochs, batch {src.batch_size}, seed {cfg.model_seed}" if src.kind == "train" else "")
              + (f" (<code>{_e(src.path)}</code>)" if src.path else ""))
     p = chain.protocol
+    limit = ("" if getattr(cfg, "limit", None) is None else
+             f"; <b>--limit {cfg.limit}</b>: the first {cfg.limit} images of each split, the training data's too")
     return f"""
 <h2>What was run</h2>
 <pre>{_e(cfg.command or f'dcgan-features reproduce {cfg.protocol} --out {cfg.out}')}</pre>
@@ -104,7 +106,7 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
 {'all labels and ' if p.full else ''}{p.labels_per_class} labels per class over {p.draws} draws; probes
 {_e(', '.join(cfg.probes))}; seed {p.seed if cfg.seed is None else cfg.seed}</td></tr>
 <tr><th>probed data</th><td>{_e(cfg.protocol)} from {_e(cfg.data_dir or 'the default locations')}; rows
-{_e(data if data is not None else '-')}, at 32x32</td></tr>
+{_e(data if data is not None else '-')}, at 32x32{limit}</td></tr>
 <tr><th>model</th><td>{model}</td></tr>
 <tr><th>devices</th><td>{_e(', '.join(devices) or '-')} (<code>--device {_e(cfg.device)}</code>)</td></tr>
 <tr><th>versions</th><td>{_e(_versions())}</td></tr>
