@@ -29,7 +29,8 @@ def _model_help() -> str:
               help="With random:ARCH: width. [default: the architecture's own]")
 @click.option("--seed", type=int, default=SOURCE_SEED, help="Seed of a random init (random, torchvision, python) or of the K-means fit.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="torchvision/python models: a state dict file, loaded with weights_only (never runs code).")
+              help="torchvision/python models: a state dict file, loaded with weights_only (never runs code); "
+                   "for torchvision also a weights name (IMAGENET1K_V1, DEFAULT) read from torch's hub cache.")
 @click.option("--image-size", type=click.IntRange(1, MAX_IMAGE_SIZE), default=None,
               help="Input size for pixels, kmeans and generic models. [default: 32]")
 @click.option("--normalize", type=Names("dcgan_features.extract.sources:NORMALIZE"), default=None,
@@ -48,8 +49,9 @@ def _model_help() -> str:
 @click.option("--grid", type=click.IntRange(min=1), default=E.grid, help="Max-pool each block's output to GRID x GRID.")
 @click.option("--bn", type=Names("dcgan_features.extract.hooks:BN_MODES"), default=None,
               help="BatchNorm: re-estimate statistics over train (the paper's way), over train as the SVHN "
-                   "authors' script does it exactly, the checkpoint's, or per batch. [default: svhn authors, "
-                   "others recompute]")
+                   "authors' script does it exactly, the model's own running statistics, or per batch. [default: "
+                   "running for a model with statistics of its own (torchvision/python weights); else svhn "
+                   "authors, others recompute]")
 @click.option("--dtype", type=Names("dcgan_features.extract.store:DTYPES"), default=None,
               help="Stored feature dtype. [default: float32 for the paper's protocols (cifar10, svhn, also "
                    "with TF32 off on a GPU), float16 otherwise]")
@@ -111,7 +113,11 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
     split_list = tuple(dict.fromkeys(s.strip() for s in splits.split(",") if s.strip()))
     if not split_list:
         ctx.fail(f"--splits needs at least one split name, got {splits!r}")
-    cfg = extract_config(dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
+    own_bn = model.default_bn() if bn is None else None
+    if own_bn:
+        click.echo(f"BatchNorm: keeping {model.spec}'s own running statistics (--bn recompute re-estimates them "
+                   f"over the train split)", err=True)
+    cfg = extract_config(dataset, splits=split_list, layers=layers, grid=grid, bn=bn or own_bn, dtype=dtype,
                          batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite,
                          threads=threads)
     res = extract_any(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)

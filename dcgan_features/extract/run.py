@@ -175,6 +175,9 @@ def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | N
              progress: bool) -> dict:
     device = resolve_device(cfg.device)
     plan, images, labels, meta = _inputs(model, out, cfg, data)
+    if plan.skipped:
+        log(f"--layer all at {model.image_size}x{model.image_size}: {len(plan.layers)} layers; skipped "
+            f"{len(plan.skipped)} narrower than --grid {cfg.grid}: {', '.join(plan.skipped)}")
     check_no_parts(out, world=1, overwrite=cfg.overwrite)
     splits = {s: (labels[s], np.arange(len(labels[s]), dtype=np.int64)) for s in cfg.splits}
     writer = FeatureWriter(out, meta, splits, resume_key=resume_key(cfg, plan), overwrite=cfg.overwrite, log=log)

@@ -49,6 +49,7 @@ class Plan:
     layer_dims: list[int]
     bn_mode: str = "none"
     grid: int | None = None  # None: the --grid asked for; sources with their own pooling set it
+    skipped: list[str] = field(default_factory=list)  # --layer all: layers left out, narrower than the grid
 
     @property
     def dim(self) -> int:
@@ -108,6 +109,11 @@ class FeatureSource:
 
     def to(self, device: torch.device) -> "FeatureSource":
         return self
+
+    def default_bn(self) -> str | None:
+        """The ``--bn`` mode when none is given: None for the dataset's (re-estimate, the paper's way);
+        a pretrained model with running statistics keeps its own (``running``)."""
+        return None
 
     def work_size(self) -> int | None:
         """The size the CPU thread policy compares (``core.threads``): parameters of the model;
