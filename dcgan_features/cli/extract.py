@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from ..extract.config import ExtractConfig, extract_config
+from .replay import config_option
 from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, LazyHelp, Names, cli, device_option, out_file, \
     threads_option
 
@@ -20,6 +21,7 @@ def _model_help() -> str:
 
 
 @cli.command("extract")
+@config_option
 @click.option("--model", "model_spec", default=None, metavar="SPEC", cls=LazyHelp, help_text=_model_help)
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Same as --model checkpoint:PATH.")

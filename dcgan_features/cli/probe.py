@@ -6,6 +6,7 @@ import click
 
 from ..core.errors import UserError
 from ..probes.config import BACKENDS, PROBE_NAMES, ProbeConfig
+from .replay import config_option
 from .group import MAX_DRAWS, Names, cli, device_option, threads_option
 
 DEFAULTS = ProbeConfig()
@@ -24,6 +25,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 
 
 @cli.command("probe")
+@config_option
 @click.argument("dataset", type=Names("dcgan_features.probes.protocols:PROTOCOLS"))
 @click.option("--features", "features_path", required=True, type=click.Path(dir_okay=False),
               help="HDF5 feature file written by `dcgan-features extract`.")

@@ -7,6 +7,7 @@ import click
 
 from ..probes.config import PROBE_NAMES
 from ..reproduce.config import SETUPS, ReproduceConfig  # torch-free
+from .replay import config_option
 from .group import MAX_BATCH, MAX_DRAWS, MAX_WIDTH, cli, device_option, out_folder, threads_option
 from .probe import parse_grid
 
@@ -18,6 +19,7 @@ def _setup_default(field: str) -> str:
 
 
 @cli.command("reproduce")
+@config_option
 @click.argument("protocol", type=click.Choice(list(SETUPS)))
 @click.option("--out", required=True, type=click.Path(file_okay=False), callback=out_folder,
               help="Run folder: train/, features/, probes/, stages/, results.csv, report.html.")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import click
 
 from ..train.config import TrainConfig
+from .replay import config_option
 from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option, threads_option
 
 T = TrainConfig  # class attributes: the defaults
 
 
 @cli.command("train")
+@config_option
 @click.option("--dataset", required=True, metavar="NAME",
               help="Training images, labels unused (see `dcgan-features datasets`).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=T.data_dir,
