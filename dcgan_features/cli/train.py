@@ -78,6 +78,10 @@ def train_cmd(**settings) -> None:
     result = train(TrainConfig(**settings))  # every option is a TrainConfig field of the same name
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports
         m = result.last_metrics
+        if not m:  # --resume on a run that had already taken every step: nothing was trained now
+            click.echo(f"{result.out} is already trained to step {result.step} (epoch {result.epoch:.2f}); "
+                       f"nothing to do (raise --epochs to train further); checkpoint: {result.checkpoint}")
+            return
         tail = (f", loss_D {m['loss_d']:.3f}, loss_G {m['loss_g']:.3f}" if m else "")
         click.echo(f"trained to step {result.step} (epoch {result.epoch:.2f}){tail}, "
                    f"{result.img_per_s:.0f} img/s; checkpoint: {result.checkpoint}")

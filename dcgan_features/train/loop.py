@@ -66,7 +66,7 @@ class TrainResult:
     checkpoint: Path
     step: int
     epoch: float
-    img_per_s: float  # mean over the run's logged intervals, all ranks together
+    img_per_s: float  # this call's images over its wall time in the loop, all ranks together (0: no step taken)
     last_metrics: dict = field(default_factory=dict)
 
 
@@ -166,12 +166,10 @@ def _use_cuda_graph(cfg: TrainConfig, device: torch.device, dist_ctx: DistContex
 
 @dataclass
 class _Window:
-    """The logging window: steps since the last sync, its start time, img/s so far."""
+    """The logging window: steps since the last sync, its start time, the last metrics row."""
 
     steps: int = 0
     start: float = field(default_factory=time.perf_counter)
-    img_s_sum: float = 0.0
-    img_s_n: int = 0
     last_row: dict = field(default_factory=dict)
 
 
@@ -339,6 +337,7 @@ class _Run:
         self.window = _Window()
         self.G.train()
         self.D.train()
+        first_step, t0 = self.step, time.perf_counter()
         try:
             with thread_scope(self.threads):
                 while self.step < self.total_steps:
@@ -349,9 +348,12 @@ class _Run:
             self.writer.wait()  # the last checkpoint is on disk (or its error raised) before we return
         if self.is_main:
             self.folder.plot_losses()
-        w = self.window
+        # the rate the progress bar shows: every step of this call over the loop's wall time (the mean of
+        # the logged windows' rates weighed a short first window like a full one)
+        seconds = time.perf_counter() - t0
+        img_s = (self.step - first_step) * cfg.batch_size / seconds if self.step > first_step else 0.0
         return TrainResult(self.folder.out, self.folder.last, self.step, self.step / self.steps_per_epoch,
-                           w.img_s_sum / max(w.img_s_n, 1), w.last_row)
+                           img_s, self.window.last_row)
 
     def _epoch(self) -> bool:
         """The rest of the current epoch; True when the run is done."""
@@ -409,7 +411,6 @@ class _Run:
                                 "lower --lr or check the data")
         elapsed = time.perf_counter() - w.start
         img_s = w.steps * cfg.batch_size / max(elapsed, 1e-9)
-        w.img_s_sum, w.img_s_n = w.img_s_sum + img_s, w.img_s_n + 1
         mean = (packed[:4] / w.steps).tolist()
         w.last_row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
                       "loss_d": mean[0], "loss_g": mean[1], "d_x": mean[2], "d_g_z": mean[3],
