@@ -109,7 +109,8 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
         feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
         log = (lambda m: click.echo(m, err=True)) if group.rank == 0 else (lambda m: None)
         records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,
-                               backend=backend, standardize=standardize, log=log, threads=threads)
+                               backend=backend, standardize=standardize, log=log, threads=threads,
+                               progress=group.rank == 0)
         if group.rank != 0:
             return
         click.echo(format_table(records))

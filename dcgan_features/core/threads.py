@@ -57,9 +57,10 @@ class ThreadChoice:
         return {"threads": self.threads, "threads_reason": self.reason}
 
 
-def choose_threads(requested: int | None, size: int, threshold: int, device_type: str = "cpu",
+def choose_threads(requested: int | None, size: int | None, threshold: int, device_type: str = "cpu",
                    env: Mapping[str, str] | None = None) -> ThreadChoice:
-    """The thread count for a stage of ``size`` whose one-thread threshold is ``threshold``."""
+    """The thread count for a stage of ``size`` whose one-thread threshold is ``threshold`` (size None:
+    not known, torch's default)."""
     env = os.environ if env is None else env
     if requested is not None:
         if int(requested) < 1:
@@ -70,6 +71,8 @@ def choose_threads(requested: int | None, size: int, threshold: int, device_type
     for var in ENV_VARS:
         if env.get(var):
             return ThreadChoice(None, f"{var}={env[var]} in the environment")
+    if size is None:
+        return ThreadChoice(None, "torch's default (no model size to compare)")
     if size < threshold:
         return ThreadChoice(1, f"one thread: size {size:,} below {threshold:,} (results/threads.csv)")
     return ThreadChoice(None, f"torch's default: size {size:,} at or above {threshold:,}")

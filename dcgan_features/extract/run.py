@@ -191,8 +191,7 @@ def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | N
         return {"path": str(out), "state": "done", "rows": rows, "seconds": 0.0, "images_per_s": 0.0}
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     size = model.work_size()
-    threads = choose_threads(cfg.threads, TRAIN_SMALL_PARAMS if size is None else size, TRAIN_SMALL_PARAMS,
-                             device.type)
+    threads = choose_threads(cfg.threads, size, TRAIN_SMALL_PARAMS, device.type)
     try:
         with _tf32(cfg.tf32), thread_scope(threads):
             return {**_run(model, plan, device, cfg, writer, images, rows, t0, kill_after, log, progress),
@@ -285,7 +284,7 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
     # (3) the source's own preparation (BN re-estimation, a K-means fit), kept for a resume
     bn_batches = (lambda: _authors_bn_batches(cfg, images["train"], device, log)) if plan.bn_mode == "authors" else None
     ctx = PrepareContext(images, device, lambda s: batches(images[s]), writer.saved_state, writer.save_state, log,
-                         bn_batches)
+                         bn_batches, progress=progress)
     (prepare or (lambda m, p, c: m.prepare(p, c)))(model, plan, ctx)
 
     # (4) batches -> features -> writer thread; resume at the batch holding the first missing row

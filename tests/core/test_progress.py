@@ -104,3 +104,5 @@ def test_extract_prints_lines_off_a_terminal(run_cli, tmp_path, lines_now):
     assert code in (0, None), err
     lines = [ln for ln in err.splitlines() if ln.startswith("extract f.h5: ")]
     assert lines and lines[-1].startswith("extract f.h5: 400/400 img (100%)"), err
+    bn = [ln for ln in err.splitlines() if ln.startswith("BatchNorm statistics: ")]  # the pass before it
+    assert bn and bn[-1].startswith("BatchNorm statistics: 200/200 img (100%)"), err

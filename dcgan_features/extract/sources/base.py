@@ -77,6 +77,7 @@ class PrepareContext:
     # share of the train batches, and ``gather`` turns rows computed per batch of it into the
     # rows of every batch, in order (BN statistics: one process's arithmetic on every rank).
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None
+    progress: bool = False  # show the preparation's passes (core.progress: a bar, or lines off a terminal)
 
 
 class FeatureSource:
@@ -141,9 +142,22 @@ def recompute_bn_once(model, plan: Plan, ctx: PrepareContext, to_input: Callable
     if ctx.bn_batches is None:
         ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
     batches = ctx.bn_batches() if ctx.bn_batches is not None else ctx.batches("train")
+    # one bar over the train images (this process's pass over all of them: not the authors' subset, not a
+    # torchrun rank's share)
+    from ...core.progress import Progress
+
+    bar = Progress(ctx.images["train"].shape[0], "BatchNorm statistics", unit="img",
+                   mode="auto" if ctx.progress and ctx.gather is None and ctx.bn_batches is None else False)
+
+    def counted():
+        for x in batches:
+            yield to_input(x)
+            bar.update(x.shape[0])
+
     # the authors' batches are every rank's whole list (no gather); train batches are a rank's share
-    recompute_bn_stats(model, (to_input(x) for x in batches), biased=plan.bn_mode == "authors",
-                       gather=ctx.gather if ctx.bn_batches is None else None, **kw)
+    with bar:
+        recompute_bn_stats(model, counted(), biased=plan.bn_mode == "authors",
+                           gather=ctx.gather if ctx.bn_batches is None else None, **kw)
     ctx.save("bn_stats", bn_state(model))
 
 
