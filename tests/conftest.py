@@ -21,6 +21,14 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def quiet_progress(monkeypatch):
+    """No progress lines off a terminal (they start after QUIET_SECONDS): on a loaded machine a tiny
+    run can last that long and add lines to a stderr that a test counts. tests/core/test_progress.py
+    and the tests of each stage's lines set it to 0 themselves."""
+    monkeypatch.setattr("dcgan_features.core.progress.QUIET_SECONDS", float("inf"))
+
+
 @pytest.fixture(scope="session")
 def digits():
     """Real structured data: scikit-learn's digits, pixels in [0, 1], split 1297 / 500 in file order."""

@@ -6,7 +6,9 @@ from __future__ import annotations
 import click
 
 from ..extract.config import ExtractConfig, extract_config
-from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, LazyHelp, Names, cli, device_option, out_file
+from .replay import config_option
+from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, LazyHelp, Names, cli, device_option, out_file, \
+    threads_option
 
 E = ExtractConfig  # class attributes: the defaults
 SOURCE_SEED = 0  # sources.SourceOptions.seed, which imports torch (tests/cli/test_defaults.py compares)
@@ -19,6 +21,7 @@ def _model_help() -> str:
 
 
 @cli.command("extract")
+@config_option
 @click.option("--model", "model_spec", default=None, metavar="SPEC", cls=LazyHelp, help_text=_model_help)
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Same as --model checkpoint:PATH.")
@@ -28,7 +31,8 @@ def _model_help() -> str:
               help="With random:ARCH: width. [default: the architecture's own]")
 @click.option("--seed", type=int, default=SOURCE_SEED, help="Seed of a random init (random, torchvision, python) or of the K-means fit.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="torchvision/python models: a state dict file, loaded with weights_only (never runs code).")
+              help="torchvision/python models: a state dict file, loaded with weights_only (never runs code); "
+                   "for torchvision also a weights name (IMAGENET1K_V1, DEFAULT) read from torch's hub cache.")
 @click.option("--image-size", type=click.IntRange(1, MAX_IMAGE_SIZE), default=None,
               help="Input size for pixels, kmeans and generic models. [default: 32]")
 @click.option("--normalize", type=Names("dcgan_features.extract.sources:NORMALIZE"), default=None,
@@ -57,13 +61,15 @@ def _model_help() -> str:
 @click.option("--grid", type=click.IntRange(min=1), default=E.grid, help="Max-pool each block's output to GRID x GRID.")
 @click.option("--bn", type=Names("dcgan_features.extract.hooks:BN_MODES"), default=None,
               help="BatchNorm: re-estimate statistics over train (the paper's way), over train as the SVHN "
-                   "authors' script does it exactly, the checkpoint's, or per batch. [default: svhn authors, "
-                   "others recompute]")
+                   "authors' script does it exactly, the model's own running statistics, or per batch. [default: "
+                   "running for a model with statistics of its own (torchvision/python weights); else svhn "
+                   "authors, others recompute]")
 @click.option("--dtype", type=Names("dcgan_features.extract.store:DTYPES"), default=None,
               help="Stored feature dtype. [default: float32 for the paper's protocols (cifar10, svhn, also "
                    "with TF32 off on a GPU), float16 otherwise]")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=E.batch_size, help="Images per forward pass.")
 @device_option(E.device)
+@threads_option(E.threads)
 @click.option("--limit", type=click.IntRange(min=1), default=E.limit,
               help="Only the first N images of each split (quick runs, benchmarks). [default: all]")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), callback=out_file,
@@ -76,7 +82,8 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
                 normalize: str | None, kmeans_from: str | None, kmeans_init: str | None, list_layers: bool,
                 dataset: str | None, data_dir: str | None, splits: str, test_fraction: float, split_seed: int,
                 workers: int, skip_bad: bool, layers: str, grid: int, bn: str, dtype: str, batch_size: int,
-                device: str, limit: int | None, out: str | None, overwrite: bool) -> None:
+                device: str, limit: int | None, out: str | None, overwrite: bool,
+                threads: int | None) -> None:
     """Features of a dataset -> HDF5: every chosen layer max-pooled to GRID x GRID, concatenated.
     Killed at any point, the same command again resumes where it stopped.
 
@@ -121,9 +128,14 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
     split_list = tuple(dict.fromkeys(s.strip() for s in splits.split(",") if s.strip()))
     if not split_list:
         ctx.fail(f"--splits needs at least one split name, got {splits!r}")
-    cfg = extract_config(dataset, splits=split_list, layers=layers, grid=grid, bn=bn, dtype=dtype,
+    own_bn = model.default_bn() if bn is None else None
+    if own_bn:
+        click.echo(f"BatchNorm: keeping {model.spec}'s own running statistics (--bn recompute re-estimates them "
+                   f"over the train split)", err=True)
+    cfg = extract_config(dataset, splits=split_list, layers=layers, grid=grid, bn=bn or own_bn, dtype=dtype,
                          batch_size=batch_size, device=device, data_dir=data_dir, limit=limit, overwrite=overwrite,
-                         test_fraction=test_fraction, split_seed=split_seed, workers=workers, skip_bad=skip_bad)
+                         threads=threads, test_fraction=test_fraction, split_seed=split_seed,
+                         workers=workers, skip_bad=skip_bad)
     res = extract_any(model, out, cfg, log=lambda m: click.echo(m, err=True), progress=True)
     if res.get("rank", 0) != 0:  # torchrun: rank 0 reports for the group
         return
@@ -132,4 +144,5 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
         click.echo(f"{out} already holds {rows} rows with these settings; nothing to do")
     else:
         click.echo(f"wrote {rows} rows of {model.architecture} features to {out} "
-                   f"({res['seconds']:.1f} s, {res['images_per_s']:.0f} img/s)")
+                   f"({res['seconds']:.1f} s, {res['images_per_s']:.0f} img/s"
+                   + (f", {res['threads']} thread{'s' * (res['threads'] != 1)}" if res.get("threads") else "") + ")")

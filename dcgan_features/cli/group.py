@@ -84,6 +84,13 @@ def device_option(default: str):
                         help="Where to run: auto takes cuda when available.")
 
 
+def threads_option(default: int | None = None):
+    """``--threads N``: CPU threads for this command; unset, one thread for small work (core.threads)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=default,
+                        help="CPU threads torch uses. [default: OMP_NUM_THREADS if set, else one thread for small "
+                             "models and feature sets, torch's count above (results/threads.csv)]")
+
+
 class LazyHelp(click.Option):
     """An option whose help text is built when help is shown (``help_text()``), e.g. from a registry
     that imports torch."""

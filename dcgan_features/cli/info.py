@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..extract.config import ExtractConfig
-from .group import MAX_IMAGE_SIZE, cli
+from .group import MAX_IMAGE_SIZE, LazyHelp, cli
 
 
 @cli.command("architectures")
@@ -32,6 +32,14 @@ def architectures_cmd(width: int | None, grid: int) -> None:
         click.echo(f"  total feature dim: {total}")
 
 
+def _download_help() -> str:
+    from ..data.registry import DATASETS
+
+    can = [name for name, spec in DATASETS.items() if spec.downloadable]
+    return (f"With --verify: fetch a missing public dataset with torchvision ({', '.join(can)}); for the "
+            f"others, say where to get them.")
+
+
 @cli.command("datasets")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the datasets (torchvision layout). [default: ./data]")
@@ -39,9 +47,7 @@ def architectures_cmd(width: int | None, grid: int) -> None:
               help="Load every split of dataset NAME fully and report shapes and class counts.")
 @click.option("--image-size", type=click.IntRange(8, MAX_IMAGE_SIZE), default=None,
               help="With --verify: resize to this size, as training does.")
-@click.option("--download", is_flag=True,
-              help="With --verify: fetch a missing public dataset with torchvision (the list says which can be); "
-                   "for the others, say where to get them.")
+@click.option("--download", is_flag=True, cls=LazyHelp, help_text=lambda: _download_help())
 @click.pass_context
 def datasets_cmd(ctx: click.Context, data_dir: str | None, verify: str | None, image_size: int | None,
                  download: bool) -> None:

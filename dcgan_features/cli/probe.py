@@ -6,7 +6,8 @@ import click
 
 from ..core.errors import UserError
 from ..probes.config import BACKENDS, PROBE_NAMES, ProbeConfig
-from .group import MAX_DRAWS, Names, cli, device_option
+from .replay import config_option
+from .group import MAX_DRAWS, Names, cli, device_option, threads_option
 
 DEFAULTS = ProbeConfig()
 
@@ -24,6 +25,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 
 
 @cli.command("probe")
+@config_option
 @click.argument("dataset", required=False, type=Names("dcgan_features.data.registry:DATASETS"))
 @click.option("--features", "features_path", required=True, type=click.Path(dir_okay=False),
               help="HDF5 feature file written by `dcgan-features extract`.")
@@ -53,6 +55,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
               help="Apply the post-processing the feature file records (kmeans:K: Coates's standardisation, "
                    "train mean and sqrt(var + 0.01), applied to test too).")
 @device_option(DEFAULTS.device)
+@threads_option(DEFAULTS.threads)
 @click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULTS.backend,
               help="torch: our solver (CPU/GPU, streams from disk); sklearn: LinearSVC / LogisticRegression.")
 @click.option("--val-size", type=click.IntRange(min=1), default=None,
@@ -66,7 +69,7 @@ def probe_cmd(ctx: click.Context, dataset: str | None, features_path: str, probe
               c_extend: int | None, draws: int | None, seed: int | None, validation: str | None,
               selection: str | None, ci_ddof: str | None, standardize: bool, postprocess: bool, device: str,
               backend: str,
-              val_size: int | None, labels_per_class: int | None, out: str) -> None:
+              val_size: int | None, labels_per_class: int | None, out: str, threads: int | None) -> None:
     """Linear probes on extracted features under DATASET's protocol (C chosen on validation rows).
     DATASET defaults to the one the feature file was extracted from; a dataset without a registered
     protocol (a folder, ...) gets the generic one, built from the file: its classes, a stratified 10%
@@ -78,7 +81,7 @@ def probe_cmd(ctx: click.Context, dataset: str | None, features_path: str, probe
       dcgan-features probe digits --features f.h5
       dcgan-features probe cifar10 --features cifar.h5 --probe svm --device cuda
       dcgan-features probe svhn --features svhn.h5 --C 1e-4,1e-3,1e-2 --draws 100
-      dcgan-features probe fashion-mnist --features fm.h5 --probe all --standardize --out results/probes
+      dcgan-features probe fashion-mnist --features fm.h5 --probe all --standardize --out runs/probes_fm
       dcgan-features probe digits --features f.h5 --backend sklearn --val-size 100 --labels-per-class 5
       torchrun --standalone --nproc-per-node 8 -m dcgan_features.cli probe cifar10 --features c.h5 \\
           --device cuda       # each GPU holds a share of the rows; the same records
@@ -126,7 +129,8 @@ def probe_cmd(ctx: click.Context, dataset: str | None, features_path: str, probe
         feats = from_file(ff, cfg, device=device if backend == "torch" else "cpu")
         log = (lambda m: click.echo(m, err=True)) if group.rank == 0 else (lambda m: None)
         records = run_protocol(dataset, feats, chosen, cfg, Cs=grid, seed=seed, device=device,
-                               backend=backend, standardize=standardize, log=log, postprocess=postprocess)
+                               backend=backend, standardize=standardize, log=log, threads=threads, postprocess=postprocess,
+                               progress=group.rank == 0)
         if group.rank != 0:
             return
         click.echo(format_table(records))

@@ -7,7 +7,8 @@ import click
 
 from ..probes.config import PROBE_NAMES
 from ..reproduce.config import SETUPS, ReproduceConfig  # torch-free
-from .group import MAX_BATCH, MAX_DRAWS, MAX_WIDTH, cli, device_option, out_folder
+from .replay import config_option
+from .group import MAX_BATCH, MAX_DRAWS, MAX_WIDTH, cli, device_option, out_folder, threads_option
 from .probe import parse_grid
 
 R = ReproduceConfig  # class attributes: the defaults
@@ -18,6 +19,7 @@ def _setup_default(field: str) -> str:
 
 
 @cli.command("reproduce")
+@config_option
 @click.argument("protocol", type=click.Choice(list(SETUPS)))
 @click.option("--out", required=True, type=click.Path(file_okay=False), callback=out_folder,
               help="Run folder: train/, features/, probes/, stages/, results.csv, report.html.")
@@ -41,11 +43,15 @@ def _setup_default(field: str) -> str:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder of the probed dataset. [default: ./data]")
 @device_option(R.device)
+@threads_option(R.threads)
 @click.option("--val-size", type=click.IntRange(min=1), default=None, help="Validation rows. [default: the protocol's]")
 @click.option("--labels-per-class", type=click.IntRange(min=1), default=None, help="[default: the protocol's]")
 @click.option("--draws", type=click.IntRange(1, MAX_DRAWS), default=None, help="Label draws. [default: the protocol's]")
 @click.option("--C", "c_grid", default=None, metavar="GRID", help="Comma-separated C grid. [default: the protocol's]")
 @click.option("--probe", "probes", multiple=True, default=R.probes, type=click.Choice(PROBE_NAMES), help="Probe(s); repeat the flag for several.")
+@click.option("--limit", type=click.IntRange(min=1), default=R.limit,
+              help="Only the first N images of each split, the training data's too (try real data in minutes; "
+                   "stated in every record and the report). [default: all]")
 @click.option("--blocks", is_flag=True, help="Also probe each block of the trained D alone (the per-block plot).")
 @click.option("--look", is_flag=True,
               help="Also the look-inside stages: visualize (paper Fig. 5) and neighbours (memorisation check), "
@@ -56,7 +62,8 @@ def reproduce_cmd(ctx: click.Context, protocol: str, out: str, checkpoint: str |
                   train_dataset: str | None, train_data_dir: str | None, arch: str | None, width: int | None,
                   epochs: int | None, batch_size: int | None, seed: int, data_dir: str | None, device: str,
                   val_size: int | None, labels_per_class: int | None, draws: int | None, c_grid: str | None,
-                  probes: tuple[str, ...], blocks: bool, look: bool, dry_run: bool) -> None:
+                  probes: tuple[str, ...], blocks: bool, look: bool, dry_run: bool, threads: int | None,
+                  limit: int | None) -> None:
     """One of the paper's experiments, model to table, in one folder: train (or import, or take)
     the model, extract every D block of it and of a random D of the same architecture, probe
     those and the raw pixels under PROTOCOL, write results.csv and report.html.
@@ -72,6 +79,7 @@ def reproduce_cmd(ctx: click.Context, protocol: str, out: str, checkpoint: str |
       dcgan-features reproduce svhn --data-dir data --out runs/svhn
       dcgan-features reproduce digits --out runs/digits --look
       dcgan-features reproduce digits --out runs/digits --dry-run
+      dcgan-features reproduce cifar10 --limit 2000 --val-size 500 --labels-per-class 20 --data-dir data --out runs/c_small
     """
     from ..reproduce import dry_run as plan_only
     from ..reproduce import run
@@ -82,10 +90,11 @@ def reproduce_cmd(ctx: click.Context, protocol: str, out: str, checkpoint: str |
                           epochs=epochs, batch_size=batch_size, seed=seed, data_dir=data_dir, device=device,
                           val_size=val_size, labels_per_class=labels_per_class, draws=draws,
                           c_grid=None if c_grid is None else tuple(parse_grid(ctx, c_grid)),
-                          probes=tuple(dict.fromkeys(probes)), blocks=blocks, look=look)
+                          probes=tuple(dict.fromkeys(probes)), blocks=blocks, look=look, threads=threads,
+                          limit=limit)
     if dry_run:
         click.echo(plan_only(cfg))
         return
     res = run(cfg, log=lambda m: click.echo(m, err=True))
-    click.echo(format_summary(res["chain"].records()))
+    click.echo(format_summary(res["chain"].records(), protocol))
     click.echo(f"wrote {res['results']} and {res['report']}")

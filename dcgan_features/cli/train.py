@@ -7,12 +7,14 @@ import inspect
 import click
 
 from ..train.config import GPU_VERIFIED, TrainConfig
-from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option
+from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option, threads_option
+from .replay import config_option
 
 T = TrainConfig  # class attributes: the defaults
 
 
 @cli.command("train")
+@config_option
 @click.option("--dataset", required=True, metavar="NAME",
               help="Training images, labels unused (see `dcgan-features datasets`).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=T.data_dir,
@@ -30,6 +32,7 @@ T = TrainConfig  # class attributes: the defaults
 @click.option("--nz", type=click.IntRange(1, MAX_NZ), default=T.nz, help="Latent size. [default: the architecture's]")
 @click.option("--seed", type=int, default=T.seed, help="Seeds init, data order, z and the fixed sample z.")
 @device_option(T.device)
+@threads_option(T.threads)
 @click.option("--amp/--no-amp", default=T.amp, help="bf16 autocast (CUDA only; ignored on CPU).")
 @click.option("--compile/--no-compile", default=T.compile,
               help="torch.compile G and D (slow start, faster steps).")
@@ -78,6 +81,10 @@ def train_cmd(**settings) -> None:
     result = train(TrainConfig(**settings))  # every option is a TrainConfig field of the same name
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports
         m = result.last_metrics
+        if not m:  # --resume on a run that had already taken every step: nothing was trained now
+            click.echo(f"{result.out} is already trained to step {result.step} (epoch {result.epoch:.2f}); "
+                       f"nothing to do (raise --epochs to train further); checkpoint: {result.checkpoint}")
+            return
         tail = (f", loss_D {m['loss_d']:.3f}, loss_G {m['loss_g']:.3f}" if m else "")
         click.echo(f"trained to step {result.step} (epoch {result.epoch:.2f}){tail}, "
                    f"{result.img_per_s:.0f} img/s; checkpoint: {result.checkpoint}")

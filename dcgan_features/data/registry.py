@@ -109,7 +109,9 @@ class DatasetSpec:
 
     def missing_message(self, data_dir: str | os.PathLike | None, split: str) -> str:
         where = ", ".join(repr(str(r)) for r in self.roots(data_dir))
-        fix = "pass --data-dir DIR" + (" or --download to fetch it with torchvision" if self.downloadable else "")
+        fix = "pass the folder that holds them as --data-dir DIR"
+        if self.downloadable:  # --download is an option of `datasets` alone: name the whole command
+            fix += f", or fetch them: {fetch_command(self.name)}"
         fix += self.install_hint
         return (f"{self.name} {split} split not found: expected {', '.join(self.files[split])} "
                 f"in one of {where}; {fix}")
@@ -204,7 +206,7 @@ def _read_cifar10(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             labels = np.asarray(batch[b"labels"], dtype=np.int64)
         except (KeyError, TypeError, ValueError) as e:
             raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({type(e).__name__}); "
-                               "re-download it with --download") from None
+                               f"re-download it: {fetch_command('cifar10')}") from None
         if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
             raise DatasetError(f"{path}: expected data (N, 3072) and N labels, found data "
                                f"{data.shape} and {len(labels)} labels")
@@ -219,10 +221,10 @@ def _read_cifar10_pickle(path: Path) -> dict:
         batch = safe_pickle.load(path, encoding="bytes")
     except safe_pickle.UnreadablePickleError as e:
         raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({e.reason}); "
-                           "re-download it with --download") from None
+                           f"re-download it: {fetch_command('cifar10')}") from None
     if not isinstance(batch, dict):
         raise DatasetError(f"{path} is not a CIFAR-10 batch (a pickled {type(batch).__name__}, not a dict); "
-                           "re-download it with --download")
+                           f"re-download it: {fetch_command('cifar10')}")
     return batch
 
 
@@ -272,14 +274,14 @@ def _read_svhn(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         mat = scipy.io.loadmat(path, variable_names=["X", "y"])
     except Exception as e:  # noqa: BLE001 - scipy.io raises assorted types on corrupt input
         raise DatasetError(f"{path} is not a readable SVHN .mat file ({type(e).__name__}); "
-                           "re-download it with --download") from None
+                           f"re-download it: {fetch_command('svhn')}") from None
     if "X" not in mat or "y" not in mat:
         raise DatasetError(f"{path} has no 'X' and 'y' arrays (found: {', '.join(k for k in mat if not k.startswith('__')) or 'none'})")
     X, y_raw = mat["X"], mat["y"].reshape(-1)
     if X.dtype != np.uint8:  # the format's pixels are bytes; a cast would wrap floats around silently
-        raise DatasetError(f"{path}: X holds {X.dtype} pixels, SVHN's are uint8; re-download it with --download")
+        raise DatasetError(f"{path}: X holds {X.dtype} pixels, SVHN's are uint8; re-download it: {fetch_command('svhn')}")
     if y_raw.dtype.kind not in "iuf" or not np.isin(y_raw, np.arange(1, 11)).all():
-        raise DatasetError(f"{path}: y must hold the digit classes 1..10 (10 meaning 0); re-download it with --download")
+        raise DatasetError(f"{path}: y must hold the digit classes 1..10 (10 meaning 0); re-download it: {fetch_command('svhn')}")
     y = y_raw.astype(np.int64)
     if X.ndim != 4 or X.shape[:3] != (32, 32, 3) or X.shape[3] != len(y):
         raise DatasetError(f"{path}: expected X of shape (32, 32, 3, N) and N labels, found X {X.shape} and {len(y)} labels")
@@ -496,6 +498,28 @@ def get_dataset(name: str) -> DatasetSpec:
 def _check_split(spec: DatasetSpec, split: str) -> None:
     if split not in spec.splits:
         raise DatasetError(f"dataset {spec.name!r} has no split {split!r}; available: {', '.join(spec.splits)}")
+
+
+def missing(name: str, split: str, data_dir: str | os.PathLike | None = None) -> str | None:
+    """The one line :func:`load` would raise because ``split`` of ``name`` is not on disk, or None.
+
+    Only looks for the files (``--dry-run``); a file that is there but malformed is found by :func:`load`.
+    """
+    spec = get_dataset(name)
+    _check_split(spec, split)
+    if spec.open_folder is not None:
+        root = Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
+        return None if root.is_dir() else f"image folder {str(root)!r} not found; pass --data-dir DIR"
+    return None if spec.locate(data_dir, split) is not None else spec.missing_message(data_dir, split)
+
+
+def fetch_command(name: str) -> str:
+    """The command that downloads ``name`` and checks it (what a hint names instead of a bare ``--download``).
+
+    >>> fetch_command("svhn")
+    '`dcgan-features datasets --verify svhn --download --data-dir DIR`'
+    """
+    return f"`dcgan-features datasets --verify {name} --download --data-dir DIR`"
 
 
 def download(name: str, data_dir: str | os.PathLike | None) -> None:

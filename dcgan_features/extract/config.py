@@ -28,6 +28,7 @@ class ExtractConfig:
     bn_holdout: int = 10000  # bn "authors": the validation rows their BN statistics leave out
     bn_seed: int = 42  # bn "authors": the seed of their shuffle (lib/rng.py)
     bn_batch_size: int = 128  # bn "authors": their batch size (infer_bnorm_stats)
+    threads: int | None = None  # CPU threads; None: core.threads' policy or OMP_NUM_THREADS
     # image folders (data/folder.py): the test share of a folder without split subfolders, its seed,
     # decoding processes (0: every core) and whether unreadable images are skipped
     test_fraction: float = 0.2

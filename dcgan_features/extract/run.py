@@ -38,6 +38,7 @@ from ..core.atomic import check_writable_dir
 from ..core.devices import resolve_device
 from ..core.errors import FeatureFileError, UserError
 from ..core.locks import output_lock
+from ..core.threads import TRAIN_SMALL_PARAMS, choose_threads, thread_scope
 from .parts import check_no_parts
 from .writer import FeatureWriter
 from .sources.base import FeatureSource, Plan, PrepareContext
@@ -171,6 +172,9 @@ def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | N
              progress: bool) -> dict:
     device = resolve_device(cfg.device)
     plan, images, labels, meta = _inputs(model, out, cfg, data, log)
+    if plan.skipped:
+        log(f"--layer all at {model.image_size}x{model.image_size}: {len(plan.layers)} layers; skipped "
+            f"{len(plan.skipped)} narrower than --grid {cfg.grid}: {', '.join(plan.skipped)}")
     check_no_parts(out, world=1, overwrite=cfg.overwrite)
     splits = {s: (labels[s], np.arange(len(labels[s]), dtype=np.int64)) for s in cfg.splits}
     writer = FeatureWriter(out, meta, splits, resume_key=resume_key(cfg, plan), overwrite=cfg.overwrite, log=log)
@@ -182,9 +186,11 @@ def _extract(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | N
     rows = {s: len(labels[s]) for s in cfg.splits}
     if writer.state == "done":
         return {"path": str(out), "state": "done", "rows": rows, "seconds": 0.0, "images_per_s": 0.0}
+    size = model.work_size()
+    threads = choose_threads(cfg.threads, size, TRAIN_SMALL_PARAMS, device.type)
     try:
-        with _tf32(cfg.tf32):
-            return _run(model, plan, device, cfg, writer, images, rows, t0, log, progress)
+        with _tf32(cfg.tf32), thread_scope(threads):
+            return {**_run(model, plan, device, cfg, writer, images, rows, t0, log, progress), **threads.record()}
     except OSError as e:
         raise _disk_error(e, out, writer) from None
     finally:
@@ -280,7 +286,7 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
          prepare: Callable[[FeatureSource, Plan, PrepareContext], None] | None = None) -> dict:
     """Prepare the source, then write ``rows`` of ``images`` (every split of ``cfg.splits``) to
     ``writer``. ``prepare`` replaces ``model.prepare`` (a torchrun rank's, which shares the work)."""
-    from tqdm import tqdm
+    from ..core.progress import Progress
 
     model.to(device)
     if device.type == "cuda":
@@ -295,7 +301,7 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
     # (3) the source's own preparation (BN re-estimation, a K-means fit), kept for a resume
     bn_batches = (lambda: _authors_bn_batches(cfg, images["train"], device, log)) if plan.bn_mode == "authors" else None
     ctx = PrepareContext(images, device, lambda s: batches(images[s]), writer.saved_state, writer.save_state, log,
-                         bn_batches)
+                         bn_batches, progress=progress)
     (prepare or (lambda m, p, c: m.prepare(p, c)))(model, plan, ctx)
 
     # (4) batches -> features -> writer thread; resume at the batch holding the first missing row
@@ -306,7 +312,8 @@ def _run(model: FeatureSource, plan: Plan, device: torch.device, cfg: ExtractCon
     skipped = sum(starts.values())
     if writer.state == "resume":
         log(f"resuming {writer.partial}: {sum(saved.values())} of {total} rows already written")
-    bar = tqdm(total=total, initial=skipped, unit="img", disable=None if progress else True, dynamic_ncols=True)
+    bar = Progress(total, f"extract {Path(writer.path).name}", unit="img", initial=skipped,
+                   mode="auto" if progress else False)
 
     def on_commit(n: int) -> None:
         done_rows[0] += n

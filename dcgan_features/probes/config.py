@@ -23,4 +23,5 @@ class ProbeConfig:
     backend: str = "torch"
     standardize: bool = False
     postprocess: bool = True  # apply what the feature file's recipe records (kmeans:K: Coates's standardisation)
-    out: str = "results/probes"  # one JSON per record and probes.csv
+    out: str = "runs/probes"  # one JSON per record and probes.csv (runs/: ignored by git, like every run)
+    threads: int | None = None  # CPU threads; None: core.threads' policy or OMP_NUM_THREADS

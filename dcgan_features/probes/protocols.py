@@ -59,6 +59,8 @@ import numpy as np
 
 from ..core.devices import machine_label, resolve_device
 from ..core.errors import UserError
+from ..core.progress import Progress
+from ..core.threads import PROBE_SMALL_ELEMENTS, choose_threads, thread_scope
 from . import authors
 from .c_search import CSearch, search_C
 from .config import ProbeConfig
@@ -311,9 +313,19 @@ class Split:
         return self.cfg.labels_per_class * self.cfg.n_classes
 
 
-def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None] = lambda m: None) -> dict:
-    """The ``all`` column: C by validation accuracy, then one refit on every labelled row, measured on test."""
+def _quiet() -> Progress:
+    return Progress(0, "", mode=False)
+
+
+def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None] = lambda m: None,
+                bar: Progress | None = None) -> dict:
+    """The ``all`` column: C by validation accuracy, then one refit on every labelled row, measured on test.
+
+    ``bar`` counts its fits: one per pass over the grid (a widened grid adds one), then the refit.
+    """
     t0 = time.perf_counter()
+    bar = bar or _quiet()
+    bar.add_total(2 if probe.has_C else 1)
     train, metric = split.train, split.cfg.metric
     C, val_scores, conv, searched = None, {}, True, {"c_at_edge": None, "c_grid": None}
     if probe.has_C:
@@ -323,7 +335,10 @@ def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None
         def evaluate(Cs: list[float]) -> np.ndarray:
             nonlocal conv
             edge = fits[min(fits, key=lambda c: abs(math.log(c / Cs[0])))] if fits else None
+            if fits:
+                bar.add_total(1)  # the grid widened: one more pass
             sel = probe.fit(pool, Cs, warm=edge)
+            bar.update()
             conv &= bool(sel.converged.all())
             fits.update({c: sel.select(i) for i, c in enumerate(Cs)})
             return probe.accuracy(sel, val_rows)
@@ -335,6 +350,7 @@ def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None
         conv &= bool(final.converged.all())
     else:
         final = probe.fit(train.subset(split.labelled_idx), None)
+    bar.update()
     acc = float(probe.accuracy(final, split.test)[0])  # test rows: measured once, C fixed
     n_test = len(split.test.labels)
     return {"C": C, "n_labels": len(split.labelled_idx), "metric": metric, "mean": _score(acc, metric),
@@ -343,23 +359,30 @@ def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None
             "val_scores": val_scores, "converged": conv, **searched}
 
 
-def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None]) -> dict:
+def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None],
+                      bar: Progress | None = None) -> dict:
     """The ``<n>-per-class`` column: C by mean validation accuracy over draws, test accuracy over draws.
 
     Without ``select_draws`` the draws that chose C are measured at it; with it (the SVHN
     authors' protocol) ``select_draws`` draws choose C and ``draws`` fresh ones (another seed
     stream) are fitted at that C and measured. A probe without C is measured on ``draws`` draws.
+    ``bar`` counts the fits (a draw's fit over the whole grid is one).
     """
     t0 = time.perf_counter()
     cfg = split.cfg
+    bar = bar or _quiet()
     C, val_scores, conv, searched = None, {}, True, {"c_at_edge": None, "c_grid": None}
     if not probe.has_C:
-        test_acc = np.array([probe.accuracy(probe.fit(split.draw(d), None), split.test)[0]
-                             for d in range(cfg.draws)])
+        bar.add_total(cfg.draws)
+        test_acc = np.zeros(cfg.draws)
+        for d in range(cfg.draws):
+            test_acc[d] = probe.accuracy(probe.fit(split.draw(d), None), split.test)[0]
+            bar.update()
     elif cfg.selection == "fresh":
-        C, val_scores, searched, test_acc, conv = _fresh_draws(probe, split, grid, say)
+        C, val_scores, searched, test_acc, conv = _fresh_draws(probe, split, grid, say, bar)
     else:
         sel_draws = cfg.select_draws or cfg.draws
+        bar.add_total(sel_draws + (cfg.draws if cfg.select_draws else 0))
         val_src = split.train.subset(split.val_idx)
         draws = [split.draw(d) for d in range(sel_draws)]
         last: dict[float, object] = {}  # C -> the last selection draw's one-C fit
@@ -371,13 +394,15 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
             # warm starts: each draw's grid starts from the previous draw's solutions (same
             # C, same distribution of rows): fewer Newton steps, same optimum
             f = last[min(last, key=lambda c: abs(math.log(c / Cs[0])))] if last else None  # widening: the edge's
+            if last:
+                bar.add_total(sel_draws)  # the grid widened: every draw once more
             for d, rows in enumerate(draws):
                 f = probe.fit(rows, Cs, warm=f)
                 val_acc[d] = probe.accuracy(f, val_src)
                 conv &= bool(f.converged.all())
                 if not cfg.select_draws:
                     test_acc[d] = probe.accuracy(f, split.test)
-                say(f"selection draw {d + 1}/{sel_draws}" + (f" at C={Cs[0]:g}" if len(Cs) == 1 else ""))
+                bar.update()
             last.update({c: f.select(i) for i, c in enumerate(Cs)})
             test_by_C.update({c: test_acc[:, i] for i, c in enumerate(Cs)})
             return val_acc.mean(0)
@@ -390,6 +415,7 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
                 f = probe.fit(split.draw(d, stream=2), [C], warm=f)
                 test_acc[d] = float(probe.accuracy(f, split.test)[0])
                 conv &= bool(f.converged.all())
+                bar.update()
         else:
             test_acc = test_by_C[C]
     scores = np.array([_score(a, cfg.metric) for a in test_acc])
@@ -400,7 +426,7 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
             "converged": conv, **searched}
 
 
-def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], None]) -> tuple:
+def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], None], bar: Progress) -> tuple:
     """The SVHN authors' selection: ``select_draws`` fresh draws for every C in turn, from one
     stream (:class:`.authors.Draws`) that then gives the ``draws`` measured at the chosen C."""
     cfg, conv = split.cfg, True
@@ -408,15 +434,19 @@ def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], Non
                           cfg.class_order)
     val_src = split.train.subset(split.val_idx)
     last: dict[float, object] = {}
+    bar.add_total(len(grid) * cfg.select_draws + cfg.draws)
 
     def fit_next(C: float, warm):
         nonlocal conv
         f = probe.fit(split.train.subset(np.sort(draws.next())), [C], warm=warm)
         conv &= bool(f.converged.all())
+        bar.update()
         return f
 
     def evaluate(Cs: list[float]) -> np.ndarray:
         means = []
+        if last:
+            bar.add_total(len(Cs) * cfg.select_draws)  # the grid widened
         for C in Cs:
             f, acc = None, []
             for d in range(cfg.select_draws):
@@ -504,7 +534,8 @@ def check_labels(name: str, cfg: ProtocolConfig, y_train: np.ndarray, y_test: np
 def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeConfig.probes,
                  config: ProtocolConfig | None = None, Cs: Sequence[float] | None = None, seed: int | None = None,
                  device: str = "auto", backend: str = "torch", standardize: bool = False,
-                 log: Callable[[str], None] | None = None, postprocess: bool = True) -> list[dict]:
+                 log: Callable[[str], None] | None = None, postprocess: bool = True,
+                 progress: str | bool | None = None, threads: int | None = None) -> list[dict]:
     """Run protocol ``name`` for each probe; one record (dict with ``records.CSV_COLUMNS`` + extras) per column.
 
     ``features``: :func:`from_arrays` or :func:`from_file`. ``Cs`` overrides the grid, ``seed``
@@ -513,6 +544,9 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
     Coates's). Every record says which was applied (``postprocess``: ``unit``, ``coates``
     or ``none``). Every record names the protocol (``protocol_kind``: registered or
     generic, ``protocol_description``) and its validation rows (count and fingerprint).
+    ``progress``: each column's fits as one bar on a terminal, lines with the ETA off one
+    (:class:`~dcgan_features.core.progress.Progress`; None: when ``log`` is given).
+    ``threads``: CPU threads (:mod:`dcgan_features.core.threads`; None: its policy).
     """
     cfg = config or get_protocol(name)
     seed = cfg.seed if seed is None else seed
@@ -521,6 +555,17 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
     kinds = [get_probe(p, backend, cfg.n_classes, dev) for p in probes]
     scaling = _scaling(features, standardize, postprocess)
     split = _split(name, cfg, features, seed, dev, scaling)
+    n_rows = len(np.asarray(features.train.labels))
+    choice = choose_threads(threads, n_rows * split.train.dim, PROBE_SMALL_ELEMENTS,
+                            dev.type if backend == "torch" else "cpu")
+    with thread_scope(choice):
+        return _run_columns(name, cfg, features, kinds, split, grid, seed, dev, backend, standardize, log,
+                            (log is not None) if progress is None else progress, choice, scaling)
+
+
+def _run_columns(name: str, cfg: ProtocolConfig, features: Features, kinds: list, split: Split, grid, seed: int,
+                 dev, backend: str, standardize: bool, log, progress, choice, scaling) -> list[dict]:
+    """Each probe's columns, in order, each under its own progress bar."""
     base = {"dataset": features.describe.get("dataset", name), "trained_on": "", "features": "arrays",
             "architecture": "",
             "checkpoint": "", "layers": "", "dim": split.train.dim, "device": str(dev), **features.describe}
@@ -529,7 +574,7 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
             "postprocess": scaling[0] if scaling else "none", "val_rows": len(split.val_idx),
             "val_rows_sha256": rows_fingerprint(split.val_idx), "validation": cfg.validation,
             "selection": cfg.selection, "ci_ddof": cfg.ci_ddof, "protocol_kind": cfg.kind,
-            "protocol_description": cfg.description or describe_protocol(cfg)}
+            "protocol_description": cfg.description or describe_protocol(cfg), **choice.record()}
     records = []
 
     def say(msg: str) -> None:
@@ -542,7 +587,8 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
     for probe in kinds:
         for column, run in _columns(cfg, split, probe, grid):
             probe.take_forms()
-            col = run(lambda m: say(f"{probe.name} {name}/{column}: {m}"))
+            with Progress(0, f"{probe.name} {name}/{column}", unit="fit", mode=progress) as bar:
+                col = run(lambda m: say(f"{probe.name} {name}/{column}: {m}"), bar)
             col["solver_form"] = probe.take_forms()  # primal, dual (few rows: the Gram matrix) or both
             extra = {k: col.pop(k) for k in ("val_rows", "val_rows_sha256") if k in col}  # a column's own (folds)
             records.append({**base, "protocol": f"{name}/{column}", "probe": probe.name, **col, **tail, **extra})
@@ -553,17 +599,19 @@ def run_protocol(name: str, features: Features, probes: Sequence[str] = ProbeCon
 
 
 def _columns(cfg: ProtocolConfig, split: Split, probe, grid: np.ndarray) -> list[tuple[str, Callable]]:
-    """The protocol's columns, in order, each (name, run(say) -> column dict)."""
+    """The protocol's columns, in order, each (name, run(say, bar) -> column dict)."""
     cols = []
     if cfg.full:
-        cols.append(("all", lambda say: full_column(probe, split, grid, say)))
+        cols.append(("all", lambda say, bar: full_column(probe, split, grid, say, bar)))
     if cfg.labels_per_class:
-        cols.append((f"{cfg.labels_per_class}-per-class", lambda say: few_labels_column(probe, split, grid, say)))
+        cols.append((f"{cfg.labels_per_class}-per-class",
+                     lambda say, bar: few_labels_column(probe, split, grid, say, bar)))
     for frac in cfg.label_fractions:
         part = dataclasses.replace(split, label_fraction=frac)
-        cols.append((f"{100 * frac:g}%-labels", lambda say, part=part: few_labels_column(probe, part, grid, say)))
+        cols.append((f"{100 * frac:g}%-labels",
+                     lambda say, bar, part=part: few_labels_column(probe, part, grid, say, bar)))
     if cfg.folds:
-        cols.append((f"{len(split.folds)}-folds", lambda say: fold_column(
+        cols.append((f"{len(split.folds)}-folds", lambda say, bar: fold_column(
             probe, split.train, split.test, split.y, split.folds, cfg, split.seed, grid,
             lambda a: _score(a, cfg.metric), say)))
     return cols

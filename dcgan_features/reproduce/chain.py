@@ -18,12 +18,14 @@ nothing writes the same table. Every step is the code the single commands run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
+from ..core.errors import DatasetError
 from .config import IMAGE_SIZE, ModelSource, ReproduceConfig, check_input_size, resolve
 from .stages import Decision, Stage, StageBook, plan
 
@@ -72,7 +74,7 @@ class Chain:
                     "identity": {"source": "train", "dataset": src.train_dataset,
                                  "data_dir": _abs(src.train_data_dir or self.cfg.data_dir), "arch": src.arch,
                                  "width": src.width, "epochs": src.epochs, "batch_size": src.batch_size,
-                                 "seed": self.cfg.model_seed}}
+                                 "seed": self.cfg.model_seed, **self._limit_setting()}}
         if src.kind == "import-theano":
             from ..nets.checkpoint import AUTHORS_TRAINED_ON
             from ..nets.theano_import import convert_folder
@@ -94,6 +96,10 @@ class Chain:
                 "identity": {"source": src.kind, "path": src.path if src.kind == "checkpoint" else Path(src.path).name,
                              "sha256": checkpoint.sha256(src.path)}}
 
+    def _limit_setting(self) -> dict:
+        """``{"limit": N}`` in a stage's settings when ``--limit`` is given (nothing otherwise: old runs stay valid)."""
+        return {} if self.cfg.limit is None else {"limit": self.cfg.limit}
+
     def _model_stage(self) -> Stage:
         src, m, out = self.source, self.model, self.out
         if src.kind == "train":
@@ -101,7 +107,8 @@ class Chain:
             cmd = (f"dcgan-features train --dataset {src.train_dataset}"
                    + (f" --data-dir {_q(data_dir)}" if data_dir else "")
                    + f" --arch {src.arch} --width {src.width} --epochs {src.epochs} --batch-size {src.batch_size}"
-                   f" --seed {self.cfg.model_seed} --device {self.cfg.device} --out {_q(out / 'train')}")
+                   f" --seed {self.cfg.model_seed} --device {self.cfg.device} --out {_q(out / 'train')}"
+                   + (f"  # on the first {self.cfg.limit} train images (reproduce --limit)" if self.cfg.limit else ""))
             return Stage("model", m["identity"], ["train/checkpoints/last.pt"], self._train, command=cmd,
                          title=f"train {src.arch} width {src.width} on {src.train_dataset}{_split_note(src.train_dataset)}, "
                                f"{src.epochs} epochs")
@@ -121,12 +128,33 @@ class Chain:
         if how == "compute" and folder.exists():
             shutil.rmtree(folder)  # another model's run: train from scratch
         resume = how == "resume" and (folder / "checkpoints" / "last.pt").is_file()
-        res = train(TrainConfig(dataset=src.train_dataset, arch=src.arch, width=src.width, epochs=src.epochs,
-                                batch_size=src.batch_size, data_dir=src.train_data_dir or self.cfg.data_dir,
-                                seed=self.cfg.model_seed, device=self.cfg.device, out=str(folder), resume=resume,
-                                progress=False))
+        with self._train_data_hints():
+            images = None
+            if self.cfg.limit is not None:  # --limit: the first N training images, passed to train() as they are
+                from ..data.registry import load
+                from ..nets.architectures import get_arch
+
+                images = load(src.train_dataset, "train", data_dir=src.train_data_dir or self.cfg.data_dir,
+                              image_size=get_arch(src.arch).image_size).images[:self.cfg.limit]
+            res = train(TrainConfig(dataset=src.train_dataset, arch=src.arch, width=src.width, epochs=src.epochs,
+                                    batch_size=src.batch_size, data_dir=src.train_data_dir or self.cfg.data_dir,
+                                    seed=self.cfg.model_seed, device=self.cfg.device, out=str(folder), resume=resume,
+                                    threads=self.cfg.threads), images=images)
         return {"steps": res.step, "epochs": res.epoch, "img_per_s": res.img_per_s, "device": self._device_name(),
                 "resumed": resume}
+
+    @contextlib.contextmanager
+    def _train_data_hints(self):
+        """The training data's folder is ``--train-data-dir`` when it is not the probed dataset:
+        a hint to pass ``--data-dir`` would move the probed data instead."""
+        try:
+            yield
+        except DatasetError as e:
+            if self.source.train_dataset == self.cfg.protocol:
+                raise
+            flag = "--train-data-dir" + ("" if self.cfg.train_dataset else
+                                         f" (with --train-dataset {self.source.train_dataset})")
+            raise DatasetError(str(e).replace("--data-dir", flag)) from None
 
     def _import(self, stage: Stage, how: str) -> dict:
         from ..nets.theano_import import import_theano
@@ -155,6 +183,11 @@ class Chain:
             p = self.protocol
             self._data = {s: load(self.cfg.protocol, s, data_dir=self.cfg.data_dir, image_size=IMAGE_SIZE)
                           for s in (p.train_split, p.test_split)}
+            if self.cfg.limit is not None:  # --limit N: the first N images of each split
+                import dataclasses
+
+                self._data = {s: dataclasses.replace(d, images=d.images[:self.cfg.limit], labels=d.labels[:self.cfg.limit])
+                              for s, d in self._data.items()}
         return self._data
 
     def _extract_config(self):
@@ -163,13 +196,13 @@ class Chain:
 
         p = self.protocol
         return extract_config(self.cfg.protocol, splits=(p.train_split, p.test_split), device=self.cfg.device,
-                              data_dir=self.cfg.data_dir)
+                              data_dir=self.cfg.data_dir, limit=self.cfg.limit)
 
     def _extract_settings(self) -> dict:
         import dataclasses
 
         ecfg = dataclasses.asdict(self._extract_config())
-        for k in ("device", "overwrite", "data_dir"):  # where it runs is not what it computes
+        for k in ("device", "overwrite", "data_dir", "threads"):  # where it runs is not what it computes
             ecfg.pop(k)
         return {"dataset": self.cfg.protocol, "data_dir": _abs(self.cfg.data_dir), "extract": ecfg}
 
@@ -177,7 +210,8 @@ class Chain:
         """The trained D, a random D of its architecture and width, and the raw pixels, each to HDF5."""
         m, cfg, out = self.model, self.cfg, self.out
         common = (f" --dataset {cfg.protocol}" + (f" --data-dir {_q(cfg.data_dir)}" if cfg.data_dir else "")
-                  + f" --splits {self.protocol.train_split},{self.protocol.test_split} --device {cfg.device}")
+                  + f" --splits {self.protocol.train_split},{self.protocol.test_split} --device {cfg.device}"
+                  + (f" --limit {cfg.limit}" if cfg.limit is not None else ""))
         settings = self._extract_settings()
         random = {"arch": m["arch"], "width": m["width"], "seed": cfg.model_seed}
         made = {  # which -> (what determines the source, after, --model options, title)
@@ -214,9 +248,10 @@ class Chain:
             if how == "compute":  # made from another model or settings: start over
                 path.unlink(missing_ok=True)
                 partial_path(path).unlink(missing_ok=True)
-            res = extract(self._source(which), path, self._extract_config(), data=self.data(), log=self.log)
+            res = extract(self._source(which), path, self._extract_config(), data=self.data(), log=self.log,
+                          progress=True)
             return {"rows": res["rows"], "images_per_s": res["images_per_s"], "device": self._device_name(),
-                    "state": res["state"]}
+                    "state": res["state"], "threads": res.get("threads")}
         return action
 
     # ------------------------------------------------------------------ the probes
@@ -268,11 +303,14 @@ class Chain:
         cfg, p, m = self.cfg, self.protocol, self.model
         stamp = time.strftime("%Y-%m-%d")
         run = lambda feats: run_protocol(cfg.protocol, feats, cfg.probes, p, Cs=self.grid, seed=cfg.seed,  # noqa: E731
-                                         device=cfg.device, log=self.log)
+                                         device=cfg.device, log=self.log, threads=cfg.threads)
+
+        limited = "" if cfg.limit is None else f"; --limit {cfg.limit}: the first {cfg.limit} images of each split"
 
         def label(records: list[dict], name: str, note: str, **extra) -> list[dict]:
             for r in records:
-                r.update(features=name, note=note, date=stamp, command=cfg.command, **extra)
+                r.update(features=name, note=note + limited, date=stamp, command=cfg.command, limit=cfg.limit,
+                         **extra)
             return records
 
         with FeatureFile(self.out / "features" / f"{'trained' if which == 'blocks' else which}.h5") as ff:
@@ -312,6 +350,25 @@ class Chain:
 
     def plan(self) -> list[Decision]:
         return plan(self.stages(), self.book)
+
+    def missing_inputs(self) -> dict[str, str]:
+        """Stage name -> the one line saying which of its input data is not on disk (``--dry-run``)."""
+        from ..data.registry import missing
+
+        src, p, out = self.source, self.protocol, {}
+        if src.kind == "train":
+            try:
+                with self._train_data_hints():
+                    msg = missing(src.train_dataset, "train", src.train_data_dir or self.cfg.data_dir)
+                    if msg:
+                        raise DatasetError(msg)
+            except DatasetError as e:
+                out["model"] = str(e)
+        msgs = [m for m in (missing(self.cfg.protocol, s, self.cfg.data_dir) for s in (p.train_split, p.test_split))
+                if m]
+        if msgs:
+            out.update({f"extract:{which}": msgs[0] for which in FEATURE_SETS})
+        return out
 
     def _device_name(self) -> str:
         from ..core.devices import device_name, resolve_device

@@ -81,6 +81,8 @@ class ReproduceConfig:
     probes: tuple[str, ...] = ("svm", "logreg")
     blocks: bool = False  # also probe each D block of the trained D alone
     look: bool = False  # also the look-inside stages: visualize (Fig. 5) and neighbours (memorisation)
+    threads: int | None = None  # CPU threads of every stage; None: core.threads' policy or OMP_NUM_THREADS
+    limit: int | None = None  # the first N images of each split (training data too): real data in minutes
 
     @property
     def model_seed(self) -> int:

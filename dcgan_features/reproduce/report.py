@@ -21,7 +21,8 @@ h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:1px solid #ccc;padding-bot
 table{border-collapse:collapse;margin:8px 0;font-size:0.92em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.paper td{color:#555;background:#fafafa;font-style:italic}
+tr.paper td{color:#555;background:#fafafa;font-style:italic}.gap{font-size:0.85em;color:#036}
+.wide{overflow-x:auto;max-width:100%}table.stages td:last-child{word-break:break-all;min-width:16em}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:0.88em}
 pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-all}
 .chosen{font-weight:bold;background:#e3f1e3}.edge{color:#b00}.muted{color:#777}
@@ -39,9 +40,10 @@ def _img(data: bytes, alt: str, width: int | None = None) -> str:
     return f'<img alt="{_e(alt)}"{w} src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str] | None = None) -> str:
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str] | None = None,
+           table_class: str = "") -> str:
     """Cells are HTML already (escape values with _e)."""
-    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    out = [(f'<table class="{table_class}">' if table_class else "<table>") + "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for i, r in enumerate(rows):
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
         out.append(f"<tr{cls}>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in r) + "</tr>")
@@ -80,7 +82,8 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
     for r in stage_records:
         info = r.get("info") or {}
         extra = ", ".join(f"{k} {_fact(v)}" for k, v in info.items()
-                          if k in ("rows", "steps", "img_per_s", "images_per_s", "records", "epoch", "resumed"))
+                          if k in ("rows", "steps", "img_per_s", "images_per_s", "records", "epoch", "resumed", "threads")
+                          and v is not None)
         rows.append([f"<code>{_e(r['stage'])}</code>", _e(r.get("this_run", "")), _num(r.get("seconds"), "{:.1f}"),
                      f"<td class='nowrap'>{_e(r.get('finished', ''))}</td>", _e(extra),
                      f"<code>{_e(r.get('command', ''))}</code>"])
@@ -92,6 +95,8 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
              + (f", {src.epochs} epochs, batch {src.batch_size}, seed {cfg.model_seed}" if src.kind == "train" else "")
              + (f" (<code>{_e(src.path)}</code>)" if src.path else ""))
     p = chain.protocol
+    limit = ("" if getattr(cfg, "limit", None) is None else
+             f"; <b>--limit {cfg.limit}</b>: the first {cfg.limit} images of each split, the training data's too")
     return f"""
 <h2>What was run</h2>
 <pre>{_e(cfg.command or f'dcgan-features reproduce {cfg.protocol} --out {cfg.out}')}</pre>
@@ -101,13 +106,14 @@ def _run_section(chain, stage_records: Sequence[dict]) -> str:
 {'all labels and ' if p.full else ''}{p.labels_per_class} labels per class over {p.draws} draws; probes
 {_e(', '.join(cfg.probes))}; seed {p.seed if cfg.seed is None else cfg.seed}</td></tr>
 <tr><th>probed data</th><td>{_e(cfg.protocol)} from {_e(cfg.data_dir or 'the default locations')}; rows
-{_e(data if data is not None else '-')}, at 32x32</td></tr>
+{_e(data if data is not None else '-')}, at 32x32{limit}</td></tr>
 <tr><th>model</th><td>{model}</td></tr>
 <tr><th>devices</th><td>{_e(', '.join(devices) or '-')} (<code>--device {_e(cfg.device)}</code>)</td></tr>
 <tr><th>versions</th><td>{_e(_versions())}</td></tr>
 </table>
 <h3>Stages ({total:.0f} s in all)</h3>
-{_table(["stage", "this run", "seconds", "finished", "facts", "equivalent command"], rows)}
+<div class='wide'>{_table(["stage", "this run", "seconds", "finished", "facts", "equivalent command"], rows,
+                          table_class="stages")}</div>
 <p class="muted">A stage reused from an earlier run shows the time it took then, on the devices above.</p>
 """
 
@@ -130,33 +136,59 @@ def _model_section(chain) -> str:
     return f"<h2>The model</h2><div class='figs'>{''.join(figs)}</div>"
 
 
+def _pivot_cell(r: dict | None, gap: float | None) -> str:
+    if r is None:
+        return '<td class="num">-</td>'
+    c = "" if r.get("C") in (None, "") else f"<br><span class='muted'>C={float(r['C']):g}</span>"
+    g = "" if gap is None else f"<br><span class='gap'>{gap:+.2f} vs paper</span>"
+    return f'<td class="num">{float(r["mean"]):.2f} &plusmn; {float(r.get("ci95") or 0):.2f}{c}{g}</td>'
+
+
 def _results_section(chain, rows: Sequence[dict]) -> str:
-    ours = [r for r in rows if not str(r["features"]).startswith("paper:")]
-    papers = [r for r in rows if str(r["features"]).startswith("paper:")]
+    """The terminal's pivot (feature set x probe x column), the paper's DCGAN row where it is the same
+    column, its figures for other columns apart, and the paper's other rows in a table of their own."""
+    from .paper import PAPER_LABELS, PM_DEFINITION
+    from .pivot import OURS_PM, PAPER_ROW, pivot
+
+    p = pivot(rows, chain.cfg.protocol)
+    head = ["features", *[f"{_e(probe)}<br>{_e(col)}" for probe, col in p.columns], "dim"]
     body, classes = [], []
-    for r in ours:
-        gap = (float(r["mean"]) - float(r["paper_value"])) if r.get("paper_value") not in (None, "") else None
-        body.append([_e(r["features"]), _e(r.get("layers")), _e(r.get("trained_on")), _e(r["protocol"]),
-                     _e(r["probe"]), _num(r.get("C"), "{:g}"), _num(r["mean"]), _num(r.get("ci95")),
-                     _num(r.get("paper_value")), _num(gap, "{:+.2f}"), _e(r.get("dim"))])
+    for name in p.rows:
+        body.append([_e(name), *[_pivot_cell(p.cells.get((name, probe, col)), p.gap(name, probe, col))
+                                 for probe, col in p.columns], _e(p.dims[name])])
         classes.append("")
-    for r in papers:
-        body.append([_e(r["features"]), "", "", _e(r["protocol"]), _e(r.get("probe")), "<td></td>", "<td></td>",
-                     "<td></td>", _num(r["paper_value"]), "<td></td>", ""])
+    if p.paper:
+        body.append([_e(PAPER_ROW), *[(_num(p.paper[c][0]) if p.paper[c][1] is None else
+                                       f'<td class="num">{p.paper[c][0]:.2f} &plusmn; {p.paper[c][1]:.2f}</td>')
+                                      if c in p.paper else '<td class="num"></td>' for c in p.columns], ""])
         classes.append("paper")
-    metric = ours[0]["metric"] if ours else (papers[0]["metric"] if papers else "accuracy")
-    note = ("<p class='muted'>No paper rows: the paper reports no figures for this protocol.</p>" if not papers
-            else "<p class='muted'>Rows in italics are the paper's figures, quoted (Radford, Metz &amp; Chintala "
-                 "2015); gap = ours - paper, where the paper has a figure for the same column.</p>")
+    apart = "".join(f"<li>{_e(proto)}: {value:.2f}" + ("" if pm is None else f" &plusmn; {pm:.2f}")
+                    + f" (DCGAN + L2-SVM, {_e(PAPER_LABELS.get(proto, '?'))} labels): not this run's column, "
+                      "so no gap is computed</li>" for proto, value, pm in p.apart)
+    others = [r for r in rows if str(r["features"]).startswith("paper:")
+              and not (r["probe"] == "svm" and "DCGAN" in str(r["features"]))]
+    other_table = ("" if not others else "<h3>The paper's other rows (quoted)</h3>" + _table(
+        ["method (the paper's table)", "column", "labels", "paper"],
+        [[_e(r["features"].split(": ", 1)[1]), _e(r["protocol"]), _e(r.get("n_labels")), _num(r["paper_value"])]
+         for r in others], ["paper"] * len(others)))
+    notes = [f"Cells: mean &plusmn; {OURS_PM}; the C chosen on validation rows."]
+    if p.paper:
+        notes.append("The italic row is the paper's DCGAN + L2-SVM figure (Radford, Metz &amp; Chintala 2015), "
+                     "quoted, in a column only where ours is the same column with the same number of labels; "
+                     "the gap (ours - paper) is under the trained D's cell there.")
     from .paper import departures
 
-    said = departures(chain.cfg.protocol, chain.model.get("trained_on"))
-    if said:
-        note += "<ul class='muted'>" + "".join(f"<li>{_e(s)}</li>" for s in said) + "</ul>"
-    return (f"<h2>Results: test {_e(metric)} (%)</h2>"
-            + _table(["features", "blocks", "trained on", "column", "probe", "C", "mean", "&plusmn;95%", "paper",
-                      "gap", "dim"], body, classes)
-            + note + "<p class='muted'>The same rows are in <code>results.csv</code> beside this file.</p>")
+    notes += [_e(s) for s in departures(chain.cfg.protocol, chain.model.get("trained_on"))]
+    if p.paper or p.apart:
+        notes.append(_e(PM_DEFINITION[0].upper() + PM_DEFINITION[1:]) + ".")
+    else:
+        notes.append("No paper figures: the paper reports none for this protocol.")
+    return (f"<h2>Results: test {_e(p.metric)} (%)</h2><div class='wide'>"
+            + _table(head, body, classes) + "</div>"
+            + (f"<p>The paper's figures for columns this run did not measure:</p><ul>{apart}</ul>" if apart else "")
+            + "".join(f"<p class='muted'>{n}</p>" for n in notes) + other_table
+            + "<p class='muted'>Every record, with its settings, is a row of <code>results.csv</code> beside this "
+              "file.</p>")
 
 
 def _blocks_plot(rows: Sequence[dict]) -> bytes | None:
@@ -198,11 +230,11 @@ def _c_section(chain, rows: Sequence[dict]) -> str:
     fitted = [r for r in rows if not str(r["features"]).startswith("paper:") and r.get("val_scores")]
     if not fitted:
         return ""
-    grid = list(dict.fromkeys(c for r in fitted for c in r["val_scores"]))
+    grid = sorted(dict.fromkeys(c for r in fitted for c in r["val_scores"]), key=float)  # numeric, not as widened
     body = []
     for r in fitted:
         chosen = f"{float(r['C']):g}" if r.get("C") not in (None, "") else None
-        keys = list(r["val_scores"])
+        keys = sorted(r["val_scores"], key=float)
         edge = chosen is not None and len(keys) > 1 and chosen in (keys[0], keys[-1])
         cells = []
         for c in grid:
@@ -213,7 +245,8 @@ def _c_section(chain, rows: Sequence[dict]) -> str:
         body.append([_e(r["features"]), _e(r.get("layers")), _e(r["protocol"]), _e(r["probe"]), *cells, flag])
     return ("<h2>Where C landed</h2><p>Mean validation score per C of the grid (validation rows only); the chosen "
             "C is highlighted. A C at the first or last value of the grid means the optimum may lie outside it.</p>"
-            + _table(["features", "blocks", "column", "probe", *[f"C={c}" for c in grid], "chosen C"], body))
+            + "<div class='wide'>" + _table(["features", "blocks", "column", "probe", *[f"C={c}" for c in grid],
+                                            "chosen C"], body) + "</div>")
 
 
 def _look_section(chain) -> str:

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from ..core.errors import UserError
 from .chain import Chain
 from .config import ReproduceConfig
+from .pivot import format_pivot, pivot, row_name  # noqa: F401 - row_name: this module's API before the pivot
 from .stages import execute
 
 # after CSV_COLUMNS, as in results/accuracy.csv: benchmarks/provenance.py's columns (``device`` is
@@ -36,30 +37,10 @@ def source_commit() -> str:
         return "unknown"
 
 
-def row_name(r: dict) -> str:
-    """A record's feature set, with the block when it is one block alone: ``trained D``, ``trained D d2``."""
-    layers = str(r.get("layers") or "")
-    one_block = r["features"] == "trained D" and layers and "+" not in layers
-    return f"{r['features']} {layers}" if one_block else r["features"]
-
-
-def format_summary(records: Sequence[dict]) -> str:
-    """Feature sets as rows, probe x protocol column as columns: ``mean +- ci95`` in percent."""
-    columns = list(dict.fromkeys((r["probe"], r["protocol"].split("/", 1)[1]) for r in records))
-    rows = list(dict.fromkeys(row_name(r) for r in records))
-    cell = {(row_name(r), r["probe"], r["protocol"].split("/", 1)[1]): r for r in records}
-    metric = records[0]["metric"] if records else "accuracy"
-    heads = [f"{p} {c}" for p, c in columns]
-    width = max([len(h) for h in heads] + [15])
-    lines = [f"{metric + ' (%)':<15}" + "".join(f"{h:>{width + 2}}" for h in heads)]
-    for name in rows:
-        cells = []
-        for p, c in columns:
-            r = cell.get((name, p, c))
-            cells.append("-" if r is None else f"{r['mean']:.2f} +- {r['ci95']:.2f}")
-        dims = next(r["dim"] for r in records if row_name(r) == name)
-        lines.append(f"{name:<15}" + "".join(f"{s:>{width + 2}}" for s in cells) + f"   ({dims}-d)")
-    return "\n".join(lines)
+def format_summary(records: Sequence[dict], dataset: str | None = None) -> str:
+    """Feature sets as rows, probe x protocol column as columns: ``mean +- ci95`` in percent, and the
+    paper's DCGAN row for ``dataset`` where it compares (:mod:`.pivot`, the report's table too)."""
+    return format_pivot(pivot(records, dataset))
 
 
 def results_rows(chain: Chain) -> list[dict]:
@@ -114,8 +95,19 @@ def run(cfg: ReproduceConfig, log: Callable[[str], None] = lambda m: None) -> di
     check_output_folder(cfg.out)
     check_out(cfg)
     chain = Chain(cfg, log)  # every setting and the model source are checked here, before any work
+    check_inputs(chain)
     with output_lock(cfg.out, folder=True):
         return _run(chain)
+
+
+def check_inputs(chain: Chain) -> None:
+    """Refuse, in one line and before any work, a run whose stages to compute lack their data on disk."""
+    from ..core.errors import DatasetError
+
+    absent = chain.missing_inputs()
+    for d in chain.plan():
+        if d.action != "reuse" and d.stage.name in absent:
+            raise DatasetError(absent[d.stage.name])
 
 
 def _run(chain: Chain) -> dict:
@@ -140,8 +132,19 @@ def dry_run(cfg: ReproduceConfig) -> str:
     chain = Chain(cfg)
     lines = [f"reproduce {cfg.protocol} in {cfg.out} (model: {chain.source.kind}, {chain.model['arch']} width "
              f"{chain.model['width']}, trained on {chain.model['trained_on']})"]
+    absent = chain.missing_inputs()
+    blocked: set[str] = set()
     for i, d in enumerate(chain.plan(), start=1):
-        lines.append(f"{i}. {d.stage.name:<16} {d.action:<8} ({d.reason}) {d.stage.title}")
+        why = absent.get(d.stage.name) if d.action != "reuse" else None
+        waits = [a for a in d.stage.after if a in blocked]
+        if why or waits:
+            blocked.add(d.stage.name)
+            action, reason = "blocked", (f"missing input: {why}" if why else f"waits for {', '.join(waits)}")
+        else:
+            action, reason = d.action, d.reason
+        lines.append(f"{i}. {d.stage.name:<16} {action:<8} ({reason}) {d.stage.title}")
         lines.append(f"     {d.stage.command}")
     lines.append(f"then: {Path(cfg.out) / 'results.csv'} and {Path(cfg.out) / 'report.html'} from the stage records")
+    if blocked:
+        lines.append(f"{len(blocked)} stage(s) cannot run until their input is there: {', '.join(sorted(blocked))}")
     return "\n".join(lines)

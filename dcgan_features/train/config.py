@@ -80,7 +80,8 @@ class TrainConfig:
     keep_every: int = 10  # epochs; keep checkpoints/epoch_NNN.pt (0: never)
     log_every: int = 50  # steps between metric lines (each one syncs the device)
     max_steps: int | None = None  # stop early after this many steps in total (smoke runs)
-    progress: bool | None = None  # tqdm bar; None: only when stdout is a TTY
+    progress: bool | None = None  # None: a bar on a terminal, a line per epoch (or 10%) off one; False: silent
+    threads: int | None = None  # CPU threads; None: core.threads' policy (one for small models) or OMP_NUM_THREADS
 
     def resume_command(self) -> str:
         """The command line that continues this run.

@@ -46,6 +46,7 @@ from ..nets.architectures import get_arch, sample_z
 from .ckpt_writer import CheckpointWriter, snapshot
 from ..core.devices import DistContext, device_name, init_distributed, resolve_device
 from ..core.errors import UserError, WriteError
+from ..core.threads import TRAIN_SMALL_PARAMS, choose_threads, model_size, thread_scope
 from ..core.locks import output_lock
 from .config import TrainConfig
 from .state import (RunFolder, capture_rng, catch_signals, check_same_data, data_fingerprint,
@@ -66,7 +67,7 @@ class TrainResult:
     checkpoint: Path
     step: int
     epoch: float
-    img_per_s: float  # mean over the run's logged intervals, all ranks together
+    img_per_s: float  # this call's images over its wall time in the loop, all ranks together (0: no step taken)
     last_metrics: dict = field(default_factory=dict)
 
 
@@ -164,12 +165,10 @@ def _use_cuda_graph(cfg: TrainConfig, device: torch.device, dist_ctx: DistContex
 
 @dataclass
 class _Window:
-    """The logging window: steps since the last sync, its start time, img/s so far."""
+    """The logging window: steps since the last sync, its start time, the last metrics row."""
 
     steps: int = 0
     start: float = field(default_factory=time.perf_counter)
-    img_s_sum: float = 0.0
-    img_s_n: int = 0
     last_row: dict = field(default_factory=dict)
 
 
@@ -325,31 +324,38 @@ class _Run:
 
     def run(self) -> TrainResult:
         cfg = self.cfg
+        self.threads = choose_threads(cfg.threads, model_size(self.G, self.D), TRAIN_SMALL_PARAMS, self.device.type)
         if self.is_main:
             self.folder.create()
             if self.step == 0:
                 self.folder.start_fresh()
             self.folder.write_config(self._config_record())
-        progress = sys.stdout.isatty() if cfg.progress is None else cfg.progress
-        from tqdm import tqdm
+        from ..core.progress import Progress
 
-        self.bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                        disable=not (progress and self.is_main))
+        # a line per epoch off a terminal, but at least ten in a run
+        every = min(self.steps_per_epoch, -(-self.total_steps // 10))
+        self.bar = Progress(self.total_steps, "train", unit="step", initial=self.step, every=every,
+                            mode=cfg.progress if self.is_main else False)
         self.window = _Window()
         self.G.train()
         self.D.train()
+        first_step, t0 = self.step, time.perf_counter()
         try:
-            while self.step < self.total_steps:
-                if self._epoch():
-                    break
+            with thread_scope(self.threads):
+                while self.step < self.total_steps:
+                    if self._epoch():
+                        break
         finally:
             self.bar.close()
             self.writer.wait()  # the last checkpoint is on disk (or its error raised) before we return
         if self.is_main:
             self.folder.plot_losses()
-        w = self.window
+        # the rate the progress bar shows: every step of this call over the loop's wall time (the mean of
+        # the logged windows' rates weighed a short first window like a full one)
+        seconds = time.perf_counter() - t0
+        img_s = (self.step - first_step) * cfg.batch_size / seconds if self.step > first_step else 0.0
         return TrainResult(self.folder.out, self.folder.last, self.step, self.step / self.steps_per_epoch,
-                           w.img_s_sum / max(w.img_s_n, 1), w.last_row)
+                           img_s, self.window.last_row)
 
     def _epoch(self) -> bool:
         """The rest of the current epoch; True when the run is done."""
@@ -366,7 +372,6 @@ class _Run:
             self.take_step(perm[start:start + b])
             self.step += 1
             self.window.steps += 1
-            self.bar.update(1)
 
             epoch_end = i + 1 == self.steps_per_epoch
             done = self.step >= self.total_steps
@@ -374,8 +379,9 @@ class _Run:
             stop_local = "signal" in self.flag
             if self.step % cfg.log_every == 0 or want_ckpt or (stop_local and not self.dist.enabled):
                 self._end_window(epoch, epoch_end, want_ckpt, stop_local)
-                if done:
-                    return True
+            self.bar.update(1)  # after the window: a progress line carries this step's losses
+            if done:
+                return True
         return False
 
     def _reduce_window(self, stop_local: bool) -> tuple[torch.Tensor, int]:
@@ -408,14 +414,13 @@ class _Run:
                                 "lower --lr or check the data")
         elapsed = time.perf_counter() - w.start
         img_s = w.steps * cfg.batch_size / max(elapsed, 1e-9)
-        w.img_s_sum, w.img_s_n = w.img_s_sum + img_s, w.img_s_n + 1
         mean = (packed[:4] / w.steps).tolist()
         w.last_row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
                       "loss_d": mean[0], "loss_g": mean[1], "d_x": mean[2], "d_g_z": mean[3],
                       "img_per_s": round(img_s, 1)}
         if self.is_main:
             self.folder.append_metrics(w.last_row)
-            self.bar.set_postfix({"img/s": f"{img_s:.0f}", "loss_D": f"{mean[0]:.3f}", "loss_G": f"{mean[1]:.3f}"})
+            self.bar.set_postfix(**{"img/s": f"{img_s:.0f}", "loss_D": f"{mean[0]:.3f}", "loss_G": f"{mean[1]:.3f}"})
         self.stats.acc.zero_()
         stop = bool(packed[4] > 0)
         if want_ckpt or stop:
@@ -490,4 +495,4 @@ class _Run:
                 "device": str(self.device), "device_name": dev, "amp_effective": self.amp,
                 "cuda_graph_effective": self.graph is not None, "prenormalized": self.data.prenormalized,
                 "world_size": self.dist.world, "n_images": self.n_images, "data_fingerprint": self.data_fingerprint,
-                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps, **self.threads.record()}

@@ -224,7 +224,7 @@ def test_a_new_dataset_is_one_registry_entry(tmp_path, monkeypatch):
                             fetch=fetch, install_hint=" (or: make toy)", header_count=lambda root, split: 6,
                             class_names=lambda root: ["even", "odd"])
     monkeypatch.setitem(data.DATASETS, "toy", spec)
-    with pytest.raises(data.DatasetError, match=r"--download to fetch it with torchvision \(or: make toy\)"):
+    with pytest.raises(data.DatasetError, match=r"`dcgan-features datasets --verify toy --download --data-dir DIR` \(or: make toy\)"):
         data.load("toy", "train", data_dir=tmp_path)
     assert [r for r in data.describe(tmp_path) if r["name"] == "toy"][0]["present"] is False
     ds = data.load("toy", "train", data_dir=tmp_path, download_missing=True, image_size=16)

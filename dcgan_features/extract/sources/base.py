@@ -50,6 +50,7 @@ class Plan:
     layer_dims: list[int]
     bn_mode: str = "none"
     grid: int | None = None  # None: the --grid asked for; sources with their own pooling set it
+    skipped: list[str] = field(default_factory=list)  # --layer all: layers left out, narrower than the grid
 
     @property
     def dim(self) -> int:
@@ -77,6 +78,7 @@ class PrepareContext:
     # share of the train batches, and ``gather`` turns rows computed per batch of it into the
     # rows of every batch, in order (BN statistics: one process's arithmetic on every rank).
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None
+    progress: bool = False  # show the preparation's passes (core.progress: a bar, or lines off a terminal)
 
 
 class FeatureSource:
@@ -114,6 +116,16 @@ class FeatureSource:
     def to(self, device: torch.device) -> "FeatureSource":
         return self
 
+    def default_bn(self) -> str | None:
+        """The ``--bn`` mode when none is given: None for the dataset's (re-estimate, the paper's way);
+        a pretrained model with running statistics keeps its own (``running``)."""
+        return None
+
+    def work_size(self) -> int | None:
+        """The size the CPU thread policy compares (``core.threads``): parameters of the model;
+        None (torch's own thread count) for a source without one."""
+        return None
+
     @contextlib.contextmanager
     def extractor(self, plan: Plan, grid: int, dtype: torch.dtype) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
         """A function uint8 batch on the device -> (B, plan.dim) features in ``dtype``."""
@@ -135,9 +147,22 @@ def recompute_bn_once(model, plan: Plan, ctx: PrepareContext, to_input: Callable
     if ctx.bn_batches is None:
         ctx.log(f"re-estimating BatchNorm statistics over {ctx.images['train'].shape[0]} train images")
     batches = ctx.bn_batches() if ctx.bn_batches is not None else ctx.batches("train")
+    # one bar over the train images (this process's pass over all of them: not the authors' subset, not a
+    # torchrun rank's share)
+    from ...core.progress import Progress
+
+    bar = Progress(ctx.images["train"].shape[0], "BatchNorm statistics", unit="img",
+                   mode="auto" if ctx.progress and ctx.gather is None and ctx.bn_batches is None else False)
+
+    def counted():
+        for x in batches:
+            yield to_input(x)
+            bar.update(x.shape[0])
+
     # the authors' batches are every rank's whole list (no gather); train batches are a rank's share
-    recompute_bn_stats(model, (to_input(x) for x in batches), biased=plan.bn_mode == "authors",
-                       gather=ctx.gather if ctx.bn_batches is None else None, **kw)
+    with bar:
+        recompute_bn_stats(model, counted(), biased=plan.bn_mode == "authors",
+                           gather=ctx.gather if ctx.bn_batches is None else None, **kw)
     ctx.save("bn_stats", bn_state(model))
 
 

@@ -46,6 +46,11 @@ class Model(FeatureSource):
         info = {fi.name: fi for fi in self.D.feature_info}
         return Plan(names, [info[n].pooled_dim(grid) for n in names], bn)
 
+    def work_size(self) -> int:
+        from ...core.threads import model_size
+
+        return model_size(self.D)
+
     def to(self, device: torch.device) -> "Model":
         # channels-last: faster convs on GPU and CPU (oneDNN), and vectorised pooling in the hooks
         self.D.to(device=device, memory_format=torch.channels_last)

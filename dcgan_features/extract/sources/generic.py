@@ -190,9 +190,19 @@ class ModuleSource(FeatureSource):
             raise UserError(f"unknown bn mode {bn!r}; choose one of {', '.join(BN_MODES)}")
         if grid < 1:
             raise UserError(f"grid must be at least 1, got {grid}")
-        chosen = conv_features(self.calls) if layers.strip() == "all" else named_features(self.calls, layers)
+        every = layers.strip() == "all"
+        chosen = conv_features(self.calls) if every else named_features(self.calls, layers)
         if not chosen:
             raise UserError(f"--model {self.spec} has no Conv2d layer for --layer all; name layers (see --list-layers)")
+        skipped = []
+        if every:  # all = the conv outputs at least grid x grid at this input size; the rest are said
+            wide = [(n, c) for n, c in chosen if c.shape is not None and len(c.shape) == 4 and min(c.shape[2:]) >= grid]
+            keep = {n for n, _ in wide}
+            skipped = [n for n, _ in chosen if n not in keep]
+            if not wide:
+                raise UserError(f"--layer all: no conv layer of --model {self.spec} outputs a map at least {grid}x"
+                                f"{grid} at --image-size {self.image_size}; lower --grid or raise --image-size")
+            chosen = wide
         dims = []
         for name, c in chosen:
             if c.shape is None or len(c.shape) != 4:
@@ -204,7 +214,20 @@ class ModuleSource(FeatureSource):
             dims.append(c.shape[1] * grid * grid)
         self._chosen = chosen
         has_bn = bool(batchnorms(self.module))
-        return Plan([n for n, _ in chosen], dims, bn if has_bn else "none")
+        return Plan([n for n, _ in chosen], dims, bn if has_bn else "none", skipped=skipped)
+
+    def default_bn(self) -> str | None:
+        """``running`` when the model holds running statistics of its own (loaded weights), else None."""
+        for m in batchnorms(self.module):
+            mean, var = getattr(m, "running_mean", None), getattr(m, "running_var", None)
+            if mean is not None and var is not None and (bool(mean.ne(0).any()) or bool(var.ne(1).any())):
+                return "running"
+        return None
+
+    def work_size(self) -> int:
+        from ...core.threads import model_size
+
+        return model_size(self.module)
 
     def to(self, device: torch.device) -> "ModuleSource":
         self.module.to(device)
@@ -307,7 +330,44 @@ def torchvision_source(name: str, opts: SourceOptions) -> ModuleSource:
         raise UserError(f"unknown torchvision model {name!r}" + (f"; nearest: {', '.join(near)}" if near else
                                                                   "; see torchvision.models.list_models()"))
     module = _seeded(lambda: torchvision.models.get_model(name, weights=None), opts.seed)
+    if opts.weights and not os.path.exists(opts.weights) and named_weights(opts.weights):
+        path = hub_weights(name, opts.weights)
+        load_weights(module, str(path))
+        return ModuleSource(module, f"torchvision:{name}", file_sha256(str(path)), opts.image_size or 32,
+                            opts.normalize or "imagenet")
     return _finish(module, f"torchvision:{name}", opts, "imagenet", f"torchvision:{name}")
+
+
+def named_weights(text: str) -> bool:
+    """``IMAGENET1K_V1`` or ``DEFAULT``: a torchvision weights name rather than a file.
+
+    >>> named_weights("IMAGENET1K_V1"), named_weights("w.pt"), named_weights("runs/w")
+    (True, False, False)
+    """
+    return text.replace("_", "").isalnum() and text.upper() == text
+
+
+def hub_weights(model: str, weights: str) -> Path:
+    """The file of torchvision's named ``weights`` for ``model`` in torch's hub cache (never downloaded
+    here: the network is the user's to use). A missing file is one line naming the URL and the path."""
+    import torch.hub
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(model)
+    except (ValueError, KeyError):
+        raise UserError(f"torchvision model {model!r} has no named weights; pass --weights FILE (a state dict)") \
+            from None
+    try:
+        entry = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        raise UserError(f"--weights {weights}: {model} has {', '.join(w.name for w in enum)}") from None
+    url = entry.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        raise UserError(f"--weights {weights}: {path} is not in torch's hub cache; fetch it (no download here): "
+                        f"curl -L --create-dirs -o {path} {url}")
+    return path
 
 
 def _import(module_ref: str):

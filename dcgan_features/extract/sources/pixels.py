@@ -31,6 +31,9 @@ class PixelSource(FeatureSource):
         self.spec = "pixels"
         self.sha256 = text_sha256(f"pixels:{self.image_size}")
 
+    def work_size(self) -> int:
+        return 0  # a copy per image: never worth a second thread
+
     def plan(self, layers: str, grid: int, bn: str) -> Plan:
         no_layers("pixels", layers)
         return Plan(["pixels"], [3 * self.image_size ** 2], grid=self.image_size)  # every pixel: no pooling
