@@ -178,7 +178,8 @@ def _results_section(chain, rows: Sequence[dict]) -> str:
                      "the gap (ours - paper) is under the trained D's cell there.")
     from .paper import departures
 
-    notes += [_e(s) for s in departures(chain.cfg.protocol, chain.model.get("trained_on"))]
+    trained_on = (getattr(chain, "model", None) or {}).get("trained_on")
+    notes += [_e(s) for s in departures(chain.cfg.protocol, trained_on)]
     if p.paper or p.apart:
         notes.append(_e(PM_DEFINITION[0].upper() + PM_DEFINITION[1:]) + ".")
     else:

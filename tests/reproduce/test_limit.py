@@ -18,5 +18,5 @@ def test_limit_reaches_every_stage_and_every_record(run_cli, tmp_path):
             assert f["train/labels"].shape == (120,) and f["test/labels"].shape == (120,)
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert rows and all("--limit 120" in r["notes"] and "--limit 120" in r["command"] for r in rows)
+    assert rows and all("--limit 120" in r["note"] and "--limit 120" in r["command"] for r in rows)
     assert "--limit 120</b>: the first 120 images of each split" in (out / "report.html").read_text()
