@@ -41,8 +41,9 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
 @click.option("--seed", type=int, default=DEFAULTS.seed,
               help="Seed of the validation split and the label draws. [default: the protocol's: 0, svhn 42]")
 @click.option("--validation", type=Names("dcgan_features.probes.protocols:VALIDATIONS"), default=None,
-              help="Validation rows: val-size/classes of each class, or val-size drawn uniformly (the SVHN "
-                   "authors'). [default: the protocol's: per-class, svhn uniform]")
+              help="Validation rows: val-size/classes of each class, val-size drawn uniformly (the SVHN "
+                   "authors'), or a stratified 10% of each class, at most val-size (the generic protocol's). "
+                   "[default: the protocol's: per-class, svhn uniform, generic stratified]")
 @click.option("--selection", type=Names("dcgan_features.probes.protocols:SELECTIONS"), default=None,
               help="Choosing C: the same draws for every C, or fresh draws for each C from one stream that "
                    "then gives the measured draws (the SVHN authors'). [default: shared, svhn fresh]")
