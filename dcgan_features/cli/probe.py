@@ -6,7 +6,7 @@ import click
 
 from ..core.errors import UserError
 from ..probes.config import BACKENDS, PROBE_NAMES, ProbeConfig
-from .group import MAX_DRAWS, Names, cli, device_option
+from .group import MAX_DRAWS, Names, cli, device_option, out_folder
 
 DEFAULTS = ProbeConfig()
 
@@ -55,7 +55,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
               help="Rows held out of train to choose C. [default: the protocol's: 10000, digits 300]")
 @click.option("--labels-per-class", type=click.IntRange(min=1), default=None,
               help="Labels per class of the few-labels column. [default: cifar10 400, others 100, digits 20]")
-@click.option("--out", "out", type=click.Path(file_okay=False), default=DEFAULTS.out,
+@click.option("--out", "out", type=click.Path(file_okay=False), default=DEFAULTS.out, callback=out_folder,
               help="Folder for one JSON per record and the rows appended to probes.csv.")
 @click.pass_context
 def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tuple[str, ...], c_grid: str | None,

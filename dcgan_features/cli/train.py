@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..train.config import TrainConfig
-from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option
+from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option, out_folder
 
 T = TrainConfig  # class attributes: the defaults
 
@@ -19,7 +19,7 @@ T = TrainConfig  # class attributes: the defaults
 @click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=T.width,
               help="Channel width of G and D. [default: the architecture's]")
 @click.option("--epochs", type=click.IntRange(min=1), default=T.epochs, help="Passes over the training split.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=click.Path(file_okay=False), callback=out_folder,
               help="Run folder: config.json, metrics.jsonl, samples/, checkpoints/, losses.png.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=T.batch_size,
               help="Global batch (split over torchrun ranks).")
