@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..extract.config import ExtractConfig, extract_config
-from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, LazyHelp, Names, cli, device_option, out_file
+from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, SEED, LazyHelp, Names, cli, device_option, out_file
 
 E = ExtractConfig  # class attributes: the defaults
 SOURCE_SEED = 0  # sources.SourceOptions.seed, which imports torch (tests/cli/test_defaults.py compares)
@@ -26,7 +26,7 @@ def _model_help() -> str:
 @click.option("--arch", default=None, help="With --random-init: architecture (see `dcgan-features architectures`).")
 @click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=None,
               help="With random:ARCH: width. [default: the architecture's own]")
-@click.option("--seed", type=int, default=SOURCE_SEED, help="Seed of a random init (random, torchvision, python) or of the K-means fit.")
+@click.option("--seed", type=SEED, default=SOURCE_SEED, help="Seed of a random init (random, torchvision, python) or of the K-means fit.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="torchvision/python models: a state dict file, loaded with weights_only (never runs code).")
 @click.option("--image-size", type=click.IntRange(1, MAX_IMAGE_SIZE), default=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .group import MAX_NEIGHBOURS, Names, cli, device_option, out_file
+from .group import MAX_NEIGHBOURS, MAX_NOISE, SEED, FiniteRange, Names, cli, device_option, out_file
 
 GRID_N = 64  # samples in a `sample` grid; `arithmetic --n` names the grid its ids come from
 
@@ -42,7 +42,7 @@ def _gen_options(f):
     f = device_option("auto")(f)
     f = click.option("--bn", type=Names("dcgan_features.look.generate:BN_MODES"), default=None,
                      help="BatchNorm statistics. [default: batch for imported checkpoints, running otherwise]")(f)
-    f = click.option("--seed", type=int, default=0, help="Seed of the latent vectors.")(f)
+    f = click.option("--seed", type=SEED, default=0, help="Seed of the latent vectors.")(f)
     f = click.option("--out", required=True, type=click.Path(dir_okay=False), callback=out_file,
                      help="PNG to write.")(f)
     return click.argument("checkpoint", type=click.Path(dir_okay=False))(f)
@@ -109,7 +109,7 @@ def interpolate_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device
               help="The --n of the numbered `sample` grid the ids come from.")
 @click.option("--neighbours", type=click.IntRange(0, MAX_NEIGHBOURS), default=8,
               help="Perturbed copies of the result shown beside it.")
-@click.option("--noise", type=click.FloatRange(min=0), default=0.25,
+@click.option("--noise", type=FiniteRange(min=0, max=MAX_NOISE), default=0.25,
               help="Uniform noise in [-noise, noise] added to the result's z for the neighbours.")
 @click.pass_context
 def arithmetic_cmd(ctx: click.Context, checkpoint: str, out: str, seed: int, bn: str | None, device: str,

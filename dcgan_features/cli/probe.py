@@ -6,7 +6,7 @@ import click
 
 from ..core.errors import UserError
 from ..probes.config import BACKENDS, PROBE_NAMES, ProbeConfig
-from .group import MAX_DRAWS, Names, cli, device_option, out_folder
+from .group import MAX_DRAWS, SEED, Names, cli, device_option, out_folder
 
 DEFAULTS = ProbeConfig()
 
@@ -36,7 +36,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
                    "(on validation), at most this many times (0: never). [default: the protocol's: 2, svhn 0]")
 @click.option("--draws", type=click.IntRange(1, MAX_DRAWS), default=None,
               help="Seeded label draws of the few-labels column. [default: the protocol's: 10, svhn 100]")
-@click.option("--seed", type=int, default=DEFAULTS.seed,
+@click.option("--seed", type=SEED, default=DEFAULTS.seed,
               help="Seed of the validation split and the label draws. [default: the protocol's: 0, svhn 42]")
 @click.option("--validation", type=Names("dcgan_features.probes.protocols:VALIDATIONS"), default=None,
               help="Validation rows: val-size/classes of each class, or val-size drawn uniformly (the SVHN "

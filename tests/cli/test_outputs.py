@@ -77,3 +77,40 @@ def test_trailing_separator_means_folder_for_folder_outputs(tmp_path):
     assert check_output_folder(str(tmp_path / "run") + os.sep) == tmp_path / "run"
     with output_lock(str(tmp_path / "run") + os.sep, folder=True) as lock:
         assert lock == tmp_path / "run" / ".lock"
+
+
+# ------------------------------------------------------------------ one line for every bad value
+
+SEEDED = {
+    "train": FOLDER_OUTPUTS["train"] + ["{tmp}/run"],
+    "probe": ["probe", "digits", "--features", "{tmp}/f.h5"],
+    "extract": FILE_OUTPUTS["extract"] + ["{tmp}/f.h5"],
+    "sample": FILE_OUTPUTS["sample"] + ["{tmp}/s.png"],
+    "interpolate": FILE_OUTPUTS["interpolate"] + ["{tmp}/s.png"],
+    "arithmetic": FILE_OUTPUTS["arithmetic"] + ["{tmp}/s.png"],
+    "reproduce": ["reproduce", "digits", "--out", "{tmp}/r"],
+    "quickstart": ["quickstart", "digits", "--out", "{tmp}/q"],
+}
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "99999999999999999999"])
+@pytest.mark.parametrize("name", SEEDED)
+def test_seed_outside_generator_range_one_line(tmp_path, capsys, name, seed):
+    """numpy and torch take seeds in [0, 2**32): the CLI says so before any work."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in SEEDED[name]]
+    code, err = run_cli(capsys, *argv, "--seed", seed)
+    assert_one_line(code, err, "--seed", "0<=x<=4294967295")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, said", [
+    (FOLDER_OUTPUTS["train"] + ["{tmp}/run", "--lr", "1e300"], "--lr"),
+    (FOLDER_OUTPUTS["train"] + ["{tmp}/run", "--lr", "inf"], "--lr"),
+    (FOLDER_OUTPUTS["train"] + ["{tmp}/run", "--lr", "nan"], "--lr"),
+    (FILE_OUTPUTS["arithmetic"] + ["{tmp}/a.png", "--noise", "inf"], "--noise"),
+    (FILE_OUTPUTS["arithmetic"] + ["{tmp}/a.png", "--noise", "nan"], "--noise"),
+])
+def test_numeric_options_bounded_where_arithmetic_breaks(tmp_path, capsys, argv, said):
+    code, err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert_one_line(code, err, said)
+    assert list(tmp_path.iterdir()) == []
