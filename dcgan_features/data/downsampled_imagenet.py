@@ -44,6 +44,7 @@ from typing import Iterator
 import numpy as np
 
 from ..core.errors import DatasetError
+from ..core.memory import check_fits
 
 SIZES = (32, 64)
 SPLIT_SIZES = {"train": 1_281_167, "val": 50_000}
@@ -162,8 +163,10 @@ def _check_data(path: Path, shape: tuple, dtype: np.dtype, size: int) -> int:
 
 def _check_labels(path: Path, labels: object, n: int) -> np.ndarray:
     """0-based int64 labels from the released 1..1000 ones, or a one-line error."""
+    from .safe_pickle import plain_array
+
     try:
-        y = np.asarray(labels)
+        y = plain_array(labels, None, f"{path}: 'labels'")
     except (TypeError, ValueError):
         y = np.asarray([], dtype=object)
     if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != n:
@@ -286,6 +289,8 @@ def _read_npz(paths: tuple[Path, ...], size: int) -> tuple[np.ndarray, np.ndarra
         for p in paths:  # every header first: a bad batch fails before gigabytes are read
             opened.append(_NpzBatch(p, size))
         total = sum(b.n for b in opened)
+        check_fits(total * (3 * size * size + 8), f"the {total} images the .npz headers of imagenet{size} claim",
+                   "check the files (a header may be corrupt) or use a machine with more memory")
         images = np.empty((total, 3, size, size), dtype=np.uint8)
         labels = np.empty(total, dtype=np.int64)
         start = 0

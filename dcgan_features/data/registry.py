@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from . import downsampled_imagenet as dsi
 from . import safe_pickle
 from ..core.errors import DatasetError
+from ..core.memory import check_fits
 
 DEFAULT_DATA_DIR = "data"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -189,8 +191,8 @@ def _read_cifar10(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         path = root / name
         batch = _read_cifar10_pickle(path)
         try:
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            labels = np.asarray(batch[b"labels"], dtype=np.int64)
+            data = safe_pickle.plain_array(batch[b"data"], np.uint8, f"{path}: 'data'")
+            labels = safe_pickle.plain_array(batch[b"labels"], np.int64, f"{path}: 'labels'")
         except (KeyError, TypeError, ValueError) as e:
             raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({type(e).__name__}); "
                                "re-download it with --download") from None
@@ -320,22 +322,44 @@ def _read_folder(root: Path, split: str, image_size: int = 64) -> tuple[np.ndarr
         raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(root)!r}; pass --data-dir DIR")
     class_names = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
     index = {c: i for i, c in enumerate(class_names)}
+    check_fits(len(files) * 3 * image_size * image_size, f"{len(files)} images of {image_size}x{image_size}",
+               "pass a smaller --image-size or a folder with fewer images")
     out = np.empty((len(files), 3, image_size, image_size), dtype=np.uint8)
     labels = np.full(len(files), -1, dtype=np.int64)
     for i, p in enumerate(files):
         try:
-            with Image.open(p) as im:
+            with warnings.catch_warnings():  # past PIL's pixel limit is an error here, not a warning
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(p)
+            with im:
                 im = im.convert("RGB")
                 s = min(im.size)  # center crop to a square, then resize
                 left, top = (im.width - s) // 2, (im.height - s) // 2
                 im = im.crop((left, top, left + s, top + s)).resize((image_size, image_size), Image.BICUBIC)
                 out[i] = np.asarray(im).transpose(2, 0, 1)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise DatasetError(f"{p} claims {im_size(p)} pixels, more than the {Image.MAX_IMAGE_PIXELS} an image may "
+                               "have (a decompression bomb?); remove it from the folder") from None
         except (UnidentifiedImageError, OSError) as e:
             raise DatasetError(f"{p} is not a readable image ({type(e).__name__})") from None
         parts = p.relative_to(root).parts
         if len(parts) > 1:
             labels[i] = index[parts[0]]
     return out, labels, class_names or None
+
+
+def im_size(path: Path) -> str:
+    """``W x H`` as an image file's header says, without decoding it (for the messages)."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS, limit = None, Image.MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as im:
+            return f"{im.width}x{im.height}"
+    except Exception:  # noqa: BLE001 - only a message
+        return "too many"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _fetch_cifar10(root: str) -> None:
@@ -451,8 +475,12 @@ def download(name: str, data_dir: str | os.PathLike | None) -> None:
 
 
 def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = None,
-         image_size: int | None = None, download_missing: bool = False) -> ImageSet:
-    """Load one split as uint8 (N, 3, S, S), resized once to ``image_size`` if given."""
+         image_size: int | None = None, download_missing: bool = False, limit: int | None = None) -> ImageSet:
+    """Load one split as uint8 (N, 3, S, S), resized once to ``image_size`` if given.
+
+    ``limit`` keeps the first rows only, before the resize (so `--image-size 1024 --limit 10`
+    resizes 10 images, not the split).
+    """
     spec = get_dataset(name)
     _check_split(spec, split)
     classes: list[str] | None = list(spec.classes) if spec.classes else None
@@ -471,6 +499,7 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
         images, labels = spec.reader(root, split)
         if spec.class_names is not None:
             classes = spec.class_names(root)
+    images, labels = images[:limit], labels[:limit]
     x = torch.from_numpy(np.ascontiguousarray(images))
     return ImageSet(to_rgb_size(x, image_size), torch.from_numpy(np.ascontiguousarray(labels)).long(),
                     name, split, classes)
@@ -484,7 +513,15 @@ def to_rgb_size(images: torch.Tensor, size: int | None, chunk: int = 4096) -> to
     if images.shape[1] not in (1, 3):
         raise DatasetError(f"images must have 1 or 3 channels, found {images.shape[1]}")
     if size is None or tuple(images.shape[2:]) == (size, size):
-        return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images
+        if images.shape[1] == 1:
+            check_fits(images.numel() * 3, f"{images.shape[0]} RGB images of {images.shape[2]}x{images.shape[3]}",
+                       "pass --limit N to use fewer images")
+            return images.expand(-1, 3, -1, -1).contiguous()
+        return images
+    # the float copy of a chunk is bounded too: 4096 images of 1024x1024 would be 51 GB of float32
+    chunk = max(1, min(chunk, (256 << 20) // (4 * 3 * max(size * size, images[0, 0].numel()))))
+    check_fits(images.shape[0] * 3 * size * size, f"{images.shape[0]} images resized to {size}x{size}",
+               "pass --limit N to use fewer images, or a smaller --image-size")
     out = torch.empty((images.shape[0], 3, size, size), dtype=torch.uint8)
     for start in range(0, images.shape[0], chunk):
         x = images[start:start + chunk].float()

@@ -220,7 +220,8 @@ def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | No
     need = list(cfg.splits) + (["train"] if model.needs_train(plan) and "train" not in cfg.splits else [])
     for split in need:
         if split not in data:
-            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=model.image_size)
+            data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=model.image_size,
+                               limit=cfg.limit)
     images = {s: data[s].images[:cfg.limit] for s in need}
     labels = {s: data[s].labels[:cfg.limit].numpy() for s in need}
 
