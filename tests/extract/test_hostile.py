@@ -6,8 +6,8 @@ import pytest
 
 from dcgan_features.nets.architectures import ARCHITECTURES
 
-BASE = ["extract", "--random-init", "--width", "2", "--dataset", "digits", "--device", "cpu", "--limit", "6",
-        "--splits", "test"]
+DATA = ["--dataset", "digits", "--device", "cpu", "--limit", "6", "--splits", "test"]
+BASE = ["extract", "--random-init", "--width", "2", *DATA]
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
@@ -42,3 +42,73 @@ def test_repeated_or_empty_module_names_one_line():
         named_features([], "fc,fc")
     with pytest.raises(UserError, match="has an empty name"):
         named_features([], "fc,")
+
+
+# ------------------------------------------------------------------ --kmeans-from edited by hand, K bounds
+
+@pytest.fixture(scope="module")
+def kmeans_file(tmp_path_factory):
+    from dcgan_features.extract.run import ExtractConfig, extract
+    from dcgan_features.extract.sources.kmeans import KMeansSource
+    from dcgan_features.extract.sources.kmeans_recipe import KMeansConfig
+
+    path = tmp_path_factory.mktemp("kmeans") / "k.h5"
+    extract(KMeansSource(3, config=KMeansConfig(n_patches=300, iterations=1)), path,
+            ExtractConfig(dataset="synthetic", splits=("test",), limit=6, batch_size=3, device="cpu"))
+    return path
+
+
+def _edited(kmeans_file, tmp_path, edit):
+    import shutil
+
+    path = tmp_path / "edited.h5"
+    shutil.copy(kmeans_file, path)
+    with h5py.File(path, "r+") as f:
+        edit(f["_source/kmeans"])
+    return str(path)
+
+
+def _replace(name, value):
+    def edit(g):
+        del g[name]
+        g[name] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, said", [
+    (_replace("mean", np.zeros(7, np.float32)), "has mean (7,), whitening"),
+    (_replace("whitening", np.zeros((108, 200), np.float32)), "whitening (108, 200)"),
+    (_replace("centroids", np.zeros((3, 5), np.float32)), "centroids (3, 5)"),
+    (_replace("centroids", np.zeros((3,), np.float32)), "centroids (3,)"),
+    (lambda g: g["centroids"].__setitem__(Ellipsis, np.nan), "has NaN or infinite values in its centroids"),
+    (_replace("mean", np.zeros(108, np.int32)), "mean is not a float array"),
+    (lambda g: g.attrs.__delitem__("norm_eps"), "missing or malformed attribute"),
+    (lambda g: g.attrs.__setitem__("patch", 0), "patch=0"),
+    (lambda g: g.attrs.__setitem__("patch", "six"), "missing or malformed attribute"),
+    (lambda g: g.attrs.__setitem__("norm_eps", float("nan")), "norm_eps=nan"),
+])
+def test_kmeans_from_edited_file_one_line(kmeans_file, tmp_path, edit, said):
+    from dcgan_features.core.errors import UserError
+    from dcgan_features.extract.sources.kmeans import load_dictionary
+
+    path = _edited(kmeans_file, tmp_path, edit)
+    with pytest.raises(UserError, match=f"edited.h5'.*{_re(said)}"):
+        load_dictionary(path)
+
+
+def _re(text):
+    import re
+
+    return re.escape(text)
+
+
+def test_kmeans_k_bounded_by_patches_and_memory(run_cli, tmp_path, monkeypatch):
+    import dcgan_features.core.memory as memory
+
+    run_cli.error("extract", *DATA, "--model", "kmeans:400001", "--out", tmp_path / "k.h5",
+                  match="more centroids than the 400000 patches")
+    monkeypatch.setattr(memory, "available_bytes", lambda: 200 << 20)  # 200 MiB free
+    run_cli.error("extract", *DATA, "--model", "kmeans:100000", "--out", tmp_path / "k.h5",
+                  match="kmeans:100000 (its dictionary and one chunk of distances) need 1.0 GiB of memory, "
+                        "more than the 200.0 MiB available here; use a smaller K")
+    assert list(tmp_path.iterdir()) == []
