@@ -20,6 +20,9 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
         ctx.fail(f"--C must be comma-separated numbers such as 1e-3,1e-2,0.1, got {value!r}")
     if not grid or any(not (c > 0 and c < float("inf")) for c in grid):
         ctx.fail(f"--C values must be positive and finite, got {value!r}")
+    from ..probes.linear import check_Cs
+
+    check_Cs(grid)  # float32's range of C, before any work
     return grid
 
 
