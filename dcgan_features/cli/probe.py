@@ -82,13 +82,15 @@ def probe_cmd(ctx: click.Context, dataset: str, features_path: str, probes: tupl
     from ..core.distributed import joined, same_launch
     from ..core.locks import output_lock
     from ..probes.protocols import from_file, get_protocol, run_protocol
-    from ..probes.records import format_table, write_records
+    from ..core.atomic import check_csv_header
+    from ..probes.records import CSV_COLUMNS, format_table, write_records
     from ..extract.store import FeatureFile
 
     grid = parse_grid(ctx, c_grid)
     chosen = PROBE_NAMES if "all" in probes else tuple(dict.fromkeys(probes))
     if backend == "sklearn" and device == "cuda":
         ctx.fail("--backend sklearn runs on the CPU only; drop --device cuda")
+    check_csv_header(Path(out) / "probes.csv", CSV_COLUMNS)  # a foreign table: refused before the work
     if not Path(features_path).is_file():
         raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
     cfg = get_protocol(dataset, draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,

@@ -218,7 +218,7 @@ def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Iter
     import io
 
     path = Path(path)
-    old = path.read_text() if append and path.exists() else ""
+    old = check_csv_header(path, columns) if append else ""
     if old and next(csv.reader(io.StringIO(old)), None) != list(columns):  # written before a column was added
         rows = [*csv.DictReader(io.StringIO(old)), *rows]
         old = ""
@@ -229,6 +229,41 @@ def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Iter
     for r in rows:
         w.writerow([value(r.get(k)) for k in columns])
     write_text_atomic(path, old + buf.getvalue())
+
+
+def check_csv_header(path: str | os.PathLike, columns: Sequence[str]) -> str:
+    """The text of a table this tool may append to (empty when there is none yet).
+
+    A table whose header names a column that is not one of ``columns`` (another tool's, or
+    edited by hand), or that is not text, is refused: appending would rewrite it under our
+    header and lose its rows. An older header of ours (a subset of ``columns``) is fine.
+
+    >>> import tempfile, pathlib
+    >>> t = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = t.write_text("name,score\\nme,1\\n")
+    >>> check_csv_header(t, ["a", "b"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dcgan_features.core.errors.UserError: ...t.csv' has columns this tool does not write (name, score); it is left as it is: move it or choose another output
+    """
+    import csv
+    import io
+
+    path = Path(path)
+    if not path.exists():
+        return ""
+    check_regular(path, "table")
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError) as e:
+        raise UserError(f"{str(path)!r} is not a readable text table ({type(e).__name__}); it is left as it is: "
+                        "move it or choose another output") from None
+    header = next(csv.reader(io.StringIO(text)), None) if text.strip() else []
+    foreign = [c for c in (header or []) if c not in columns]
+    if foreign or (text.strip() and not header):
+        raise UserError(f"{str(path)!r} has columns this tool does not write ({', '.join(foreign)}); it is left "
+                        "as it is: move it or choose another output")
+    return text
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

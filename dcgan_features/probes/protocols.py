@@ -198,7 +198,8 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
                 "features": getattr(ff, "path", None),
                 "architecture": meta.get("architecture", ""), "checkpoint": sha[:12],
                 "layers": "+".join(layers) if isinstance(layers, (list, tuple)) else str(layers), "dim": ff.dim}
-    if describe["features"] is not None:
+    if describe["features"] is not None:  # the name in the tables; the whole path names the JSON records
+        describe["features_path"] = str(Path(str(describe["features"])).resolve())
         describe["features"] = Path(str(describe["features"])).name
     describe.update(bn_mode=meta.get("bn_mode"), feature_dtype=ff.dtype,
                     extraction_departures=_extraction_departures(cfg.name, meta.get("bn_mode"), ff.dtype))

@@ -64,3 +64,55 @@ def test_c_search_never_extends_past_the_bound():
 
     s = search_C([1e8, 1e9], evaluate, max_extend=5)
     assert max(seen) == MAX_C and s.extended == 1 and s.at_edge
+
+
+# ------------------------------------------------------------------ records: never lost, never shared
+
+def _records(digits, name):
+    from dcgan_features.probes.protocols import from_arrays, get_protocol, run_protocol
+
+    Xtr, ytr, Xte, yte = digits
+    cfg = get_protocol("digits", draws=1)
+    return run_protocol("digits", from_arrays(Xtr, ytr, Xte, yte, name=name), ("knn",), cfg,
+                        device="cpu")
+
+
+def test_foreign_probes_csv_refused_never_rewritten(tmp_path, digits, run_cli):
+    from dcgan_features.probes.records import write_records
+
+    table = tmp_path / "probes.csv"
+    table.write_text("name,score\nmine,0.97\n")
+    with pytest.raises(UserError, match="has columns this tool does not write .name, score.; it is left as it is"):
+        write_records(_records(digits, "px"), tmp_path)
+    assert table.read_text() == "name,score\nmine,0.97\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "probes.csv"]
+    feats = tmp_path / "f.h5"
+    feats.write_bytes(b"")
+    run_cli.error("probe", "digits", "--features", feats, "--out", tmp_path, match="columns this tool does not write")
+    assert table.read_text() == "name,score\nmine,0.97\n"
+
+
+def test_older_header_of_ours_still_appends(tmp_path, digits):
+    """A table written before a column was added is ours: its rows follow the new header."""
+    from dcgan_features.probes.records import CSV_COLUMNS, write_records
+
+    (tmp_path / "probes.csv").write_text(",".join(CSV_COLUMNS[:3]) + "\nd,,p\n")
+    write_records(_records(digits, "px"), tmp_path)
+    lines = (tmp_path / "probes.csv").read_text().splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS) and lines[1].startswith("d,,p,")
+
+
+def test_two_feature_files_of_one_name_keep_their_own_records(tmp_path, digits):
+    from dcgan_features.probes.records import write_records
+
+    paths = []
+    for sub in ("a", "b"):
+        f = tmp_path / sub / "f.h5"
+        f.parent.mkdir()
+        f.write_bytes(b"x")
+        recs = [{**r, "features": "f.h5", "features_path": str(f)} for r in _records(digits, "f.h5")]  # as from_file
+        paths += write_records(recs, tmp_path / "out")[:-1]
+    assert len(set(paths)) == len(paths) == 4 and all(p.exists() for p in paths)  # 2 files x 2 columns
+    import json
+    assert sorted(json.loads(p.read_text())["features_path"] for p in paths) == \
+        2 * [str(tmp_path / "a" / "f.h5")] + 2 * [str(tmp_path / "b" / "f.h5")]
