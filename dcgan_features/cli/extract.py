@@ -96,6 +96,11 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
     opts = SourceOptions(seed=seed, width=width, weights=weights, image_size=image_size, normalize=normalize,
                          kmeans_from=kmeans_from)
     model = from_spec(model_spec, opts)
+    if model.architecture in ("pixels", "kmeans"):  # no blocks to pool, no BatchNorm: refused, not ignored
+        given = [f"--{p}" for p in ("grid", "bn") if ctx.get_parameter_source(p) != click.core.ParameterSource.DEFAULT]
+        if given:
+            ctx.fail(f"{', '.join(given)} does not apply to --model {model.spec} (it has no blocks to pool and no "
+                     "BatchNorm); leave it out")
     if list_layers:
         from ..extract.sources.generic import list_layers as layer_table
 

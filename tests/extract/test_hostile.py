@@ -112,3 +112,12 @@ def test_kmeans_k_bounded_by_patches_and_memory(run_cli, tmp_path, monkeypatch):
                   match="kmeans:100000 (its dictionary and one chunk of distances) need 1.0 GiB of memory, "
                         "more than the 200.0 MiB available here; use a smaller K")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("model", ["pixels", "kmeans:4"])
+@pytest.mark.parametrize("option", [["--grid", "2"], ["--bn", "running"], ["--grid", "1", "--bn", "batch"]])
+def test_options_that_cannot_apply_to_the_source_refused(run_cli, tmp_path, model, option):
+    """--grid and --bn were silently ignored for pixels and kmeans:K (their file said otherwise)."""
+    run_cli.error("extract", *DATA, "--model", model, *option, "--out", tmp_path / "f.h5",
+                  match=f"does not apply to --model {model}")
+    assert list(tmp_path.iterdir()) == []
