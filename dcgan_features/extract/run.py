@@ -128,11 +128,18 @@ class _BackgroundWriter:
 
 
 def _nonfinite(split: str, lo: int, host: torch.Tensor) -> UserError:
-    bad = lo + int((~torch.isfinite(host.float())).any(1).nonzero()[0, 0])
-    if host.dtype == torch.float16:
+    """The one line for non-finite features: float16 overflow (inf only) or a model that gives NaN.
+
+    >>> str(_nonfinite("test", 4, torch.tensor([[1.0], [float("nan")]], dtype=torch.float16)))[:62]
+    'the model gives NaN features at test row 5: its weights (a che'
+    """
+    row = int((~torch.isfinite(host.float())).any(1).nonzero()[0, 0])
+    bad = lo + row
+    if host.dtype == torch.float16 and not bool(torch.isnan(host[row]).any()):  # overflow makes inf, never NaN
         return UserError(f"feature of {split} row {bad} overflows float16 (|x| > 65504); extract with --dtype float32")
-    return UserError(f"the model gives non-finite features (NaN/inf) at {split} row {bad}; "
-                     f"the checkpoint is broken (did training diverge?)")
+    what = "NaN" if bool(torch.isnan(host[row]).any()) else "infinite"
+    return UserError(f"the model gives {what} features at {split} row {bad}: its weights (a checkpoint, --weights, "
+                     f"a python: model's parameters or a K-means dictionary) hold NaN or inf, or training diverged")
 
 
 # --------------------------------------------------------------------------- extract

@@ -121,3 +121,31 @@ def test_options_that_cannot_apply_to_the_source_refused(run_cli, tmp_path, mode
     run_cli.error("extract", *DATA, "--model", model, *option, "--out", tmp_path / "f.h5",
                   match=f"does not apply to --model {model}")
     assert list(tmp_path.iterdir()) == []
+
+
+NAN_MODEL = '''
+import torch
+from torch import nn
+
+def make():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    with torch.no_grad():
+        m[0].weight[0, 0, 0, 0] = float("nan")
+    return m
+'''
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_nan_weights_of_a_python_source_named_not_float16_advice(run_cli, tmp_path, dtype):
+    (tmp_path / "nanmodel.py").write_text(NAN_MODEL)
+    line = run_cli.error("extract", *DATA, "--model", f"python:{tmp_path / 'nanmodel.py'}:make", "--dtype", dtype,
+                         "--bn", "running", "--out", tmp_path / "f.h5", match="the model gives NaN features at test row 0")
+    assert "float16" not in line
+
+
+def test_float16_overflow_still_gets_its_advice():
+    import torch
+
+    from dcgan_features.extract.run import _nonfinite
+
+    assert "overflows float16" in str(_nonfinite("test", 0, torch.tensor([[70000.0]]).half()))
