@@ -81,7 +81,9 @@ class FeatureWriter:
                 return self
             raise FeatureFileError(f"{str(self.path)!r} exists and {why}; pass --overwrite to replace it "
                                    f"or choose another --out")
-        if self.partial.exists() and not self.overwrite:
+        if self.partial.exists():
+            # a partial file of these very settings is resumed even under --overwrite: it is the
+            # overwriting run's own, killed (--overwrite replaces what was made with other settings)
             try:
                 why = self._mismatch(self.partial, final=False)
             except FeatureFileError:
@@ -92,7 +94,7 @@ class FeatureWriter:
                 self.state = "resume"
                 self._check_space()
                 return self
-            if why != "restart":
+            if why != "restart" and not self.overwrite:
                 raise FeatureFileError(f"an unfinished extraction at {str(self.partial)!r} {why}; pass "
                                        f"--overwrite to discard it, or repeat its own command to finish it")
         self._check_space()
