@@ -219,7 +219,11 @@ class _NpzBatch:
             with self.zip.open(self.member) as f:
                 _npy_header(f)
                 if self.fortran:  # not how the files are released; correct, at the cost of one batch copy
-                    out[...] = np.lib.format.read_array(f, allow_pickle=False).reshape(out.shape)
+                    n, row = out.shape[0], out[0].size  # column-major (n, row): row runs of n bytes
+                    raw = f.read(n * row)
+                    if len(raw) != n * row:
+                        raise EOFError
+                    out.reshape(n, row)[...] = np.frombuffer(raw, np.uint8).reshape(row, n).T
                     return
                 view = memoryview(out.reshape(-1))
                 for start in range(0, len(view), CHUNK_BYTES):
@@ -347,13 +351,21 @@ class BatchReport:
     label_max: int
 
 
-def iter_check(batches: Batches, size: int, labels: bool = False) -> Iterator[BatchReport]:
-    """Check every batch's keys, shapes and dtype (and labels if asked), one batch in memory at a time."""
+def iter_check(batches: Batches, size: int, labels: bool = False, pixels: bool = False) -> Iterator[BatchReport]:
+    """Check every batch's keys, shapes and dtype (and labels if asked), one batch in memory at a time.
+
+    With ``pixels`` every byte of the pixels is read too, by the reader a load uses
+    (``datasets --verify``: a truncated or corrupt batch fails here, not in the first extract).
+    """
     for p in batches.paths:
         if batches.form == "npz":
             b = _NpzBatch(p, size)
             try:
                 y = b.labels() if labels else None
+                if pixels:
+                    check_fits(b.n * 3 * size * size, f"one batch of {b.n} images ({p})",
+                               "check the file (a header may be corrupt)")
+                    b.fill(np.empty((b.n, 3, size, size), dtype=np.uint8))
             finally:
                 b.close()
             n = b.n

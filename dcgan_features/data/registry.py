@@ -159,7 +159,7 @@ class DownsampledImageNetSpec(DatasetSpec):
                 raise DatasetError(self.cannot_download())
             raise DatasetError(self.missing_message(data_dir, split))
         total, lo, hi = 0, None, None
-        for b in dsi.iter_check(batches, self.size, labels=True):
+        for b in dsi.iter_check(batches, self.size, labels=True, pixels=True):  # every byte, as a load reads it
             yield f"  {b.path}: {b.n} images 3x{self.size}x{self.size} uint8, labels {b.label_min}..{b.label_max}"
             total += b.n
             lo = b.label_min if lo is None else min(lo, b.label_min)

@@ -120,3 +120,57 @@ def test_image_folder_decompression_bomb_one_line(tmp_path, side):
     with pytest.raises(UserError, match=f"bomb.png claims {side}x{side} pixels, more than the 89478485 an image "
                                         "may have"):
         registry.load("folder", "train", data_dir=tmp_path / "imgs", image_size=32)
+
+
+# ------------------------------------------------------------------ datasets --verify reads what a load reads
+
+def _rewrite_npz(path, **members):
+    import zipfile as zf
+
+    with zf.ZipFile(path) as z:
+        old = {n: z.read(n) for n in z.namelist()}
+    old.update({f"{k}.npy": v for k, v in members.items()})
+    buf = io.BytesIO()
+    with zf.ZipFile(buf, "w") as z:
+        for n, b in old.items():
+            z.writestr(n, b)
+    path.write_bytes(buf.getvalue())
+
+
+def test_verify_reads_every_pixel_of_an_npz(tmp_path):
+    """A data member cut short (its header still says 5 rows, its zip entry is whole): the headers
+    alone passed `datasets --verify`; every byte is now read, as a load reads it."""
+    write_split(tmp_path, 32, "val", "npz")
+    path = tmp_path / dsi.release_folders(32, "val", "npz")[0] / "val_data.npz"
+    with zipfile.ZipFile(path) as z:
+        data = z.read("data.npy")
+    _rewrite_npz(path, data=data[:len(data) - 3072])
+    spec = registry.get_dataset("imagenet32")
+    with pytest.raises(UserError, match="'data' is truncated or corrupt"):
+        list(spec.verify(tmp_path, "val"))
+    with pytest.raises(UserError, match="'data' is truncated or corrupt"):
+        registry.load("imagenet32", "val", data_dir=tmp_path)
+
+
+def test_fortran_order_npz_verifies_and_loads_the_same_pixels(tmp_path):
+    images, labels = write_split(tmp_path, 32, "val", "npz")
+    path = tmp_path / dsi.release_folders(32, "val", "npz")[0] / "val_data.npz"
+    z = dict(np.load(path))
+    np.savez(path, data=np.asfortranarray(z["data"]), labels=z["labels"], mean=z["mean"])
+    assert np.load(path)["data"].flags.f_contiguous
+    spec = registry.get_dataset("imagenet32")
+    assert "5 images in 1 npz batches" in list(spec.verify(tmp_path, "val"))[-1]
+    ds = registry.load("imagenet32", "val", data_dir=tmp_path)
+    np.testing.assert_array_equal(ds.images.numpy(), images.reshape(-1, 3, 32, 32))
+    np.testing.assert_array_equal(ds.labels.numpy(), labels)
+
+
+@pytest.mark.parametrize("keep", [0.999, 0.5, 0.02])
+def test_verify_refuses_a_truncated_svhn_mat(tmp_path, keep):
+    from formats import write_svhn
+
+    write_svhn(tmp_path, "test", n=7)
+    f = next(tmp_path.rglob("*.mat"))
+    f.write_bytes(f.read_bytes()[:int(len(f.read_bytes()) * keep)])
+    with pytest.raises(UserError, match="not a readable SVHN .mat file"):
+        list(registry.get_dataset("svhn").verify(tmp_path, "test"))
