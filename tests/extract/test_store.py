@@ -246,3 +246,15 @@ def test_overwrite_resumes_its_own_partial_after_a_kill(tmp_path, monkeypatch):
     _write(tmp_path / "c.h5", meta=other, upto=24)
     w, _ = _write(tmp_path / "c.h5", overwrite=True)
     assert w.state == "new"
+
+
+def test_partial_whose_resume_group_was_deleted_by_hand(tmp_path):
+    """Its unwritten rows are never read (the split is not complete), and a resume refuses it."""
+    w, _ = _write(tmp_path / "f.h5", upto=24)
+    with h5py.File(w.partial, "r+") as f:
+        del f["_resume"]
+    with FeatureFile(w.partial) as ff:
+        with pytest.raises(FeatureFileError, match="split 'train' of .* is incomplete"):
+            ff.read("train")
+    with pytest.raises(FeatureFileError, match="other run settings"):
+        FeatureWriter(tmp_path / "f.h5", META, _splits(), resume_key={"batch_size": 8}).open()
