@@ -149,3 +149,9 @@ def test_float16_overflow_still_gets_its_advice():
     from dcgan_features.extract.run import _nonfinite
 
     assert "overflows float16" in str(_nonfinite("test", 0, torch.tensor([[70000.0]]).half()))
+
+
+def test_extract_help_says_what_python_sources_run(run_cli):
+    code, out, _ = run_cli("extract", "--help")
+    text = " ".join(out.split())
+    assert code == 0 and "This RUNS Python code: MODULE is imported (a .py file executed) and CALLABLE called" in text
