@@ -515,13 +515,13 @@ def to_rgb_size(images: torch.Tensor, size: int | None, chunk: int = 4096) -> to
     if size is None or tuple(images.shape[2:]) == (size, size):
         if images.shape[1] == 1:
             check_fits(images.numel() * 3, f"{images.shape[0]} RGB images of {images.shape[2]}x{images.shape[3]}",
-                       "pass --limit N to use fewer images")
+                       "use fewer images (extract --limit N)")
             return images.expand(-1, 3, -1, -1).contiguous()
         return images
     # the float copy of a chunk is bounded too: 4096 images of 1024x1024 would be 51 GB of float32
     chunk = max(1, min(chunk, (256 << 20) // (4 * 3 * max(size * size, images[0, 0].numel()))))
     check_fits(images.shape[0] * 3 * size * size, f"{images.shape[0]} images resized to {size}x{size}",
-               "pass --limit N to use fewer images, or a smaller --image-size")
+               "use fewer images (extract --limit N) or a smaller --image-size")
     out = torch.empty((images.shape[0], 3, size, size), dtype=torch.uint8)
     for start in range(0, images.shape[0], chunk):
         x = images[start:start + chunk].float()

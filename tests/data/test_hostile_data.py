@@ -95,7 +95,7 @@ def test_resize_checked_against_memory(monkeypatch):
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 1 << 20)
     with pytest.raises(UserError, match=r"10 images resized to 1024x1024 need 30\.0 MiB of memory, more than the "
-                                        r"1\.0 MiB available here; pass --limit N"):
+                                        r"1\.0 MiB available here; use fewer images \(extract --limit N\)"):
         registry.to_rgb_size(torch.zeros((10, 1, 8, 8), dtype=torch.uint8), 1024)
 
 
