@@ -39,6 +39,7 @@ from ..core.atomic import check_writable_dir
 from ..core.devices import resolve_device
 from ..core.errors import FeatureFileError, UserError
 from ..core.locks import output_lock
+from ..core.memory import check_fits
 from .parts import check_no_parts
 from .writer import FeatureWriter
 from .sources.base import FeatureSource, Plan, PrepareContext
@@ -220,6 +221,11 @@ def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | No
     if cfg.batch_size < 1 or (cfg.limit is not None and cfg.limit < 1):
         raise UserError("batch size and limit must be positive")
     plan = model.plan(cfg.layers, cfg.grid, cfg.bn)  # checks layers, grid and bn mode; installs nothing
+    size = int(getattr(model, "image_size", None) or 32)
+    # one batch as float32 input, twice (the input and its first activation are at least that), and
+    # its feature rows: what a --batch-size (bounded at 65536) at a large --image-size asks for
+    check_fits(cfg.batch_size * (2 * 4 * 3 * size * size + 4 * sum(plan.layer_dims)),
+               f"a batch of {cfg.batch_size} images at {size}x{size}", "lower --batch-size")
     check_writable_dir(out.parent if str(out.parent) else ".")
 
     # (1) data: the requested splits (+ train when the source prepares on it), first `limit` rows

@@ -155,3 +155,10 @@ def test_extract_help_says_what_python_sources_run(run_cli):
     code, out, _ = run_cli("extract", "--help")
     text = " ".join(out.split())
     assert code == 0 and "This RUNS Python code: MODULE is imported (a .py file executed) and CALLABLE called" in text
+
+
+def test_batch_checked_against_memory(run_cli, tmp_path):
+    """--batch-size 65536 at --image-size 1024 asks for 1.5 TiB of float input: one line before the work."""
+    run_cli.error("extract", *DATA, "--model", "pixels", "--image-size", "1024", "--batch-size", "65536",
+                  "--out", tmp_path / "f.h5", match="a batch of 65536 images at 1024x1024 need")
+    assert list(tmp_path.iterdir()) == []
