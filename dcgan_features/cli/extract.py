@@ -7,7 +7,7 @@ import click
 
 from ..extract.config import ExtractConfig, extract_config
 from .replay import config_option
-from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, LazyHelp, Names, cli, device_option, out_file, \
+from .group import MAX_BATCH, MAX_IMAGE_SIZE, MAX_WIDTH, SEED, LazyHelp, Names, cli, device_option, out_file, \
     threads_option
 
 E = ExtractConfig  # class attributes: the defaults
@@ -29,7 +29,7 @@ def _model_help() -> str:
 @click.option("--arch", default=None, help="With --random-init: architecture (see `dcgan-features architectures`).")
 @click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=None,
               help="With random:ARCH: width. [default: the architecture's own]")
-@click.option("--seed", type=int, default=SOURCE_SEED, help="Seed of a random init (random, torchvision, python) or of the K-means fit.")
+@click.option("--seed", type=SEED, default=SOURCE_SEED, help="Seed of a random init (random, torchvision, python) or of the K-means fit.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="torchvision/python models: a state dict file, loaded with weights_only (never runs code); "
                    "for torchvision also a weights name (IMAGENET1K_V1, DEFAULT) read from torch's hub cache.")
@@ -115,6 +115,11 @@ def extract_cmd(ctx: click.Context, model_spec: str | None, checkpoint: str | No
     opts = SourceOptions(seed=seed, width=width, weights=weights, image_size=image_size, normalize=normalize,
                          kmeans_from=kmeans_from, kmeans_init=kmeans_init)
     model = from_spec(model_spec, opts)
+    if model.architecture in ("pixels", "kmeans"):  # no blocks to pool, no BatchNorm: refused, not ignored
+        given = [f"--{p}" for p in ("grid", "bn") if ctx.get_parameter_source(p) != click.core.ParameterSource.DEFAULT]
+        if given:
+            ctx.fail(f"{', '.join(given)} does not apply to --model {model.spec} (it has no blocks to pool and no "
+                     "BatchNorm); leave it out")
     if list_layers:
         from ..extract.sources.generic import list_layers as layer_table
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..look.config import ArithmeticConfig, InterpolateConfig, SampleConfig
-from .group import MAX_NEIGHBOURS, Names, cli, device_option, out_file
+from .group import MAX_NEIGHBOURS, MAX_NOISE, SEED, FiniteRange, Names, cli, device_option, out_file
 
 
 @cli.command("import-theano")
@@ -46,7 +46,7 @@ def _shared_options(f, config):
     f = device_option(config.device)(f)
     f = click.option("--bn", type=Names("dcgan_features.look.generate:BN_MODES"), default=config.bn,
                      help="BatchNorm statistics. [default: batch for imported checkpoints, running otherwise]")(f)
-    f = click.option("--seed", type=int, default=config.seed, help="Seed of the latent vectors.")(f)
+    f = click.option("--seed", type=SEED, default=config.seed, help="Seed of the latent vectors.")(f)
     f = click.option("--out", required=True, type=click.Path(dir_okay=False), callback=out_file,
                      help="PNG to write.")(f)
     return click.argument("checkpoint", type=click.Path(dir_okay=False))(f)
@@ -117,7 +117,7 @@ def interpolate_cmd(checkpoint: str, out: str, seed: int, bn: str | None, device
               help="The --n of the numbered `sample` grid the ids come from.")
 @click.option("--neighbours", type=click.IntRange(0, MAX_NEIGHBOURS), default=ArithmeticConfig.neighbours,
               help="Perturbed copies of the result shown beside it.")
-@click.option("--noise", type=click.FloatRange(min=0), default=ArithmeticConfig.noise,
+@click.option("--noise", type=FiniteRange(min=0, max=MAX_NOISE), default=ArithmeticConfig.noise,
               help="Uniform noise in [-noise, noise] added to the result's z for the neighbours.")
 @click.pass_context
 def arithmetic_cmd(ctx: click.Context, checkpoint: str, out: str, seed: int, bn: str | None, device: str,

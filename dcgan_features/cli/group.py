@@ -19,6 +19,16 @@ from ..core.errors import UserError
 # (`arithmetic --neighbours 100000` once grew to 22 GB).
 MAX_WIDTH, MAX_NZ, MAX_BATCH, MAX_IMAGE_SIZE, MAX_NEIGHBOURS, MAX_DRAWS = 1024, 4096, 65536, 1024, 64, 10000
 
+# numpy's and torch's generators take seeds in [0, 2**32); a negative or larger --seed used to pass
+# the CLI and fail deep inside (in reproduce only after its model and extract stages had run).
+SEED = click.IntRange(0, 2**32 - 1)
+# Adam moves each weight by about lr per step: above 1 a DCGAN's weights (about 0.02) are gone in
+# one step, and from about 3e38 the optimizer's float32 arithmetic overflows (`--lr 1e300` crashed).
+MAX_LR = 1.0
+# arithmetic's --noise is a standard deviation added to z (itself of unit scale): beyond this the
+# vectors are noise alone, and inf gives NaN images (once reported as success over black tiles).
+MAX_NOISE = 100.0
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
 
@@ -51,6 +61,20 @@ class Names(click.Choice):
     def choices(self) -> tuple[str, ...]:
         module, attr = self.registry.split(":")
         return tuple(getattr(importlib.import_module(module), attr)) + self.extra
+
+
+class FiniteRange(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses nan (which passes every comparison of FloatRange).
+
+    >>> FiniteRange(0, 1).convert("0.5", None, None)
+    0.5
+    """
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if rv != rv:
+            self.fail(f"{value!r} is not a number; give a finite value in {self._describe_range()}", param, ctx)
+        return rv
 
 
 def out_file(ctx: click.Context, param: click.Parameter, value: str | None, parents: bool = False) -> str | None:

@@ -7,7 +7,7 @@ import click
 from ..core.errors import UserError
 from ..probes.config import BACKENDS, PROBE_NAMES, ProbeConfig
 from .replay import config_option
-from .group import MAX_DRAWS, Names, cli, device_option, threads_option
+from .group import MAX_DRAWS, SEED, Names, cli, device_option, out_folder, threads_option
 
 DEFAULTS = ProbeConfig()
 
@@ -21,6 +21,9 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
         ctx.fail(f"--C must be comma-separated numbers such as 1e-3,1e-2,0.1, got {value!r}")
     if not grid or any(not (c > 0 and c < float("inf")) for c in grid):
         ctx.fail(f"--C values must be positive and finite, got {value!r}")
+    from ..probes.linear import check_Cs
+
+    check_Cs(grid)  # float32's range of C, before any work
     return grid
 
 
@@ -38,7 +41,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
                    "(on validation), at most this many times (0: never). [default: the protocol's: 2, svhn 0]")
 @click.option("--draws", type=click.IntRange(1, MAX_DRAWS), default=None,
               help="Seeded label draws of the few-labels column. [default: the protocol's: 10, svhn 100]")
-@click.option("--seed", type=int, default=DEFAULTS.seed,
+@click.option("--seed", type=SEED, default=DEFAULTS.seed,
               help="Seed of the validation split and the label draws. [default: the protocol's: 0, svhn 42]")
 @click.option("--validation", type=Names("dcgan_features.probes.protocols:VALIDATIONS"), default=None,
               help="Validation rows: val-size/classes of each class, val-size drawn uniformly (the SVHN "
@@ -63,7 +66,7 @@ def parse_grid(ctx: click.Context, value: str | None) -> list[float] | None:
               help="Rows held out of train to choose C. [default: the protocol's: 10000, digits 300]")
 @click.option("--labels-per-class", type=click.IntRange(min=1), default=None,
               help="Labels per class of the few-labels column. [default: cifar10 400, others 100, digits 20]")
-@click.option("--out", "out", type=click.Path(file_okay=False), default=DEFAULTS.out,
+@click.option("--out", "out", type=click.Path(file_okay=False), default=DEFAULTS.out, callback=out_folder,
               help="Folder for one JSON per record and the rows appended to probes.csv.")
 @click.pass_context
 def probe_cmd(ctx: click.Context, dataset: str | None, features_path: str, probes: tuple[str, ...], c_grid: str | None,
@@ -92,15 +95,17 @@ def probe_cmd(ctx: click.Context, dataset: str | None, features_path: str, probe
 
     from ..core.distributed import joined, same_launch
     from ..core.locks import output_lock
+    from ..core.atomic import check_csv_header
     from ..probes.generic import protocol_for
-    from ..probes.protocols import from_file, run_protocol
-    from ..probes.records import format_table, write_records
+    from ..probes.protocols import from_file, get_protocol, run_protocol
+    from ..probes.records import CSV_COLUMNS, format_table, write_records
     from ..extract.store import FeatureFile
 
     grid = parse_grid(ctx, c_grid)
     chosen = PROBE_NAMES if "all" in probes else tuple(dict.fromkeys(probes))
     if backend == "sklearn" and device == "cuda":
         ctx.fail("--backend sklearn runs on the CPU only; drop --device cuda")
+    check_csv_header(Path(out) / "probes.csv", CSV_COLUMNS)  # a foreign table: refused before the work
     if not Path(features_path).is_file():
         raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
     overrides = dict(draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,

@@ -7,7 +7,7 @@ import click
 from ..probes.config import PROBE_NAMES
 from ..reproduce.quickstart import QuickstartConfig  # torch-free: only its defaults are read here
 from ..reproduce.config import SETUPS  # torch-free too
-from .group import MAX_BATCH, MAX_WIDTH, cli, device_option, out_file, out_folder, threads_option
+from .group import MAX_BATCH, MAX_WIDTH, SEED, cli, device_option, out_file, out_folder, threads_option
 
 Q = QuickstartConfig  # class attributes: the defaults
 
@@ -24,7 +24,7 @@ Q = QuickstartConfig  # class attributes: the defaults
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=Q.batch_size, help="[default: the dataset's]")
 @device_option(Q.device)
 @threads_option(Q.threads)
-@click.option("--seed", type=int, default=Q.seed, help="Seeds training, the random D and the probes.")
+@click.option("--seed", type=SEED, default=Q.seed, help="Seeds training, the random D and the probes.")
 @click.option("--probe", "probes", multiple=True, default=Q.probes,
               type=click.Choice(PROBE_NAMES), help="Probe(s); repeat the flag for several.")
 @click.option("--out", default=Q.out, type=click.Path(file_okay=False), callback=out_folder,

@@ -8,7 +8,7 @@ import click
 from ..probes.config import PROBE_NAMES
 from ..reproduce.config import SETUPS, ReproduceConfig  # torch-free
 from .replay import config_option
-from .group import MAX_BATCH, MAX_DRAWS, MAX_WIDTH, cli, device_option, out_folder, threads_option
+from .group import MAX_BATCH, MAX_DRAWS, MAX_WIDTH, SEED, cli, device_option, out_folder, threads_option
 from .probe import parse_grid
 
 R = ReproduceConfig  # class attributes: the defaults
@@ -37,7 +37,7 @@ def _setup_default(field: str) -> str:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"[default: {_setup_default('epochs')}]")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=None,
               help=f"Training batch. [default: {_setup_default('batch_size')}]")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", type=SEED, default=None,
               help="Seeds training, the random D, the validation split and the label draws. [default: 0 for the "
                    "model and the random D; the protocol's for the probes (svhn: the authors' 42)]")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,

@@ -7,7 +7,8 @@ import inspect
 import click
 
 from ..train.config import GPU_VERIFIED, TrainConfig
-from .group import MAX_BATCH, MAX_NZ, MAX_WIDTH, cli, device_option, threads_option
+from .group import MAX_BATCH, MAX_LR, MAX_NZ, MAX_WIDTH, SEED, FiniteRange, cli, device_option, out_folder, \
+    threads_option
 from .replay import config_option
 
 T = TrainConfig  # class attributes: the defaults
@@ -23,14 +24,14 @@ T = TrainConfig  # class attributes: the defaults
 @click.option("--width", type=click.IntRange(1, MAX_WIDTH), default=T.width,
               help="Channel width of G and D. [default: the architecture's]")
 @click.option("--epochs", type=click.IntRange(min=1), default=T.epochs, help="Passes over the training split.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=click.Path(file_okay=False), callback=out_folder,
               help="Run folder: config.json, metrics.jsonl, samples/, checkpoints/, losses.png.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=T.batch_size,
               help="Global batch (split over torchrun ranks).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=T.lr, help="Adam learning rate, G and D.")
+@click.option("--lr", type=FiniteRange(min=0, max=MAX_LR, min_open=True), default=T.lr, help="Adam learning rate, G and D.")
 @click.option("--beta1", type=click.FloatRange(min=0, max=1, max_open=True), default=T.beta1, help="Adam beta1.")
 @click.option("--nz", type=click.IntRange(1, MAX_NZ), default=T.nz, help="Latent size. [default: the architecture's]")
-@click.option("--seed", type=int, default=T.seed, help="Seeds init, data order, z and the fixed sample z.")
+@click.option("--seed", type=SEED, default=T.seed, help="Seeds init, data order, z and the fixed sample z.")
 @device_option(T.device)
 @threads_option(T.threads)
 @click.option("--amp/--no-amp", default=T.amp, help="bf16 autocast (CUDA only; ignored on CPU).")

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
@@ -46,29 +47,82 @@ def check_writable_dir(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def file_kind(mode: int) -> str:
+    """What a file mode names, for the messages.
+
+    >>> file_kind(stat.S_IFIFO)
+    'a FIFO'
+    """
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular(path: str | os.PathLike, what: str = "output") -> None:
+    """Refuse an existing ``path`` that is (or links to) a device, FIFO or socket.
+
+    A write to one would not stay a file: ``os.replace`` would swap out a device node, and
+    reading a FIFO blocks. A link to a regular file is fine (the link is replaced, not its target).
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # missing, or a dangling link: the write replaces the link itself
+    except OSError as e:
+        raise UserError(f"cannot inspect {what} {str(path)!r} ({e.strerror or type(e).__name__})") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        link = " (through a symbolic link)" if os.path.islink(path) else ""
+        raise UserError(f"{what} {str(path)!r} is {file_kind(st.st_mode)}{link}, not a regular file; "
+                        "choose another output")
+
+
+def _names_folder(given: str) -> bool:
+    """Whether a path string ends in a separator (``out/``): it then names a folder, not a file."""
+    return given.endswith(os.sep) or (os.altsep is not None and given.endswith(os.altsep))
+
+
 def check_output_file(path: str | os.PathLike, parents: bool = False) -> Path:
-    """Fail before the work: ``path`` names a file, not a folder, in a writable folder.
+    """Fail before the work: ``path`` names a regular file, not a folder, in a writable folder.
 
     With ``parents`` the folder may be missing if the nearest folder above it is writable
-    (the writer creates the rest).
+    (the writer creates the rest). A path ending in a separator names a folder and is refused.
 
     >>> check_output_file("")
     Traceback (most recent call last):
     ...
     dcgan_features.core.errors.UserError: output path '' names no file; give a file name
+    >>> check_output_file("runs/")
+    Traceback (most recent call last):
+    ...
+    dcgan_features.core.errors.UserError: output path 'runs/' ends with a separator, so it names a folder; give a file name such as 'runs/NAME'
     """
-    given, path = str(path), Path(path)
+    given, path = os.fspath(path), Path(path)
     if not given.strip() or path.name in ("", ".", ".."):
         raise UserError(f"output path {given!r} names no file; give a file name")
+    if _names_folder(given):
+        raise UserError(f"output path {given!r} ends with a separator, so it names a folder; give a file name "
+                        f"such as {given + 'NAME'!r}")
     if path.is_dir():
         raise UserError(f"output {str(path)!r} is a folder; give a file name")
+    check_regular(path)
     parent = path.parent if str(path.parent) else Path(".")
     check_writable_dir(_nearest_existing(parent) if parents else parent)
     return path
 
 
 def check_output_folder(folder: str | os.PathLike) -> Path:
-    """Fail before the work: ``folder`` is a writable folder, or can be created as one."""
+    """Fail before the work: ``folder`` is a writable folder, or can be created as one.
+
+    >>> check_output_folder("")
+    Traceback (most recent call last):
+    ...
+    dcgan_features.core.errors.UserError: output folder '' is empty; give a folder name (. for this folder)
+    """
+    if not os.fspath(folder).strip():
+        raise UserError(f"output folder {os.fspath(folder)!r} is empty; give a folder name (. for this folder)")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"output folder {str(folder)!r} is a file; choose another output")
@@ -164,7 +218,7 @@ def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Iter
     import io
 
     path = Path(path)
-    old = path.read_text() if append and path.exists() else ""
+    old = check_csv_header(path, columns) if append else ""
     if old and next(csv.reader(io.StringIO(old)), None) != list(columns):  # written before a column was added
         rows = [*csv.DictReader(io.StringIO(old)), *rows]
         old = ""
@@ -175,6 +229,41 @@ def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Iter
     for r in rows:
         w.writerow([value(r.get(k)) for k in columns])
     write_text_atomic(path, old + buf.getvalue())
+
+
+def check_csv_header(path: str | os.PathLike, columns: Sequence[str]) -> str:
+    """The text of a table this tool may append to (empty when there is none yet).
+
+    A table whose header names a column that is not one of ``columns`` (another tool's, or
+    edited by hand), or that is not text, is refused: appending would rewrite it under our
+    header and lose its rows. An older header of ours (a subset of ``columns``) is fine.
+
+    >>> import tempfile, pathlib
+    >>> t = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = t.write_text("name,score\\nme,1\\n")
+    >>> check_csv_header(t, ["a", "b"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dcgan_features.core.errors.UserError: ...t.csv' has columns this tool does not write (name, score); it is left as it is: move it or choose another output
+    """
+    import csv
+    import io
+
+    path = Path(path)
+    if not path.exists():
+        return ""
+    check_regular(path, "table")
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError) as e:
+        raise UserError(f"{str(path)!r} is not a readable text table ({type(e).__name__}); it is left as it is: "
+                        "move it or choose another output") from None
+    header = next(csv.reader(io.StringIO(text)), None) if text.strip() else []
+    foreign = [c for c in (header or []) if c not in columns]
+    if foreign or (text.strip() and not header):
+        raise UserError(f"{str(path)!r} has columns this tool does not write ({', '.join(foreign)}); it is left "
+                        "as it is: move it or choose another output")
+    return text
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -8,6 +8,10 @@ drops the lock when its process dies, so a lock left by a killed process (``kill
 lost node) is recognised as stale and simply taken over; the file only records the holder's
 pid and host for the message. The lock file is removed on release.
 
+The lock file cannot be aimed elsewhere: it is opened with ``O_NOFOLLOW``, and a symbolic
+link, FIFO, device, socket, hard link or a file holding anything but a pid record at the
+lock path is refused in one line and left untouched (never truncated).
+
 >>> import tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "f.h5"
 >>> with output_lock(out):
@@ -29,11 +33,13 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import socket
+import stat
 from pathlib import Path
 from typing import Iterator
 
-from .atomic import check_output_file
+from .atomic import check_output_file, check_output_folder, file_kind
 from .errors import UserError
 
 __all__ = ["OutputLocked", "lock_path", "output_lock"]
@@ -61,8 +67,7 @@ def output_lock(path: str | os.PathLike, *, folder: bool = False, parents: bool 
     """
     path = Path(path)
     if folder:
-        if path.exists() and not path.is_dir():
-            raise UserError(f"output folder {str(path)!r} is a file; choose another output")
+        check_output_folder(path)
         created = _make_dirs(path)
     else:
         check_output_file(path, parents=parents)
@@ -106,13 +111,14 @@ def _remove_empty(created: list[Path]) -> None:
             return
 
 
+# What a lock file of this tool holds: "PID HOST\n", nothing else (see _acquire).
+_RECORD = re.compile(rb"\A\d+ \S+\n\Z")
+_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
 def _acquire(lock: Path, path: Path) -> int:
     while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as e:
-            raise UserError(f"cannot create the lock file {str(lock)!r} for {str(path)!r} "
-                            f"({e.strerror or type(e).__name__}); choose a writable output") from None
+        fd = _open_lock(lock, path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -125,18 +131,69 @@ def _acquire(lock: Path, path: Path) -> int:
         # A holder releasing just now unlinks the file before unlocking it: if the file we
         # locked is no longer the one at ``lock``, try again on the new one.
         try:
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            same = os.path.samestat(os.fstat(fd), os.lstat(lock))
         except FileNotFoundError:
             same = False
         if same:
             break
         os.close(fd)
+    try:
+        _check_ours(fd, lock)
+    except BaseException:
+        os.close(fd)
+        raise
     try:  # only for the message a second process gets; a full disk must not stop the holder
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
     except OSError:
         pass
     return fd
+
+
+def _planted(lock: Path, what: str) -> UserError:
+    return UserError(f"the lock file {str(lock)!r} is {what}, not a lock this tool wrote; it is left as it is: "
+                     "remove it, or choose another output")
+
+
+def _open_lock(lock: Path, path: Path) -> int:
+    """Open (or create) the lock file without ever following a link or opening a device.
+
+    A symbolic link, FIFO, device, socket or folder planted at the lock path is refused
+    before it is opened for writing (O_NOFOLLOW closes the race between the check and the
+    open), so the lock cannot be aimed at another file to truncate it.
+    """
+    try:
+        st = os.lstat(lock)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise UserError(f"cannot read the lock file {str(lock)!r} ({e.strerror or type(e).__name__})") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise _planted(lock, file_kind(st.st_mode))
+    try:
+        fd = os.open(lock, _FLAGS, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # a link planted between the check and the open
+            raise _planted(lock, "a symbolic link") from None
+        raise UserError(f"cannot create the lock file {str(lock)!r} for {str(path)!r} "
+                        f"({e.strerror or type(e).__name__}); choose a writable output") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _planted(lock, file_kind(st.st_mode))
+    return fd
+
+
+def _check_ours(fd: int, lock: Path) -> None:
+    """Refuse a lock file this tool did not write: another name of a file (a hard link) or other content."""
+    st = os.fstat(fd)
+    if st.st_nlink > 1:
+        raise _planted(lock, f"a file with {st.st_nlink} names (a hard link)")
+    if st.st_size == 0:
+        return
+    head = os.pread(fd, 256, 0) if st.st_size <= 256 else b""
+    if not _RECORD.match(head):
+        raise _planted(lock, f"a file of {st.st_size} bytes that is not a pid record")
 
 
 def _holder(fd: int) -> str:

@@ -44,6 +44,7 @@ from typing import Iterator
 import numpy as np
 
 from ..core.errors import DatasetError
+from ..core.memory import check_fits
 
 SIZES = (32, 64)
 SPLIT_SIZES = {"train": 1_281_167, "val": 50_000}
@@ -162,8 +163,10 @@ def _check_data(path: Path, shape: tuple, dtype: np.dtype, size: int) -> int:
 
 def _check_labels(path: Path, labels: object, n: int) -> np.ndarray:
     """0-based int64 labels from the released 1..1000 ones, or a one-line error."""
+    from .safe_pickle import plain_array
+
     try:
-        y = np.asarray(labels)
+        y = plain_array(labels, None, f"{path}: 'labels'")
     except (TypeError, ValueError):
         y = np.asarray([], dtype=object)
     if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != n:
@@ -216,7 +219,11 @@ class _NpzBatch:
             with self.zip.open(self.member) as f:
                 _npy_header(f)
                 if self.fortran:  # not how the files are released; correct, at the cost of one batch copy
-                    out[...] = np.lib.format.read_array(f, allow_pickle=False).reshape(out.shape)
+                    n, row = out.shape[0], out[0].size  # column-major (n, row): row runs of n bytes
+                    raw = f.read(n * row)
+                    if len(raw) != n * row:
+                        raise EOFError
+                    out.reshape(n, row)[...] = np.frombuffer(raw, np.uint8).reshape(row, n).T
                     return
                 view = memoryview(out.reshape(-1))
                 for start in range(0, len(view), CHUNK_BYTES):
@@ -286,6 +293,8 @@ def _read_npz(paths: tuple[Path, ...], size: int) -> tuple[np.ndarray, np.ndarra
         for p in paths:  # every header first: a bad batch fails before gigabytes are read
             opened.append(_NpzBatch(p, size))
         total = sum(b.n for b in opened)
+        check_fits(total * (3 * size * size + 8), f"the {total} images the .npz headers of imagenet{size} claim",
+                   "check the files (a header may be corrupt) or use a machine with more memory")
         images = np.empty((total, 3, size, size), dtype=np.uint8)
         labels = np.empty(total, dtype=np.int64)
         start = 0
@@ -342,13 +351,21 @@ class BatchReport:
     label_max: int
 
 
-def iter_check(batches: Batches, size: int, labels: bool = False) -> Iterator[BatchReport]:
-    """Check every batch's keys, shapes and dtype (and labels if asked), one batch in memory at a time."""
+def iter_check(batches: Batches, size: int, labels: bool = False, pixels: bool = False) -> Iterator[BatchReport]:
+    """Check every batch's keys, shapes and dtype (and labels if asked), one batch in memory at a time.
+
+    With ``pixels`` every byte of the pixels is read too, by the reader a load uses
+    (``datasets --verify``: a truncated or corrupt batch fails here, not in the first extract).
+    """
     for p in batches.paths:
         if batches.form == "npz":
             b = _NpzBatch(p, size)
             try:
                 y = b.labels() if labels else None
+                if pixels:
+                    check_fits(b.n * 3 * size * size, f"one batch of {b.n} images ({p})",
+                               "check the file (a header may be corrupt)")
+                    b.fill(np.empty((b.n, 3, size, size), dtype=np.uint8))
             finally:
                 b.close()
             n = b.n

@@ -25,6 +25,7 @@ dropped and counted.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..core.errors import DatasetError
+from ..core.memory import check_fits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 TEST_DIRS = ("test", "val")  # the test split's folder, first found
@@ -153,7 +155,10 @@ def decode_one(path: Path, size: int) -> np.ndarray:
     """One image as uint8 (3, size, size): min-resized (bicubic) then center-cropped."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    with warnings.catch_warnings():  # past PIL's pixel limit is an error here, not a warning
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        im = Image.open(path)
+    with im:
         if im.format == "JPEG":  # decode at the smallest 1/2^k DCT scale that still covers `size`
             im.draft("RGB", (size, size))
         im = im.convert("RGB")
@@ -176,9 +181,26 @@ def _decode_chunk(task: tuple[list[str], int]) -> tuple[np.ndarray, list[tuple[i
     for i, p in enumerate(paths):
         try:
             out[i] = decode_one(Path(p), size)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            bad.append((i, f"claims {im_size(Path(p))} pixels, more than the {Image.MAX_IMAGE_PIXELS} an image may have "
+                           "(a decompression bomb?)"))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             bad.append((i, type(e).__name__))
     return out, bad
+
+
+def im_size(path: Path) -> str:
+    """``W x H`` as an image file's header says, without decoding it (for the messages)."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS, limit = None, Image.MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as im:
+            return f"{im.width}x{im.height}"
+    except Exception:  # noqa: BLE001 - only a message
+        return "too many"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def worker_count(requested: int) -> int:
@@ -195,6 +217,8 @@ def decode(files: list[Path], size: int, opts: FolderOptions) -> tuple[np.ndarra
     """Every file as uint8 (N, 3, size, size) and the mask of those kept (all, unless ``skip_bad``)."""
     from tqdm import tqdm
 
+    check_fits(len(files) * 3 * size * size, f"{len(files)} images of {size}x{size}",
+               "pass a smaller --image-size or a folder with fewer images")
     out = np.empty((len(files), 3, size, size), np.uint8)
     ok = np.ones(len(files), bool)
     tasks = [([str(p) for p in files[lo:lo + CHUNK]], size) for lo in range(0, len(files), CHUNK)]
@@ -214,6 +238,8 @@ def decode(files: list[Path], size: int, opts: FolderOptions) -> tuple[np.ndarra
             lo = k * CHUNK
             out[lo:lo + len(images)] = images
             for i, why in bad:
+                if not opts.skip_bad and why.startswith("claims "):
+                    raise DatasetError(f"{files[lo + i]} {why}; remove it or pass --skip-bad")
                 if not opts.skip_bad:
                     raise DatasetError(f"{files[lo + i]} is not a readable image ({why}); remove it or pass --skip-bad")
                 ok[lo + i] = False

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from . import folder as image_folder
 from . import safe_pickle
 from . import stl10
 from ..core.errors import DatasetError
+from ..core.memory import check_fits
 
 DEFAULT_DATA_DIR = "data"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -170,7 +172,7 @@ class DownsampledImageNetSpec(DatasetSpec):
                 raise DatasetError(self.cannot_download())
             raise DatasetError(self.missing_message(data_dir, split))
         total, lo, hi = 0, None, None
-        for b in dsi.iter_check(batches, self.size, labels=True):
+        for b in dsi.iter_check(batches, self.size, labels=True, pixels=True):  # every byte, as a load reads it
             yield f"  {b.path}: {b.n} images 3x{self.size}x{self.size} uint8, labels {b.label_min}..{b.label_max}"
             total += b.n
             lo = b.label_min if lo is None else min(lo, b.label_min)
@@ -202,8 +204,8 @@ def _read_cifar10(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         path = root / name
         batch = _read_cifar10_pickle(path)
         try:
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            labels = np.asarray(batch[b"labels"], dtype=np.int64)
+            data = safe_pickle.plain_array(batch[b"data"], np.uint8, f"{path}: 'data'")
+            labels = safe_pickle.plain_array(batch[b"labels"], np.int64, f"{path}: 'labels'")
         except (KeyError, TypeError, ValueError) as e:
             raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({type(e).__name__}); "
                                f"re-download it: {fetch_command('cifar10')}") from None
@@ -537,10 +539,12 @@ def download(name: str, data_dir: str | os.PathLike | None) -> None:
 
 def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = None,
          image_size: int | None = None, download_missing: bool = False,
-         folder: image_folder.FolderOptions | None = None) -> ImageSet:
+         folder: image_folder.FolderOptions | None = None, limit: int | None = None) -> ImageSet:
     """Load one split as uint8 (N, 3, S, S), resized once to ``image_size`` if given.
 
     ``folder``: how an image folder is split and decoded (:class:`~.folder.FolderOptions`).
+    ``limit`` keeps the first rows only, before the resize (so `--image-size 1024 --limit 10`
+    resizes 10 images, not the split).
     """
     spec = get_dataset(name)
     _check_split(spec, split)
@@ -563,6 +567,7 @@ def load(name: str, split: str = "train", data_dir: str | os.PathLike | None = N
             classes = spec.class_names(root) or classes
         if spec.split_info is not None:
             info = spec.split_info(root, split)
+    images, labels = images[:limit], labels[:limit]
     x = torch.from_numpy(np.ascontiguousarray(images))
     return ImageSet(to_rgb_size(x, image_size), torch.from_numpy(np.ascontiguousarray(labels)).long(),
                     name, split, classes, info)
@@ -576,7 +581,15 @@ def to_rgb_size(images: torch.Tensor, size: int | None, chunk: int = 4096) -> to
     if images.shape[1] not in (1, 3):
         raise DatasetError(f"images must have 1 or 3 channels, found {images.shape[1]}")
     if size is None or tuple(images.shape[2:]) == (size, size):
-        return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images
+        if images.shape[1] == 1:
+            check_fits(images.numel() * 3, f"{images.shape[0]} RGB images of {images.shape[2]}x{images.shape[3]}",
+                       "use fewer images (extract --limit N)")
+            return images.expand(-1, 3, -1, -1).contiguous()
+        return images
+    # the float copy of a chunk is bounded too: 4096 images of 1024x1024 would be 51 GB of float32
+    chunk = max(1, min(chunk, (256 << 20) // (4 * 3 * max(size * size, images[0, 0].numel()))))
+    check_fits(images.shape[0] * 3 * size * size, f"{images.shape[0]} images resized to {size}x{size}",
+               "use fewer images (extract --limit N) or a smaller --image-size")
     out = torch.empty((images.shape[0], 3, size, size), dtype=torch.uint8)
     for start in range(0, images.shape[0], chunk):
         x = images[start:start + chunk].float()

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..core.errors import UserError
 
-__all__ = ["ForbiddenPickleError", "UnreadablePickleError", "load", "loads"]
+__all__ = ["ForbiddenPickleError", "UnreadablePickleError", "load", "loads", "plain_array"]
 
 
 class ForbiddenPickleError(UserError):
@@ -173,3 +173,51 @@ def _load(f: IO[bytes], name: str, encoding: str) -> Any:
         detail = str(e).splitlines()[0] if str(e) else "truncated or corrupt"
         raise UnreadablePickleError(f"{name} is not a readable pickle ({type(e).__name__}: {detail})",
                                     type(e).__name__) from None
+
+
+def plain_array(value: Any, dtype: Any, what: str) -> np.ndarray:
+    """``np.asarray(value, dtype)`` for a value read from a pickle, without its traps.
+
+    A pickle can share one list many times (``d = [d, d]`` forty deep is 2**40 elements in a
+    few hundred bytes) or hold a list that contains itself: ``np.asarray`` would try to build
+    the first until memory runs out and fails on the second. The elements are counted first,
+    each shared list once, and the array is refused in one line when it would not fit in memory.
+
+    >>> plain_array([[1, 2], [3, 4]], np.int64, "labels").tolist()
+    [[1, 2], [3, 4]]
+    >>> d = [1]
+    >>> for _ in range(40): d = [d, d]
+    >>> plain_array(d, np.int64, "'labels'")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dcgan_features.core.errors.UserError: 'labels' holds 1099511627776 elements (lists shared inside the pickle) ...
+    """
+    from ..core.memory import available_bytes, format_bytes
+
+    if isinstance(value, (list, tuple)):
+        try:
+            n = _leaves(value, {}, set())
+        except (ValueError, RecursionError):
+            raise UserError(f"{what} is a list that contains itself or is nested too deeply; "
+                            "not a dataset's array") from None
+        need = n * max(np.dtype(dtype).itemsize, 8) * 2  # the array and numpy's pass over the lists
+        if need > available_bytes():
+            raise UserError(f"{what} holds {n} elements (lists shared inside the pickle) and would need "
+                            f"{format_bytes(need)} of memory, more than is available; not a dataset's array")
+    return np.asarray(value, dtype=dtype)
+
+
+def _leaves(value: Any, memo: dict, open_: set) -> int:
+    """Elements of nested lists/tuples, each shared list counted once per use (memo) and cycles refused."""
+    if not isinstance(value, (list, tuple)):
+        return 1
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if key in open_:
+        raise ValueError("cycle")
+    open_.add(key)
+    n = sum(_leaves(v, memo, open_) for v in value) if value else 1
+    open_.discard(key)
+    memo[key] = n
+    return n

@@ -55,10 +55,7 @@ def parse_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[st
     dcgan_features.core.errors.UserError: block 'd7' not in model; available: d1..d3
     """
     available = list(available)
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
-    items = [s for s in items if s]
-    if not items:
-        raise UserError(f"no layer given; use all or names from {_span(available)}")
+    items = layer_items(spec, f"all or names from {_span(available)}")
     chosen: set[str] = set()
     for item in items:
         if item == "all":
@@ -75,6 +72,33 @@ def parse_layers(spec: str | Sequence[str], available: Sequence[str]) -> list[st
             raise UserError(f"layer range {item!r} runs backwards; write {ends[1]}..{ends[0]}")
         chosen.update(available[lo:hi + 1])
     return [n for n in available if n in chosen]
+
+
+def layer_items(spec: str | Sequence[str], hint: str) -> list[str]:
+    """The comma-separated items of ``--layer``, refusing an empty item or one given twice
+    (a list from code is deduplicated instead).
+
+    >>> layer_items("d1, d3", "d1..d3")
+    ['d1', 'd3']
+    >>> layer_items("d1,,d3", "d1..d3")
+    Traceback (most recent call last):
+    dcgan_features.core.errors.UserError: --layer 'd1,,d3' has an empty name (two commas, or one at an end); use d1..d3
+    >>> layer_items("d2,d2", "d1..d3")
+    Traceback (most recent call last):
+    dcgan_features.core.errors.UserError: --layer 'd2,d2' names 'd2' twice; give each once
+    """
+    if not isinstance(spec, str):  # a list from code, not typed: its repeats and blanks are dropped
+        spec = ",".join(dict.fromkeys(s.strip() for s in spec if s.strip()))
+    given = spec
+    items = [s.strip() for s in spec.split(",")]
+    if not any(items):
+        raise UserError(f"no layer given; use {hint}")
+    if not all(items):
+        raise UserError(f"--layer {given!r} has an empty name (two commas, or one at an end); use {hint}")
+    twice = next((s for i, s in enumerate(items) if s in items[:i]), None)
+    if twice is not None:
+        raise UserError(f"--layer {given!r} names {twice!r} twice; give each once")
+    return items
 
 
 def check_grid(D: nn.Module, layers: Sequence[str], grid: int) -> None:
@@ -344,7 +368,8 @@ def batch_bn_stats(D: nn.Module, batches: Iterable[torch.Tensor], upto: str | No
                     x = block(x)
                     if name == upto:
                         break
-            rows.append(torch.cat([t.double().cpu() for m in bns
+            rows.append(torch.cat([torch.zeros(0, dtype=torch.float64)] +  # no BN layer: an empty row
+                                  [t.double().cpu() for m in bns
                                    for t in (m.running_mean, var[m] if biased else m.running_var)]))
     finally:
         for h in hooks:

@@ -39,6 +39,7 @@ from ..core.devices import resolve_device
 from ..core.errors import FeatureFileError, UserError
 from ..core.locks import output_lock
 from ..core.threads import TRAIN_SMALL_PARAMS, choose_threads, thread_scope
+from ..core.memory import check_fits
 from .parts import check_no_parts
 from .writer import FeatureWriter
 from .sources.base import FeatureSource, Plan, PrepareContext
@@ -126,11 +127,18 @@ class _BackgroundWriter:
 
 
 def _nonfinite(split: str, lo: int, host: torch.Tensor) -> UserError:
-    bad = lo + int((~torch.isfinite(host.float())).any(1).nonzero()[0, 0])
-    if host.dtype == torch.float16:
+    """The one line for non-finite features: float16 overflow (inf only) or a model that gives NaN.
+
+    >>> str(_nonfinite("test", 4, torch.tensor([[1.0], [float("nan")]], dtype=torch.float16)))[:62]
+    'the model gives NaN features at test row 5: its weights (a che'
+    """
+    row = int((~torch.isfinite(host.float())).any(1).nonzero()[0, 0])
+    bad = lo + row
+    if host.dtype == torch.float16 and not bool(torch.isnan(host[row]).any()):  # overflow makes inf, never NaN
         return UserError(f"feature of {split} row {bad} overflows float16 (|x| > 65504); extract with --dtype float32")
-    return UserError(f"the model gives non-finite features (NaN/inf) at {split} row {bad}; "
-                     f"the checkpoint is broken (did training diverge?)")
+    what = "NaN" if bool(torch.isnan(host[row]).any()) else "infinite"
+    return UserError(f"the model gives {what} features at {split} row {bad}: its weights (a checkpoint, --weights, "
+                     f"a python: model's parameters or a K-means dictionary) hold NaN or inf, or training diverged")
 
 
 # --------------------------------------------------------------------------- extract
@@ -215,6 +223,11 @@ def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | No
     if cfg.batch_size < 1 or (cfg.limit is not None and cfg.limit < 1):
         raise UserError("batch size and limit must be positive")
     plan = model.plan(cfg.layers, cfg.grid, cfg.bn)  # checks layers, grid and bn mode; installs nothing
+    size = int(getattr(model, "image_size", None) or 32)
+    # one batch as float32 input, twice (the input and its first activation are at least that), and
+    # its feature rows: what a --batch-size (bounded at 65536) at a large --image-size asks for
+    check_fits(cfg.batch_size * (2 * 4 * 3 * size * size + 4 * sum(plan.layer_dims)),
+               f"a batch of {cfg.batch_size} images at {size}x{size}", "lower --batch-size")
     check_writable_dir(out.parent if str(out.parent) else ".")
 
     # (1) data: the requested splits (+ train when the source prepares on it), first `limit` rows
@@ -223,7 +236,8 @@ def _inputs(model: FeatureSource, out: Path, cfg: ExtractConfig, data: dict | No
     for split in need:
         if split not in data:
             data[split] = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=model.image_size,
-                               folder=cfg.folder_options(log, progress=log is not None))
+                               folder=cfg.folder_options(log, progress=log is not None),
+                               limit=cfg.limit)
     images = {s: data[s].images[:cfg.limit] for s in need}
     labels = {s: data[s].labels[:cfg.limit].numpy() for s in need}
 

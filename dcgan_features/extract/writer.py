@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..core.atomic import atomic_path, check_writable_dir
+from ..core.atomic import atomic_path, check_regular, check_writable_dir
 from ..core.errors import FeatureFileError
 from .store import (DTYPES, RESUME, SOURCE, FeatureFile, FileMeta, chunk_rows, decode_attr, format_size, format_value,
                     partial_path)
@@ -70,6 +70,10 @@ class FeatureWriter:
     # (1) decide: nothing to do, resume the partial file, or start a new one
     def open(self) -> "FeatureWriter":
         check_writable_dir(self.path.parent if str(self.path.parent) else ".")
+        if self.partial.is_symlink():  # h5py would write through it into the file it names
+            raise FeatureFileError(f"{str(self.partial)!r} is a symbolic link, not a partial file this tool wrote; "
+                                   "it is left as it is: remove it, or choose another --out")
+        check_regular(self.partial, "partial file")
         if self.path.exists() and not self.overwrite:
             why = self._mismatch(self.path, final=True)
             if why is None:
@@ -77,7 +81,9 @@ class FeatureWriter:
                 return self
             raise FeatureFileError(f"{str(self.path)!r} exists and {why}; pass --overwrite to replace it "
                                    f"or choose another --out")
-        if self.partial.exists() and not self.overwrite:
+        if self.partial.exists():
+            # a partial file of these very settings is resumed even under --overwrite: it is the
+            # overwriting run's own, killed (--overwrite replaces what was made with other settings)
             try:
                 why = self._mismatch(self.partial, final=False)
             except FeatureFileError:
@@ -88,7 +94,7 @@ class FeatureWriter:
                 self.state = "resume"
                 self._check_space()
                 return self
-            if why != "restart":
+            if why != "restart" and not self.overwrite:
                 raise FeatureFileError(f"an unfinished extraction at {str(self.partial)!r} {why}; pass "
                                        f"--overwrite to discard it, or repeat its own command to finish it")
         self._check_space()

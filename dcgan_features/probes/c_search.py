@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .linear import MAX_C, MIN_C
+
 
 def pick(val_acc: np.ndarray) -> int:
     """Index of the best validation accuracy; ties go to the smaller C (the grid ascends)."""
@@ -62,9 +64,9 @@ def search_C(grid: Sequence[float], evaluate: Callable[[list[float]], Sequence[f
         best = pick(np.array(acc))
         low, high = best == 0, best == len(Cs) - 1
         at_edge = len(Cs) > 1 and (low or high)
-        if not at_edge or extended >= max_extend:
-            break
         new = Cs[0] / 10 if low else Cs[-1] * 10
+        if not at_edge or extended >= max_extend or not MIN_C <= new <= MAX_C:  # float32's range of C: stop
+            break
         if say:
             say(f"C={Cs[best]:g} is the {'smallest' if low else 'largest'} value of the grid: "
                 f"adding C={new:g} ({extended + 1} of at most {max_extend})")

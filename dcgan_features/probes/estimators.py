@@ -26,7 +26,7 @@ from ..core.devices import resolve_device
 from ..core.errors import UserError
 from .config import BACKENDS, PROBE_NAMES
 from .knn import knn_predict
-from .linear import LinearFit
+from .linear import LinearFit, check_fit
 from .newton import fit_torch
 from .sklearn_backend import fit_sklearn
 
@@ -34,8 +34,8 @@ from .sklearn_backend import fit_sklearn
 def fit(probe: str, source, Cs: Sequence[float], backend: str = "torch", n_classes: int | None = None,
         device: str | torch.device = "auto", **kwargs) -> LinearFit:
     """Fit with either backend; ``kwargs`` go to :func:`.newton.fit_torch` or :func:`.sklearn_backend.fit_sklearn`."""
-    if backend == "torch":
-        return fit_torch(probe, source, Cs, n_classes, device, **kwargs)
+    if backend == "torch":  # the float32 solver's result is judged: finite, and moved from a cold start
+        return check_fit(fit_torch(probe, source, Cs, n_classes, device, **kwargs), kwargs.get("init"))
     if backend == "sklearn":
         return fit_sklearn(probe, source, Cs, n_classes, **kwargs)
     raise UserError(f"unknown backend {backend!r}; choose {' or '.join(BACKENDS)}")

@@ -236,7 +236,8 @@ def from_file(ff, cfg: ProtocolConfig, device="cpu", cache: bool | str = "auto")
                 "features": getattr(ff, "path", None),
                 "architecture": meta.get("architecture", ""), "checkpoint": sha[:12],
                 "layers": "+".join(layers) if isinstance(layers, (list, tuple)) else str(layers), "dim": ff.dim}
-    if describe["features"] is not None:
+    if describe["features"] is not None:  # the name in the tables; the whole path names the JSON records
+        describe["features_path"] = str(Path(str(describe["features"])).resolve())
         describe["features"] = Path(str(describe["features"])).name
     # the recipe's post-processing (files written before the attr existed: kmeans files are Coates's)
     recorded = str(meta.get("postprocess", "") or ("coates" if meta.get("architecture") == "kmeans" else ""))

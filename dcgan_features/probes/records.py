@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from ..core.atomic import write_csv_atomic, write_text_atomic
+from ..core.atomic import check_csv_header, write_csv_atomic, write_text_atomic
 from ..core.errors import UserError
 
 CSV_COLUMNS = ("dataset", "trained_on", "protocol", "features", "architecture", "checkpoint", "layers", "dim",
@@ -46,10 +46,31 @@ def csv_value(v) -> str:
     return str(v)
 
 
+def record_stem(r: dict) -> str:
+    """``<features>__<protocol>__<probe>``: a feature file is its name plus 8 hex digits of the sha256
+    of its absolute path (``features_path``, which :func:`.protocols.from_file` records), so two files
+    of one name (``a/f.h5``, ``b/f.h5``) never share a record.
+
+    >>> record_stem({"features": "px", "protocol": "digits-all", "probe": "knn"})
+    'px__digits-all__knn'
+    """
+    import hashlib
+    import os
+
+    features = str(r["features"])
+    where = r.get("features_path") or (features if os.path.isfile(features) else None)
+    if where:
+        digest = hashlib.sha256(os.path.abspath(where).encode()).hexdigest()[:8]
+        features = f"{Path(features).name}-{digest}"
+    return "__".join(str(v).replace("/", "-").replace(" ", "_") for v in (features, r["protocol"], r["probe"]))
+
+
 def write_records(records: Sequence[dict], out_dir) -> list:
     """One JSON file per record and the rows appended to ``probes.csv``, all written atomically.
 
-    A record's JSON is named ``<features>__<protocol>__<probe>.json`` (a rerun replaces it).
+    A record's JSON is named ``<features>__<protocol>__<probe>.json`` (a rerun replaces it), the
+    features named by file name and a hash of the file's absolute path (:func:`record_stem`).
+    A ``probes.csv`` with columns of another tool is refused before anything is written.
     Returns the paths written.
     """
     out = Path(out_dir)
@@ -57,10 +78,10 @@ def write_records(records: Sequence[dict], out_dir) -> list:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create output folder {str(out)!r}: {e.strerror}") from None
+    check_csv_header(out / "probes.csv", CSV_COLUMNS)
     written = []
     for r in records:
-        stem = "__".join(str(r[k]).replace("/", "-").replace(" ", "_") for k in ("features", "protocol", "probe"))
-        path = out / f"{stem}.json"
+        path = out / f"{record_stem(r)}.json"
         write_text_atomic(path, json.dumps(r, indent=1, default=str) + "\n")
         written.append(path)
     csv_path = out / "probes.csv"

@@ -67,12 +67,17 @@ class Chain:
 
     def _describe_model(self) -> dict:
         """arch, width, trained_on, identity and checkpoint path of the trained D, known before it exists."""
+        from ..data.fingerprint import data_fingerprint
+
         src = self.source
         if src.kind == "train":
             return {"arch": src.arch, "width": src.width, "trained_on": src.train_dataset,
                     "checkpoint": str(self.out / "train" / "checkpoints" / "last.pt"),
                     "identity": {"source": "train", "dataset": src.train_dataset,
-                                 "data_dir": _abs(src.train_data_dir or self.cfg.data_dir), "arch": src.arch,
+                                 "data_dir": _abs(src.train_data_dir or self.cfg.data_dir),
+                                 # the data itself, not only its folder: a changed dataset retrains
+                                 "data": data_fingerprint(src.train_dataset, src.train_data_dir or self.cfg.data_dir),
+                                 "arch": src.arch,
                                  "width": src.width, "epochs": src.epochs, "batch_size": src.batch_size,
                                  "seed": self.cfg.model_seed, **self._limit_setting()}}
         if src.kind == "import-theano":
@@ -201,10 +206,13 @@ class Chain:
     def _extract_settings(self) -> dict:
         import dataclasses
 
+        from ..data.fingerprint import data_fingerprint
+
         ecfg = dataclasses.asdict(self._extract_config())
         for k in ("device", "overwrite", "data_dir", "threads"):  # where it runs is not what it computes
             ecfg.pop(k)
-        return {"dataset": self.cfg.protocol, "data_dir": _abs(self.cfg.data_dir), "extract": ecfg}
+        return {"dataset": self.cfg.protocol, "data_dir": _abs(self.cfg.data_dir), "extract": ecfg,
+                "data": data_fingerprint(self.cfg.protocol, self.cfg.data_dir)}  # changed data: extract again
 
     def _extract_stages(self, model_fp: str) -> list[Stage]:
         """The trained D, a random D of its architecture and width, and the raw pixels, each to HDF5."""

@@ -175,3 +175,74 @@ def test_two_concurrent_trains_on_one_run_folder(tmp_path, capsys):
         first.communicate(timeout=120)
     assert first.returncode == 128 + signal.SIGTERM  # the first run checkpointed and stopped cleanly
     assert (run / "checkpoints" / "last.pt").is_file() and not (run / ".lock").exists()
+
+
+def _plant(at: Path, target: Path) -> None:
+    at.parent.mkdir(parents=True, exist_ok=True)
+    at.symlink_to(target)
+
+
+def test_lock_path_symlink_never_followed_by_any_command(tmp_path, capsys):
+    """A symlink planted at each command's lock path (extract's .NAME.lock, train's and reproduce's
+    RUN/.lock, probe's OUT/.probes.csv.lock): refused in one line, its target byte for byte untouched,
+    the link itself left, and no work done."""
+    target = tmp_path / "precious.txt"
+    target.write_text("the user's data\n")
+    feats = tmp_path / "given.h5"
+    feats.write_bytes(b"")  # probe takes its lock before it opens the features
+    out, run, probes, chain = tmp_path / "f.h5", tmp_path / "run", tmp_path / "probes", tmp_path / "chain"
+    cases = [
+        (lock_path(out), EXTRACT + ["--out", out]),
+        (run / ".lock", ["train", "--dataset", "digits", "--arch", "dcgan32", "--width", "4", "--epochs", "1",
+                         "--device", "cpu", "--out", run]),
+        (probes / ".probes.csv.lock", ["probe", "digits", "--features", feats, "--out", probes, "--device", "cpu"]),
+        (chain / ".lock", ["reproduce", "digits", "--out", chain, "--train-dataset", "digits", "--width", "2",
+                           "--epochs", "1", "--batch-size", "8", "--draws", "2", "--C", "0.1", "--probe", "svm",
+                           "--device", "cpu"]),
+    ]
+    for lock, argv in cases:
+        _plant(lock, target)
+        code, err = run_cli(capsys, *argv)
+        assert_one_line(code, err, "is a symbolic link, not a lock this tool wrote")
+        assert target.read_text() == "the user's data\n", argv[0]
+        assert lock.is_symlink(), argv[0]
+    assert not out.exists() and sorted(p.name for p in run.iterdir()) == [".lock"]
+    assert sorted(p.name for p in chain.iterdir()) == [".lock"]
+
+
+@pytest.mark.parametrize("plant", ["fifo", "hardlink", "foreign"])
+def test_lock_path_other_planted_files_left_untouched(tmp_path, plant):
+    """A FIFO (opening it must not block), a hard link to a user's file, or a regular file with other
+    content at the lock path: refused, nothing truncated."""
+    out = tmp_path / "f.h5"
+    lock = lock_path(out)
+    target = tmp_path / "precious.txt"
+    target.write_text("12 keep me\n" if plant == "hardlink" else "the user's data\n")
+    if plant == "fifo":
+        os.mkfifo(lock)
+    elif plant == "hardlink":
+        os.link(target, lock)
+    else:
+        lock.write_text("the user's data\n")
+    with pytest.raises(UserError, match="not a lock this tool wrote; it is left as it is"):
+        with output_lock(out):
+            pass
+    assert lock.exists() or lock.is_fifo()
+    if plant != "fifo":
+        assert lock.read_text() == target.read_text() != ""
+
+
+def test_partial_path_symlink_never_written_through(tmp_path, capsys):
+    """extract resumes ``<out>.partial`` in place (h5py "r+"): a link planted there must not aim the
+    writer at another HDF5 file, even one that matches the run's settings."""
+    meta = FileMeta("digits", "dcgan32", 4, ("d1",), (8,), 1, "batch", "0" * 64)
+    victim = tmp_path / "victim.h5"
+    w = FeatureWriter(tmp_path / "v.h5", meta, {"test": (np.array([1, 2]), np.arange(2))}).open()
+    w.close()
+    os.replace(w.partial, victim)  # a matching partial file, kept elsewhere
+    before = victim.read_bytes()
+    out = tmp_path / "f.h5"
+    Path(str(out) + ".partial").symlink_to(victim)
+    with pytest.raises(FeatureFileError, match="is a symbolic link, not a partial file this tool wrote"):
+        FeatureWriter(out, meta, {"test": (np.array([1, 2]), np.arange(2))}).open()
+    assert victim.read_bytes() == before

@@ -224,3 +224,37 @@ def test_labels_below_minus_one_are_refused(tmp_path):
     with FeatureFile(path) as ff:
         with pytest.raises(FeatureFileError, match="has label -5"):
             ff.labels("train")
+
+
+def test_overwrite_resumes_its_own_partial_after_a_kill(tmp_path, monkeypatch):
+    """--overwrite replaces what other settings made; a killed --overwrite run's own partial file
+    (these settings) is resumed by the same command, and ends identical to an uninterrupted write."""
+    monkeypatch.setattr(store, "CHUNK_BYTES", 5 * DIM * 2)
+    _write(tmp_path / "a.h5")
+    other = FileMeta("digits", "dcgan32", 4, ("d1", "d2"), (64, 128), 4, "recompute", "cd" * 32)
+    _write(tmp_path / "b.h5", meta=other)  # a finished file of other settings: what --overwrite replaces
+    _write(tmp_path / "b.h5", upto=24, overwrite=True)  # killed
+    w = FeatureWriter(tmp_path / "b.h5", META, _splits(), resume_key={"batch_size": 8}, overwrite=True).open()
+    assert w.state == "resume" and w.committed("train") == 20
+    w.close()
+    w, _ = _write(tmp_path / "b.h5", overwrite=True)
+    assert w.state == "resume"
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        for s in ("train", "test"):
+            np.testing.assert_array_equal(a[s]["features"][...], b[s]["features"][...])
+    # a partial of other settings is still discarded by --overwrite
+    _write(tmp_path / "c.h5", meta=other, upto=24)
+    w, _ = _write(tmp_path / "c.h5", overwrite=True)
+    assert w.state == "new"
+
+
+def test_partial_whose_resume_group_was_deleted_by_hand(tmp_path):
+    """Its unwritten rows are never read (the split is not complete), and a resume refuses it."""
+    w, _ = _write(tmp_path / "f.h5", upto=24)
+    with h5py.File(w.partial, "r+") as f:
+        del f["_resume"]
+    with FeatureFile(w.partial) as ff:
+        with pytest.raises(FeatureFileError, match="split 'train' of .* is incomplete"):
+            ff.read("train")
+    with pytest.raises(FeatureFileError, match="other run settings"):
+        FeatureWriter(tmp_path / "f.h5", META, _splits(), resume_key={"batch_size": 8}).open()

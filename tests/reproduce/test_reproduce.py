@@ -120,6 +120,28 @@ def test_changed_setting_recomputes_only_the_stages_it_affects(chain, tmp_path, 
     assert {r["n_runs"] for r in table(out / "results.csv") if "per-class" in r["protocol"]} == {"3"}
 
 
+def test_changed_data_under_the_same_folder_recomputes(chain, tmp_path, capsys, tiny, imagenet32):
+    """One byte of a training batch changed, its size and mtime kept: the fingerprint holds the data,
+    not only the folder's path, so the model and everything after it are computed again."""
+    out = tmp_path / "run"
+    shutil.copytree(chain, out)
+    f = sorted(p for p in Path(imagenet32).rglob("*.npz"))[0]
+    before, st = f.read_bytes(), f.stat()
+    try:
+        f.write_bytes(before[:-1] + bytes([before[-1] ^ 1]))
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+        code, plan, _ = cli(capsys, "reproduce", "digits", "--out", out, *tiny, "--dry-run")
+    finally:
+        f.write_bytes(before)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert code == 0
+    lines = {ln.split()[1]: ln.split()[2] for ln in plan.splitlines() if ln[:1].isdigit()}
+    assert lines["model"] == "compute" and lines["extract:trained"] == "compute", plan
+    assert lines["extract:pixels"] == "reuse"  # digits, the probed data, did not change
+    code, plan, _ = cli(capsys, "reproduce", "digits", "--out", out, *tiny, "--dry-run")  # restored: reused again
+    assert {ln.split()[2] for ln in plan.splitlines() if ln[:1].isdigit()} == {"reuse"}
+
+
 def test_kill_9_during_extraction_then_the_same_table(chain, tmp_path, capsys, tiny):
     out = tmp_path / "run"
     shutil.copytree(chain, out)

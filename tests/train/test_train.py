@@ -322,7 +322,7 @@ def test_out_not_writable_and_existing_run(tmp_path, run_cli, finished_run):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     code, _, err = run_cli("train", *TINY, "--out", str(blocker / "run"))
-    assert "cannot create output folder" in _one_line_error(code, err)
+    assert "a_file' is a file, not a folder" in _one_line_error(code, err)  # checked at parse time
     code, _, err = run_cli("train", *TINY, "--out", str(finished_run))
     assert "already holds a run" in _one_line_error(code, err)
 

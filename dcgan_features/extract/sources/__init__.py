@@ -79,7 +79,9 @@ SOURCES: dict[str, SourceKind] = {k.name: k for k in (
     SourceKind("torchvision", "NAME", _torchvision, ("weights", "seed", "image_size", "normalize"),
                "a torchvision model: random init (seeded) or --weights FILE"),
     SourceKind("python", "MODULE:CALLABLE", _python, ("weights", "seed", "image_size", "normalize"),
-               "any callable returning an nn.Module (MODULE importable or a .py path)"),
+               "any callable returning an nn.Module (MODULE importable or a .py path). This RUNS Python "
+               "code: MODULE is imported (a .py file executed) and CALLABLE called, with your permissions, "
+               "so name only code you trust; --weights is still read with weights_only"),
 )}
 
 

@@ -136,9 +136,14 @@ class FeatureSource:
 def recompute_bn_once(model, plan: Plan, ctx: PrepareContext, to_input: Callable, **kw) -> None:
     """``--bn recompute``: re-estimate BN over train once; a resumed run reuses the saved statistics.
     ``--bn authors``: the same over ``ctx.bn_batches()``, with biased batch variances."""
-    from ..hooks import bn_state, recompute_bn_stats
+    from ..hooks import bn_state, recompute_bn_stats, recomputed_batchnorms
 
     if plan.bn_mode not in ("recompute", "authors"):
+        return
+    if not recomputed_batchnorms(model, kw.get("upto"), kw.get("forward")):
+        # e.g. --layer d1: the first block of every DCGAN D has no BatchNorm, so there is nothing
+        # to re-estimate (and no batch to run)
+        ctx.log("no BatchNorm layer in the chosen blocks: nothing to re-estimate")
         return
     saved = ctx.saved("bn_stats")
     if saved is not None:

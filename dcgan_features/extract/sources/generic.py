@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ...core.errors import UserError
-from ..hooks import BN_MODES, batchnorms, grid_max_pool, set_extraction_modes
+from ..hooks import BN_MODES, batchnorms, grid_max_pool, layer_items, set_extraction_modes
 from .base import NORMALIZE, FeatureSource, Plan, PrepareContext, SourceOptions, file_sha256, recompute_bn_once, \
     text_sha256
 
@@ -135,9 +135,7 @@ def named_features(calls: list[Call], spec: str) -> list[tuple[str, Call]]:
     """``--layer NAMES``: names or globs -> (name, last call of that module), in forward order."""
     names = list(dict.fromkeys(c.name for c in calls))
     chosen: set[str] = set()
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
+    for item in layer_items(spec, "all or module names/globs (see --list-layers)"):
         hits = [n for n in names if fnmatch.fnmatchcase(n, item)]
         if not hits:
             near = difflib.get_close_matches(item, names, n=4, cutoff=0.4) or names[:4]

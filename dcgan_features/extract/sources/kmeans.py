@@ -17,12 +17,14 @@ SVM), which ``probe`` applies by default.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, replace
 from typing import Iterator
 
 import torch
 
 from ...core.errors import FeatureFileError, UserError
+from ...core.memory import check_fits
 from .base import FeatureSource, Plan, PrepareContext, no_layers, text_sha256
 from .kmeans_recipe import KMEANS_INITS, Dictionary, KMeansConfig, encode, fit_dictionary
 
@@ -37,7 +39,27 @@ def parse_k(arg: str | None) -> int:
         raise UserError(f"kmeans needs its number of centroids, e.g. kmeans:1600, got kmeans:{arg or ''}") from None
     if k < 1:
         raise UserError(f"K-means needs K >= 1 centroids, got kmeans:{k}")
+    check_k(k, KMeansConfig())
     return k
+
+
+def check_k(k: int, cfg: KMeansConfig, chunk: int = 1024) -> None:
+    """Refuse a K the fit cannot use or hold: more centroids than sampled patches, or a dictionary
+    and one chunk of distances (the fit's largest allocations) beyond the memory available.
+
+    >>> check_k(10**6, KMeansConfig())
+    Traceback (most recent call last):
+    ...
+    dcgan_features.core.errors.UserError: kmeans:1000000 asks for more centroids than the 400000 patches K-means is fitted on; use K <= 400000 (the recipe's K is 1600)
+    """
+    if k > cfg.n_patches:
+        raise UserError(f"kmeans:{k} asks for more centroids than the {cfg.n_patches} patches K-means is fitted "
+                        f"on; use K <= {cfg.n_patches} (the recipe's K is 1600)")
+    d = CHANNELS * cfg.patch * cfg.patch
+    # patches (n, d), centroids and their running sums (3 x (K, d)), one chunk of distances and
+    # its argmax input (2 x (chunk, K)), float32; the features of one image are 4K floats more
+    need = 4 * (cfg.n_patches * d + 3 * k * d + 2 * chunk * k + 4 * k)
+    check_fits(need, f"kmeans:{k} (its dictionary and one chunk of distances)", "use a smaller K")
 
 
 def _tensors(d: Dictionary) -> dict[str, torch.Tensor]:
@@ -54,9 +76,28 @@ def dictionary_sha256(d: Dictionary) -> str:
     return h.hexdigest()
 
 
-def _dictionary(tensors: dict, attrs: dict) -> Dictionary:
-    return Dictionary(tensors["mean"].float(), tensors["whitening"].float(), tensors["centroids"].float(),
-                      int(attrs["patch"]), int(attrs["channels"]), float(attrs["norm_eps"]))
+def _dictionary(tensors: dict, attrs: dict, where: str = "the saved K-means state") -> Dictionary:
+    """A :class:`Dictionary` from stored arrays and attrs, each checked: a file edited by hand (shapes,
+    attrs, NaN) is one line naming what is wrong, not a traceback or NaN features."""
+    def bad(what: str) -> FeatureFileError:
+        return FeatureFileError(f"{where}: the K-means dictionary {what}; extract it again with kmeans:K")
+
+    try:
+        patch, channels, eps = int(attrs["patch"]), int(attrs["channels"]), float(attrs["norm_eps"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(f"has a missing or malformed attribute ({type(e).__name__}: {e})") from None
+    if not (0 < patch <= 64 and 0 < channels <= 4 and math.isfinite(eps) and eps >= 0):
+        raise bad(f"has attributes patch={patch}, channels={channels}, norm_eps={eps}, outside any recipe")
+    mean, white, cent = (tensors[k] for k in ("mean", "whitening", "centroids"))
+    d = channels * patch * patch
+    if mean.shape != (d,) or white.ndim != 2 or white.shape[0] != d or not 0 < white.shape[1] <= d \
+            or cent.ndim != 2 or cent.shape[1] != white.shape[1] or cent.shape[0] < 1:
+        raise bad(f"has mean {tuple(mean.shape)}, whitening {tuple(white.shape)}, centroids {tuple(cent.shape)}; "
+                  f"{patch}x{patch} patches of {channels} channels need ({d},), ({d}, r <= {d}), (K, r)")
+    for name, t in (("mean", mean), ("whitening", white), ("centroids", cent)):
+        if not t.is_floating_point() or not bool(torch.isfinite(t.float()).all()):
+            raise bad(f"has NaN or infinite values in its {name} (or {name} is not floating point)")
+    return Dictionary(mean.float(), white.float(), cent.float(), patch, channels, eps)
 
 
 def load_dictionary(path: str) -> tuple[Dictionary, dict]:
@@ -70,9 +111,15 @@ def load_dictionary(path: str) -> tuple[Dictionary, dict]:
         if not isinstance(g, h5py.Group) or any(k not in g for k in ("mean", "whitening", "centroids")):
             raise FeatureFileError(f"{path!r} holds no K-means dictionary (made by `extract --model "
                                    f"{ff.meta.get('architecture', '?')}`, not kmeans:K)")
+        for k in ("mean", "whitening", "centroids"):
+            if not isinstance(g[k], h5py.Dataset) or g[k].dtype.kind != "f":
+                raise FeatureFileError(f"{path!r}: the K-means dictionary's {k} is not a float array; extract "
+                                       "it again with kmeans:K")
+        check_fits(sum(g[k].size * g[k].dtype.itemsize for k in ("mean", "whitening", "centroids")),
+                   f"the K-means dictionary of {path!r}", "check the file (edited by hand?)")
         tensors = {k: torch.from_numpy(g[k][...]) for k in ("mean", "whitening", "centroids")}
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
-    return _dictionary(tensors, attrs), attrs
+    return _dictionary(tensors, attrs, repr(path)), attrs
 
 
 class KMeansSource(FeatureSource):
