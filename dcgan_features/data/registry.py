@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path

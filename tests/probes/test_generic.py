@@ -16,6 +16,12 @@ from feature_files import write_features
 from formats import write_stl10
 
 
+def _record(folder, features: str, protocol: str, probe: str) -> dict:
+    """The one JSON record of ``features`` (its name carries a hash of the file's path) for a protocol and probe."""
+    (path,) = folder.glob(f"{features}-*__{protocol}__{probe}.json")
+    return json.loads(path.read_text())
+
+
 def test_stratified_validation_is_a_tenth_of_each_class_capped_and_seeded():
     y = np.repeat(np.arange(4), [50, 200, 7, 2])
     val, pool = stratified_validation(y, 0.1, 10000, 4, seed=1)
@@ -65,7 +71,7 @@ def test_probe_without_a_dataset_takes_it_from_the_file(run_cli, tmp_path, digit
     code, out, err = run_cli("probe", "--features", f, "--probe", "logreg", "--C", "0.1,1", "--device", "cpu",
                              "--out", tmp_path / "o")
     assert code == 0, err
-    rec = json.loads((tmp_path / "o" / "s.h5__synthetic-all__logreg.json").read_text())
+    rec = _record(tmp_path / "o", "s.h5", "synthetic-all", "logreg")
     assert rec["protocol_kind"] == "generic" and rec["val_rows"] == 130 and rec["dataset"] == "synthetic"
 
 
@@ -99,7 +105,7 @@ def test_stl10_folds_on_its_format_fixture(run_cli, tmp_path):
     code, out, err = run_cli("probe", "--features", f, "--probe", "logreg", "--backend", "sklearn", "--C", "1e-3,1e-2",
                              "--device", "cpu", "--out", tmp_path / "o")
     assert code == 0, err
-    rec = json.loads((tmp_path / "o" / "s.h5__stl10-10-folds__logreg.json").read_text())
+    rec = _record(tmp_path / "o", "s.h5", "stl10-10-folds", "logreg")
     assert rec["n_runs"] == 10 and rec["n_labels"] == 30 and rec["val_rows"] == 10 * 10  # 1 per class per fold
     with FeatureFile(f) as ff:  # the oracle: scikit-learn fitted on each fold's rows at the chosen C
         Xtr, ytr, Xte, yte = ff.read("train"), ff.labels("train"), ff.read("test"), ff.labels("test")
@@ -153,7 +159,7 @@ def test_fashion_mnist_as_a_folder_gives_the_fashion_mnist_protocols_accuracy(ru
     code, _, err = run_cli("probe", "--features", tmp_path / "fashion-mnist.h5", "--validation", "stratified",
                            "--labels-per-class", "5", *probe)  # its few-labels column needs 100 of each class
     assert code == 0, err
-    mine = json.loads((tmp_path / "o" / "folder.h5__folder-all__logreg.json").read_text())
-    theirs = json.loads((tmp_path / "o" / "fashion-mnist.h5__fashion-mnist-all__logreg.json").read_text())
+    mine = _record(tmp_path / "o", "folder.h5", "folder-all", "logreg")
+    theirs = _record(tmp_path / "o", "fashion-mnist.h5", "fashion-mnist-all", "logreg")
     assert mine["val_rows"] == theirs["val_rows"] and mine["validation"] == theirs["validation"] == "stratified"
     assert mine["mean"] == pytest.approx(theirs["mean"], abs=1e-6) and mine["mean"] > 60
