@@ -58,7 +58,12 @@ def feature_label(r: dict) -> str:
     if f == "pixels":
         return "raw pixels"
     if layers.startswith("kmeans:"):
-        return f"K-means (Coates et al.), K = {layers.split(':', 1)[1]}"
+        k, note = layers.split(":", 1)[1], r.get("note", "")
+        if "init randn" in note:  # issue 21: as Coates et al.'s code runs it
+            return f"K-means (Coates et al.), K = {k}, `run_kmeans.m` start, recorded standardisation"
+        if "init random patches" in note:
+            return f"K-means, K = {k}, `--kmeans-init patches` (ours), recorded standardisation"
+        return f"K-means, K = {k}, before issue 21 (patches start, unit-variance standardisation)"
     which = "all blocks" if "+" in layers or not layers else f"{layers} alone"
     return f"{f} (`{arch}`), {which}" if arch else f"{f}, {which}"
 
