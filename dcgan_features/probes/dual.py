@@ -41,14 +41,15 @@ FORMS = ("auto", "primal", "dual")
 
 def choose_form(form: str, n_rows: int, dim: int, distributed: bool, device: torch.device) -> str:
     """``primal`` or ``dual`` for a fit of ``n_rows`` x ``dim``: ``auto`` picks the dual when
-    the rows are fewer than the features and the Gram matrix and the rows fit in a quarter of
-    the free memory, never under ``torchrun`` (each rank holds a share of the rows)."""
+    the rows are fewer than the features and the Gram matrix fits in half the free memory, never
+    under ``torchrun`` (each rank holds a share of the rows). The rows themselves are not
+    counted: the primal keeps them resident as well."""
     if form not in FORMS:
         raise ValueError(f"form {form!r}: one of {FORMS}")
     if form != "auto":
         return form
-    need = 4 * n_rows * dim + 24 * n_rows * n_rows  # rows (float32) + Gram (float32, float64) + L (float64)
-    return "dual" if n_rows < dim and not distributed and need < free_memory(device) // 4 else "primal"
+    need = 24 * n_rows * n_rows  # Gram (float32, then float64) + L (float64)
+    return "dual" if n_rows < dim and not distributed and need < free_memory(device) // 2 else "primal"
 
 
 @dataclass

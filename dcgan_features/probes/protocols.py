@@ -313,6 +313,15 @@ class Split:
             return int(fraction_counts(self.y, self.label_fraction, self.cfg.n_classes).sum())
         return self.cfg.labels_per_class * self.cfg.n_classes
 
+def _held(rows, probe):
+    """The validation rows gathered once into one matrix on the probe's device when they fit in a
+    quarter of its free memory: every fit of a column scores them, and a subset would gather
+    them again each time (10000 x 7168 floats per fit in the SVHN authors' 170)."""
+    from ..core.devices import free_memory
+    from .rows import resident
+
+    return resident(rows, probe.device, free_memory(probe.device) // 4)
+
 
 def _quiet() -> Progress:
     return Progress(0, "", mode=False)
@@ -330,7 +339,7 @@ def full_column(probe, split: Split, grid: np.ndarray, say: Callable[[str], None
     train, metric = split.train, split.cfg.metric
     C, val_scores, conv, searched = None, {}, True, {"c_at_edge": None, "c_grid": None}
     if probe.has_C:
-        pool, val_rows = train.subset(split.pool_idx), train.subset(split.val_idx)  # validation rows held out
+        pool, val_rows = train.subset(split.pool_idx), _held(train.subset(split.val_idx), probe)  # held out
         fits: dict[float, object] = {}  # C -> its one-C selection fit, the refit's warm start
 
         def evaluate(Cs: list[float]) -> np.ndarray:
@@ -384,7 +393,7 @@ def few_labels_column(probe, split: Split, grid: np.ndarray, say: Callable[[str]
     else:
         sel_draws = cfg.select_draws or cfg.draws
         bar.add_total(sel_draws + (cfg.draws if cfg.select_draws else 0))
-        val_src = split.train.subset(split.val_idx)
+        val_src = _held(split.train.subset(split.val_idx), probe)
         draws = [split.draw(d) for d in range(sel_draws)]
         last: dict[float, object] = {}  # C -> the last selection draw's one-C fit
         test_by_C: dict[float, np.ndarray] = {}  # without select_draws: each draw's test accuracy per C
@@ -433,7 +442,7 @@ def _fresh_draws(probe, split: Split, grid: np.ndarray, say: Callable[[str], Non
     cfg, conv = split.cfg, True
     draws = authors.Draws(split.y, split.pool_idx, cfg.labels_per_class, cfg.n_classes, split.seed, cfg.train_split,
                           cfg.class_order)
-    val_src = split.train.subset(split.val_idx)
+    val_src = _held(split.train.subset(split.val_idx), probe)
     last: dict[float, object] = {}
     bar.add_total(len(grid) * cfg.select_draws + cfg.draws)
 
