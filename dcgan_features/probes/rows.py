@@ -285,4 +285,6 @@ def resident(source: RowSource, device: str | torch.device, max_bytes: int) -> R
     X = torch.empty((source.n_rows, source.dim), dtype=torch.float32, device=device)
     for s, x in source.chunks(device):  # checks every value on the way, as any first pass does
         X[s:s + x.shape[0]] = x
-    return ArrayRows(X, source.labels, split=source.split, _checked=True)
+    ids, sub = getattr(source, "row_ids", None), getattr(source, "rows", None)
+    ids = sub if ids is None else (ids if sub is None else ids[sub])  # the split's rows they are, for messages
+    return ArrayRows(X, source.labels, split=source.split, row_ids=ids, _checked=True)
