@@ -93,7 +93,7 @@ def probe_cmd(ctx: click.Context, dataset: str | None, features_path: str, probe
     import contextlib
     from pathlib import Path
 
-    from ..core.distributed import joined, same_launch
+    from ..core.distributed import agree, joined, same_launch
     from ..core.locks import output_lock
     from ..core.atomic import check_csv_header
     from ..probes.generic import protocol_for
@@ -106,15 +106,21 @@ def probe_cmd(ctx: click.Context, dataset: str | None, features_path: str, probe
     if backend == "sklearn" and device == "cuda":
         ctx.fail("--backend sklearn runs on the CPU only; drop --device cuda")
     check_csv_header(Path(out) / "probes.csv", CSV_COLUMNS)  # a foreign table: refused before the work
-    if not Path(features_path).is_file():
-        raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
+
+    def features_exist() -> None:
+        if not Path(features_path).is_file():
+            raise UserError(f"feature file {features_path!r} not found; write one with `dcgan-features extract`")
+
     overrides = dict(draws=draws, val_size=val_size, labels_per_class=labels_per_class, c_extend=c_extend,
                      validation=validation, selection=selection, ci_ddof=None if ci_ddof is None else int(ci_ddof))
     # the table this run appends to is held from the start: a second probe on it is refused.
     # torchrun: every rank runs the protocol, each fit on its share of the rows; rank 0 reports
-    with joined(device if backend == "torch" else "cpu") as group, \
-            (output_lock(Path(out) / "probes.csv", parents=True) if group.rank == 0 else contextlib.nullcontext()), \
-            FeatureFile(features_path) as ff:
+    with contextlib.ExitStack() as stack:
+        group = stack.enter_context(joined(device if backend == "torch" else "cpu"))
+        agree(group, features_exist)  # under torchrun: one line from rank 0, not one per rank
+        if group.rank == 0:
+            stack.enter_context(output_lock(Path(out) / "probes.csv", parents=True))
+        ff = stack.enter_context(FeatureFile(features_path))
         if group.enabled:
             same_launch(group, {**ctx.params, "features": {"path": str(Path(features_path).resolve()),
                                                            "bytes": Path(features_path).stat().st_size,
