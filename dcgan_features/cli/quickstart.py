@@ -41,7 +41,7 @@ def quickstart_cmd(dataset: str, data_dir: str | None, arch: str | None, width: 
     `make demo` runs it; `make example-results` with --results results/quickstart.csv.
 
     \b
-      dcgan-features quickstart                      # digits, CPU (results/demo_time.csv: 605 s on 2 shared cores)
+      dcgan-features quickstart                      # digits, CPU (its time: results/demo_time.csv)
       dcgan-features quickstart --results results/quickstart.csv   # = make example-results
       dcgan-features quickstart --dataset fashion-mnist --width 64 --epochs 25 --device cuda --out runs/fm
     """

@@ -8,7 +8,7 @@ in ``out`` (``runs/``, ignored by git: ``make demo`` leaves the checkout clean).
 ``results`` set (``make example-results``: ``results/quickstart.csv``) it also copies the
 table there (CSV, DESIGN section 6's columns plus kind/command/date/note), the last sample grid
 beside it (``<name>_samples.png``) and the report (``<name>_report.html``). On ``digits``
-with the defaults it took 605 s on two CPU cores shared by 8 jobs (results/demo_time.csv).
+with the defaults its time on two CPU cores is a row of results/demo_time.csv.
 """
 
 from __future__ import annotations
