@@ -199,11 +199,16 @@ def targets() -> str:
         if sel:
             r = sel[-1]
             x, diff = float(r["speedup_vs_sklearn"]), r.get("max_abs_diff_per_draw") or ""
-            verdict = "met" if x >= 10 and diff and float(diff) <= 0.1 else "missed"
+            fast, close = x >= 10, bool(diff) and float(diff) <= 0.1
+            verdict = "met" if fast and close else f"speed {'met' if fast else 'missed'}, accuracy " \
+                                                   f"{'met' if close else 'missed'}"
             share = f"; {100 * float(r['fraction']):.1f}% of the yardstick" if r.get("fraction") else ""
+            val = (f"; validation scores at equal C within {r['max_abs_diff_val_per_C']} points"
+                   if r.get("max_abs_diff_val_per_C") else "")
             out.append([what, ">= 10x faster in the same run, accuracy per draw within 0.1 point",
-                        f"{verdict}: {x:g}x on {r['fits']} fits ({r['speedup_basis']}); largest accuracy difference "
-                        f"per draw {diff or '-'} points{share} (`probe_speed.csv`)"])
+                        f"{verdict}: {x:g}x on {r['fits']} fits ({r['speedup_basis']}); largest test accuracy "
+                        f"difference per draw {diff or '-'} points{val}{share}, load {r['load']} "
+                        f"(`probe_speed.csv`)"])
     for r in km:
         if r.get("encode_fraction"):  # a bounded run with the yardstick: fractions, and the full recipe predicted
             enc = float(r["encode_fraction"])
