@@ -16,6 +16,7 @@ What it changes, and only that (measurement values are never touched):
   (``AMD EPYC x2`` -> ``AMD EPYC, 2 cores``). The probe records' bare ``cpu`` / ``cuda:0`` are
   named from the row's date: 2026-11-23 rows were made on the AMD EPYC machine and its lent
   H100 80GB HBM3, 2026-12-01 rows on the Intel Xeon machine (results/README.md, "Machines");
+  a later bare ``cpu`` row is named after the machine running the migration;
 - ``kind``: ``paper`` for the paper's rows, else what the row says, else ``measured``;
 - ``commit``: what the row's note states (``commit a988580``), else ``unknown``: never guessed.
 
@@ -33,7 +34,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import PROVENANCE, REPO  # noqa: E402
+from provenance import PROVENANCE, REPO, cpu_name  # noqa: E402
 
 RENAME = {"notes": "note", "peak_rss_gb": "peak_rss_gib", "load_avg_1m": "load"}
 # the records' bare device, by the date the row was made (the only machines of those days)
@@ -55,6 +56,8 @@ def full_device(value: str, date: str) -> str:
     v = value.strip()
     if (v, date[:10]) in RECORD_DEVICE:
         return RECORD_DEVICE[v, date[:10]]
+    if v == "cpu" and date[:10] > "2026-12-01":  # a record made since by an older script, on this
+        return cpu_name()  # machine: run the migration where the rows were made
     m = re.fullmatch(r"(.+?)(?: x(\d+)(?: \(torch threads \d+\))?| \((\d+) cores(?: visible)?\))(?:, \d+ GiB RAM)?", v)
     if m and not v.startswith(("NVIDIA", "8x NVIDIA")):
         return f"{m[1]}, {m[2] or m[3]} cores"

@@ -247,7 +247,14 @@ def probe_small() -> str:
     return markdown(["probe", "ours (torch)", "scikit-learn", "speed-up", "best test accuracy"], body)
 
 
+def paper_column(r: dict) -> str:
+    """``CIFAR-10, cifar10/all, accuracy (%)``: the paper's rows carry no label count."""
+    return f"{DATASETS.get(r['dataset'], r['dataset'])}, `{r['protocol']}`, {r['metric']} (%)"
+
+
 TABLES: dict[str, object] = {
+    "paper": Pivot("accuracy.csv", lambda r: r["kind"] == "paper", row=lambda r: r["features"].removeprefix("paper: "),
+                   col=paper_column, cell=lambda r: r["paper_value"] or "-", lead={}),
     "accuracy-cpu": Pivot("accuracy.csv", lambda r: _cpu(r) and r["architecture"] in ("", "dcgan32")),
     "accuracy-gpu": Pivot("accuracy.csv", _gpu),
     "targets": targets,
