@@ -13,6 +13,7 @@ the run that wants to resume from it, and the files of ``--out`` (``config.json`
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -208,7 +209,8 @@ class RunFolder:
         if self.last.exists():
             raise UserError(f"{str(self.out)!r} already holds a run; pass --resume to continue it, --overwrite "
                             "to replace it, or choose another --out")
-        foreign = sorted(p.name for p in self.out.iterdir() if p.name not in self.OWN) if self.out.is_dir() else []
+        foreign = sorted(p.name for p in self.out.iterdir() if p.name not in self.OWN or p.is_symlink()) \
+            if self.out.is_dir() else []  # a link, even under one of our names, was not written here
         if not foreign and (self.out / "config.json").exists() and not self._config_is_ours():
             foreign = ["config.json"]
         if foreign:
@@ -248,8 +250,15 @@ class RunFolder:
     def append_metrics(self, row: dict) -> None:
         # One short line per append: a kill can at worst truncate the last line, and
         # read_metrics skips a partial last line.
+        try:  # O_NOFOLLOW: a link planted at metrics.jsonl must not aim the appends at another file
+            fd = os.open(self.metrics, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UserError(f"{str(self.metrics)!r} is a symbolic link, not a file this tool wrote; it is left "
+                                "as it is: remove it, or choose another --out") from None
+            raise write_error(self.metrics, e) from None
         try:
-            with open(self.metrics, "a") as f:
+            with os.fdopen(fd, "a") as f:
                 f.write(json.dumps(row) + "\n")
         except OSError as e:
             raise write_error(self.metrics, e) from None

@@ -246,3 +246,21 @@ def test_partial_path_symlink_never_written_through(tmp_path, capsys):
     with pytest.raises(FeatureFileError, match="is a symbolic link, not a partial file this tool wrote"):
         FeatureWriter(out, meta, {"test": (np.array([1, 2]), np.arange(2))}).open()
     assert victim.read_bytes() == before
+
+
+def test_train_never_appends_through_a_link_in_its_run_folder(tmp_path, capsys):
+    """A link planted at RUN/metrics.jsonl (one of train's own names): a fresh run refuses the folder
+    as holding files it did not write, and the append itself never follows a link."""
+    from dcgan_features.train.state import RunFolder
+
+    target = tmp_path / "precious.txt"
+    target.write_text("the user's data\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").symlink_to(target)
+    code, err = run_cli(capsys, "train", "--dataset", "digits", "--arch", "dcgan32", "--width", "4", "--epochs", "1",
+                        "--device", "cpu", "--out", run)
+    assert_one_line(code, err, "holds files this tool did not write (metrics.jsonl)")
+    with pytest.raises(UserError, match="metrics.jsonl' is a symbolic link"):
+        RunFolder(run).append_metrics({"step": 1})
+    assert target.read_text() == "the user's data\n"
