@@ -63,7 +63,7 @@ def visualize_cmd(checkpoint: str | None, out: str, model_spec: str | None, weig
     is shown beside it.
 
     \b
-      dcgan-features visualize svhn_theano.pt --dataset fashion-mnist --n-maps 8 --top-k 8 --out fig5.png
+      dcgan-features visualize svhn_theano.pt --dataset digits --n-maps 8 --top-k 8 --out fig5.png
       dcgan-features visualize runs/d/checkpoints/last.pt --dataset digits --block d2 --maps 0,3 --out v.png
       dcgan-features visualize --model torchvision:resnet18 --weights r18.pt --dataset cifar10 --block layer3 --out r.png
     """
@@ -122,7 +122,7 @@ def neighbours_cmd(checkpoint: str, out: str, **kw) -> None:
 @cli.command("forget")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--boxes", "boxes_path", required=True, type=click.Path(dir_okay=False),
-              help="JSON file of bounding boxes on numbered samples (format below).")
+              help="JSON file of bounding boxes on numbered samples (format above).")
 @click.option("--n", "n", type=click.IntRange(2, 1024), default=F.n, help="The --n of the numbered grid the boxes are on.")
 @click.option("--seed", type=int, default=F.seed, help="The --seed of that grid.")
 @click.option("--layer", default=F.layer,
