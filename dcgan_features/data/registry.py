@@ -201,19 +201,28 @@ def _read_cifar10(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for name in names:
         path = root / name
-        batch = _read_cifar10_pickle(path)
-        try:
-            data = safe_pickle.plain_array(batch[b"data"], np.uint8, f"{path}: 'data'")
-            labels = safe_pickle.plain_array(batch[b"labels"], np.int64, f"{path}: 'labels'")
-        except (KeyError, TypeError, ValueError) as e:
-            raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({type(e).__name__}); "
-                               f"re-download it: {fetch_command('cifar10')}") from None
-        if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-            raise DatasetError(f"{path}: expected data (N, 3072) and N labels, found data "
-                               f"{data.shape} and {len(labels)} labels")
-        xs.append(data.reshape(-1, 3, 32, 32))
+        data, labels = _cifar_arrays(path, b"labels", lambda e: f"is not a readable CIFAR-10 batch "
+                                     f"({type(e).__name__}); re-download it: {fetch_command('cifar10')}")
+        xs.append(data)
         ys.append(labels)
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def _cifar_arrays(path: Path, label_key: bytes,
+                  unreadable: Callable[[Exception], str]) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 or CIFAR-100 pickle's images (N, 3, 32, 32) and ``label_key`` labels, read through
+    the restricted unpickler and :func:`~.safe_pickle.plain_array` (no shared-list bombs);
+    ``unreadable(error)`` says what is wrong with a file whose fields are missing or malformed."""
+    batch = _read_cifar10_pickle(path)
+    try:
+        data = safe_pickle.plain_array(batch[b"data"], np.uint8, f"{path}: 'data'")
+        labels = safe_pickle.plain_array(batch[label_key], np.int64, f"{path}: {label_key.decode()!r}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise DatasetError(f"{path} {unreadable(e)}") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise DatasetError(f"{path}: expected data (N, 3072) and N labels, found data "
+                           f"{data.shape} and {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def _read_cifar10_pickle(path: Path) -> dict:
@@ -233,18 +242,8 @@ def _cifar100_reader(label_key: bytes) -> Callable[[Path, str], tuple[np.ndarray
     """CIFAR-100's ``train`` or ``test`` pickle: data (N, 3072) and its fine (or coarse) labels."""
 
     def read(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-        path = root / split
-        batch = _read_cifar10_pickle(path)
-        try:
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            labels = np.asarray(batch[label_key], dtype=np.int64)
-        except (KeyError, TypeError, ValueError) as e:
-            raise DatasetError(f"{path} is not a readable CIFAR-100 file (no {label_key.decode()}: "
-                               f"{type(e).__name__}); re-download it with --download") from None
-        if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-            raise DatasetError(f"{path}: expected data (N, 3072) and N labels, found data {data.shape} and "
-                               f"{len(labels)} labels")
-        return data.reshape(-1, 3, 32, 32), labels
+        return _cifar_arrays(root / split, label_key, lambda e: f"is not a readable CIFAR-100 file (no "
+                             f"{label_key.decode()}: {type(e).__name__}); re-download it with --download")
 
     return read
 

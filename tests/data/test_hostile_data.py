@@ -13,7 +13,7 @@ from dcgan_features.core.errors import UserError
 from dcgan_features.data import downsampled_imagenet as dsi
 from dcgan_features.data import registry
 
-from formats import write_cifar, write_split
+from formats import write_cifar, write_cifar100, write_split
 
 
 def _bomb_list(depth: int = 40):
@@ -32,6 +32,18 @@ def test_cifar_pickle_with_shared_nested_list_one_line(tmp_path, field):
     path.write_bytes(pickle.dumps(batch, protocol=2))
     with pytest.raises(UserError, match="1099511627776 elements .lists shared inside the pickle"):
         registry.load("cifar10", "test", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("dataset,field", [("cifar100", b"fine_labels"), ("cifar100-coarse", b"coarse_labels"),
+                                           ("cifar100", b"data")])
+def test_cifar100_pickle_with_shared_nested_list_one_line(tmp_path, dataset, field):
+    write_cifar100(tmp_path)
+    path = tmp_path / "cifar-100-python" / "test"
+    batch = pickle.loads(path.read_bytes(), encoding="bytes")
+    batch[field] = _bomb_list()
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(UserError, match="1099511627776 elements .lists shared inside the pickle"):
+        registry.load(dataset, "test", data_dir=tmp_path)
 
 
 def test_pickle_list_that_contains_itself_one_line(tmp_path):
