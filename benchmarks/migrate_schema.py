@@ -110,10 +110,7 @@ def main(argv=None) -> int:
         if new != old:
             stale.append(path.relative_to(REPO))
             if not args.check:
-                tmp = path.with_name(f".{path.name}.tmp")
-                with open(tmp, "w", newline="") as f:
-                    f.write(new)
-                tmp.replace(path)
+                write_text_atomic(path, new)
     verb = "not in the schema" if args.check else "migrated"
     print("\n".join(f"{verb}: {p}" for p in stale) or "every table is in the schema")
     return 1 if args.check and stale else 0

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from dcgan_features.core.atomic import write_text_atomic  # noqa: E402  (imports no torch)
 RESULTS = REPO / "results"
 DOCS = ("README.md", "results/README.md")
 MARK = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
@@ -312,9 +314,7 @@ def main(argv=None) -> int:
         if new != old:
             stale += [f"{doc}: {m[2]}" for m, k in zip(MARK.finditer(old), MARK.finditer(new)) if m[3] != k[3]]
             if not args.check:
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_text(new)
-                tmp.replace(path)
+                write_text_atomic(path, new)
     verb = "stale" if args.check else "rewrote"
     print("\n".join(f"{verb}: {s}" for s in stale) or "every table is up to date")
     return 1 if args.check and stale else 0

@@ -1,5 +1,7 @@
 """Checks shared by the CLI tests: run the CLI in-process, the one-line error contract, equal feature files."""
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -36,3 +38,12 @@ def same_file(a, b):
                 assert fa[s][k].dtype == fb[s][k].dtype and fa[s][k].chunks == fb[s][k].chunks
                 np.testing.assert_array_equal(fa[s][k][...], fb[s][k][...])
 
+
+
+def read_only_dir(tmp_path) -> str:
+    """A folder this process cannot write into: a read-only one, or /proc/sys when running as root
+    (root ignores permissions; /proc/sys refuses even root)."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    return "/proc/sys" if os.access(d, os.W_OK) else str(d)

@@ -16,7 +16,7 @@ from dcgan_features.core.atomic import atomic_path, check_output_file, check_out
 from dcgan_features.core.errors import UserError, WriteError
 from dcgan_features.nets.theano_import import write_random_params
 
-from cli_checks import assert_one_line, run_cli
+from cli_checks import assert_one_line, read_only_dir, run_cli
 from probes.test_rows import write_features
 
 
@@ -109,15 +109,6 @@ def test_outputs_checked_before_the_work(tmp_path):
     with pytest.raises(UserError, match="is a file, not a folder"):
         check_output_folder(tmp_path / "file" / "run")
     assert check_output_folder(tmp_path / "new" / "run")
-
-
-def read_only_dir(tmp_path):
-    d = tmp_path / "ro"
-    d.mkdir()
-    d.chmod(0o555)
-    if os.access(d, os.W_OK):  # root ignores permissions; /proc/sys refuses even root
-        return "/proc/sys"
-    return str(d)
 
 
 def test_every_command_refuses_an_unwritable_output_before_the_work(tmp_path, capsys, tiny_ckpt, monkeypatch):

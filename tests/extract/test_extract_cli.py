@@ -19,7 +19,7 @@ from dcgan_features.extract.run import random_init_sha256
 from dcgan_features.extract.hooks import extract_features
 from dcgan_features.extract.writer import FeatureWriter
 from dcgan_features.extract.store import FeatureFile, partial_path
-from cli_checks import run_cli, same_file
+from cli_checks import read_only_dir, run_cli, same_file
 
 FAULTS = Path(__file__).resolve().parents[1] / "faults.py"  # the SIGKILL launcher
 FAST = ["--random-init", "--arch", "dcgan32", "--width", "2", "--dataset", "synthetic", "--limit", "40",
@@ -163,15 +163,6 @@ def test_real_disk_full(run_cli, tiny_disk, monkeypatch):
     same_file(tiny_disk.parent / "ref.h5", out)
 
 
-def _read_only_dir(tmp_path):
-    d = tmp_path / "ro"
-    d.mkdir()
-    d.chmod(0o555)
-    if os.access(d, os.W_OK):  # root ignores permissions; /proc/sys refuses even root
-        return "/proc/sys"
-    return d
-
-
 def test_bad_input_is_one_line(run_cli, tmp_path):
     out = tmp_path / "f.h5"
     garbage = tmp_path / "bad.pt"
@@ -184,7 +175,7 @@ def test_bad_input_is_one_line(run_cli, tmp_path):
         ([*FAST[:5], "--dataset", "cifar10", "--data-dir", tmp_path, "--out", out], "cifar10 train split not found"),
         ([*FAST, "--splits", "train,val", "--out", out], "has no split 'val'"),
         ([*FAST, "--out", tmp_path / "missing" / "f.h5"], "does not exist"),
-        ([*FAST, "--out", os.path.join(_read_only_dir(tmp_path), "f.h5")], "is not writable"),
+        ([*FAST, "--out", os.path.join(read_only_dir(tmp_path), "f.h5")], "is not writable"),
         ([*FAST[5:], "--out", out], "exactly one of --checkpoint"),
         (["--checkpoint", garbage, *FAST, "--out", out], "exactly one of --checkpoint"),
         (["--checkpoint", garbage, "--width", "2", "--dataset", "synthetic", "--out", out], "only apply with --random-init"),

@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import collections
 import copy
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from dcgan_features.nets.architectures import get_arch, sample_z
 from dcgan_features.train.step import DeviceImages, StepStats, TrainStep, to_unit_range
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from op_count import OpCounter  # noqa: E402  (the counter benchmarks/op_count.py writes its rows with)
+
 CPU = torch.device("cpu")
-
-
-class OpCounter(TorchDispatchMode):
-    """Counts every aten op dispatched inside the block (not a timing: deterministic)."""
-
-    def __init__(self):
-        super().__init__()
-        self.counts: collections.Counter = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.counts[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def make_step(arch: str, joint: bool, batch: int = 8) -> tuple[TrainStep, object]:
